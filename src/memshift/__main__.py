@@ -1,0 +1,5 @@
+"""Allow ``python -m memshift``."""
+
+from memshift.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""structlog set-up shared by every memshift process.
+
+One JSON line per event (or a readable line on a terminal), context bound through
+contextvars, and a processor that masks anything that looks like a secret, so that a
+token can never reach a log line even if a caller binds it by mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+
+SECRET_KEYS = frozenset(
+    {"authorization", "token", "admin_token", "password", "secret", "api_key", "tokens"}
+)
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask the value of every key that names a secret."""
+    for key in event:
+        if key.lower() in SECRET_KEYS:
+            event[key] = "***"
+    return event
+
+
+def _orjson_dumps(obj: Any, default: Any = None) -> str:
+    return orjson.dumps(obj, default=default or str).decode()
+
+
+def configure(*, level: str = "info", json: bool | None = None) -> None:
+    """Configure structlog for this process; ``json=None`` picks JSON unless on a terminal."""
+    as_json = (not sys.stderr.isatty()) if json is None else json
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
