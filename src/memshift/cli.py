@@ -1,0 +1,121 @@
+"""The ``memshift`` command.
+
+Each sub-command parses its arguments here and hands over to the package that does the
+work. Errors in what the user gave (flags, files, URLs) end with a one-line message and
+exit status 2; a failed check exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+
+from memshift import __version__, logs
+from memshift.config.addresses import parse_listen
+from memshift.errors import ConfigError, IntegrityError, MemshiftError
+from memshift.store.settings import ENGINES, MIB, StoreSettings
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _cmd_store(args: argparse.Namespace) -> int:
+    from memshift.store.serve import run_store
+    from memshift.store.tokens import load_tokens
+
+    missing = [f"--{n}" for n in ("engine", "db", "listen") if not getattr(args, n)]
+    if missing:
+        raise ConfigError("store", f"running a store needs {', '.join(missing)}")
+    host, port = parse_listen(args.listen, "--listen")
+    settings = StoreSettings(
+        engine=args.engine,
+        db_url=args.db,
+        zstd_level=args.zstd_level,
+        max_body_bytes=args.max_body_mib * MIB,
+    )
+    run_store(settings, load_tokens(args.tokens), host, port)
+    return 0
+
+
+def _cmd_store_check(args: argparse.Namespace) -> int:
+    from memshift.store.check import check_store
+    from memshift.store.db import Database
+
+    db = Database(args.db, readers=1)
+    try:
+        engine, problems = check_store(db)
+    finally:
+        db.close()
+    if args.json:
+        print(orjson.dumps({"engine": engine, "ok": not problems, "problems": problems}).decode())
+    else:
+        for problem in problems:
+            print(problem)
+        print(
+            f"{engine or 'empty'} store: {'ok' if not problems else f'{len(problems)} problem(s)'}"
+        )
+    return 1 if problems else 0
+
+
+def _cmd_store_backup(args: argparse.Namespace) -> int:
+    from memshift.store.backup import backup_sqlite
+
+    size = backup_sqlite(args.db, Path(args.out))
+    print(f"backup written to {args.out} ({size} bytes)")
+    return 0
+
+
+def _store_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    store = sub.add_parser("store", help="run or maintain a reference memory store")
+    store.set_defaults(func=_cmd_store)
+    store.add_argument("--engine", choices=ENGINES, help="storage engine")
+    store.add_argument("--db", help="SQLAlchemy URL: sqlite:///path or postgresql://...")
+    store.add_argument("--listen", help="HOST:PORT to serve on")
+    store.add_argument("--tokens", help="tokens file (TOML); default: $MEMSHIFT_TOKENS")
+    store.add_argument("--zstd-level", type=int, default=3, choices=range(1, 23), metavar="1..22")
+    store.add_argument("--max-body-mib", type=int, default=16, help="request body limit")
+    actions = store.add_subparsers(dest="store_action", metavar="{check,backup}")
+    check = actions.add_parser("check", help="verify stored content, chunks and references")
+    check.add_argument("--db", required=True, help="SQLAlchemy URL of the store")
+    check.add_argument("--json", action="store_true", help="print a JSON document")
+    check.set_defaults(func=_cmd_store_check)
+    backup = actions.add_parser("backup", help="consistent copy of a SQLite store while it serves")
+    backup.add_argument("--db", required=True, help="sqlite:///path of the store")
+    backup.add_argument("--out", required=True, help="file to write the copy to")
+    backup.set_defaults(func=_cmd_store_backup)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``memshift`` command."""
+    parser = argparse.ArgumentParser(prog="memshift", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"memshift {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument("--log-json", action="store_true", help="JSON log lines on a terminal too")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _store_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``memshift`` command; return its exit status."""
+    args = build_parser().parse_args(argv)
+    logs.configure(level=args.log_level, json=True if args.log_json else None)
+    command: Command = args.func
+    try:
+        return command(args)
+    except ConfigError as exc:
+        print(f"memshift: error: {exc}", file=sys.stderr)
+        return 2
+    except IntegrityError as exc:
+        print(f"memshift: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except MemshiftError as exc:
+        print(f"memshift: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""Settings: the models, TOML loading and validation, and reload."""

@@ -1,0 +1,190 @@
+"""The store's aiohttp application: set-up, middleware, and the read/write helpers.
+
+Every answer is JSON; every failure is ``{"error": {"code", "message"}}`` with a fitting
+status, and no traceback ever reaches a client. Each handler runs its whole operation as
+one transaction off the event loop (``Database.read``/``write``); writes honour
+``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import OperationalError
+
+from memshift.errors import ApiError, bad_request
+from memshift.store import idempotency
+from memshift.store.call import Call
+from memshift.store.content import ContentStore
+from memshift.store.db import Database
+from memshift.store.settings import StoreSettings
+from memshift.store.tokens import Principal
+
+log = structlog.get_logger("memshift.store")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Operation = Callable[[Connection, Call], Any]
+PURGE_EVERY_US = 60_000_000
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass
+class StoreState:
+    """Everything a store's handlers share."""
+
+    settings: StoreSettings
+    tokens: dict[str, Principal]
+    db: Database
+    content: ContentStore
+    last_purge: int = 0
+
+
+STATE = web.AppKey("store_state", StoreState)
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    """Return ``payload`` as a JSON answer."""
+    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """Return the JSON error answer."""
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the JSON error answer, and log the request."""
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+    except SAIntegrityError:
+        response = error_response(409, "conflict", "the change conflicts with stored records")
+    except OperationalError:
+        log.exception("database_unavailable")
+        response = error_response(503, "unavailable", "the database is busy or unreachable")
+    except Exception:
+        log.exception("unhandled_error", method=request.method, path=request.path)
+        response = error_response(500, "internal_error", "internal error")
+    route = request.match_info.route.resource
+    log.debug(
+        "request",
+        method=request.method,
+        route=route.canonical if route else request.path,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the bearer token to a principal; 401 without a known token."""
+    if request.path == "/healthz":
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    who = request.app[STATE].tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+    if who is None:
+        response = error_response(401, "unauthorized", "a valid bearer token is required")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    request[PRINCIPAL] = who
+    return await handler(request)
+
+
+def call_of(request: web.Request) -> Call:
+    """Return the ``Call`` for this request."""
+    return Call(who=request[PRINCIPAL], content=request.app[STATE].content)
+
+
+async def read_json(request: web.Request) -> Any:
+    """Return the request's JSON body; raise 415/400/413 for a body that is not usable JSON."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    if (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):
+        raise ApiError(415, "unsupported_media_type", "the body must be UTF-8")
+    raw = await request.read()
+    if not raw:
+        raise bad_request("a JSON body is required", "empty_body")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_request(
+            f"the body is not valid UTF-8 at byte {exc.start}", "invalid_utf8"
+        ) from exc
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"malformed JSON: {exc}", "malformed_json") from exc
+
+
+async def read(request: web.Request, op: Operation) -> web.Response:
+    """Run ``op`` in a read transaction and answer its result as JSON."""
+    call = call_of(request)
+    result = await request.app[STATE].db.read(lambda conn: op(conn, call))
+    return json_response(result)
+
+
+async def write(request: web.Request, op: Operation, status: int = 200) -> web.Response:
+    """Run ``op`` in a write transaction, honouring ``Idempotency-Key``; answer its result."""
+    state = request.app[STATE]
+    call = call_of(request)
+    key = request.headers.get("Idempotency-Key")
+    fp = ""
+    if key is not None:
+        idempotency.check_key(key)
+        fp = idempotency.fingerprint(request.method, request.path_qs, await request.read())
+
+    def transaction(conn: Connection) -> tuple[idempotency.Answer, bool]:
+        if call.now - state.last_purge > PURGE_EVERY_US:
+            state.last_purge = call.now
+            idempotency.purge(conn, call.now - state.settings.idempotency_ttl_s * 1_000_000)
+        if key is not None:
+            found = idempotency.recall(conn, call.who.user, key, fp)
+            if found is not None:
+                return found, True
+        result = op(conn, call)
+        answer = idempotency.Answer(status, b"" if status == 204 else orjson.dumps(result))
+        if key is not None:
+            idempotency.remember(conn, call.who.user, key, fp, answer, call.now)
+        return answer, False
+
+    try:
+        answer, replayed = await state.db.write(transaction)
+    except SAIntegrityError:
+        if key is None:
+            raise
+        # A concurrent request with the same key committed first: answer as it did.
+        answer, replayed = await state.db.write(transaction)
+    response = web.Response(status=answer.status, body=answer.body or None)
+    if answer.body:
+        response.content_type = "application/json"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def require_query(request: web.Request, name: str, max_len: int) -> str:
+    """Return a required, non-empty query parameter; raise 400 otherwise."""
+    value = request.query.get(name, "").strip()
+    if not value or len(value) > max_len:
+        raise bad_request(f"{name} is required (1..{max_len} characters)", f"invalid_{name}")
+    return value

@@ -1,0 +1,57 @@
+"""Builds a store's aiohttp application for one engine and one database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from memshift.errors import ConfigError
+from memshift.store import routes
+from memshift.store.api import STATE, StoreState, auth_middleware, errors_middleware
+from memshift.store.content import BlobContent, ContentStore, PlainContent
+from memshift.store.db import Database
+from memshift.store.settings import StoreSettings
+from memshift.store.tokens import Principal
+
+log = structlog.get_logger("memshift.store")
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    await asyncio.to_thread(state.db.prepare, state.settings.engine)
+    log.info(
+        "store_ready",
+        engine=state.settings.engine,
+        database=state.db.engine.url.get_backend_name(),
+    )
+    yield
+    await asyncio.to_thread(state.db.close)
+
+
+def content_store(settings: StoreSettings) -> ContentStore:
+    """Return the content store of the configured engine."""
+    if settings.engine == "legacy":
+        return PlainContent()
+    return BlobContent(
+        level=settings.zstd_level,
+        compress_min_bytes=settings.compress_min_bytes,
+        chunk_bytes=settings.chunk_bytes,
+    )
+
+
+def make_app(settings: StoreSettings, tokens: dict[str, Principal]) -> web.Application:
+    """Return the store application; the database is prepared when the app starts."""
+    if not tokens:
+        raise ConfigError("tokens", "a store needs at least one token")
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[errors_middleware, auth_middleware],
+    )
+    db = Database(settings.db_url, readers=settings.readers)
+    app[STATE] = StoreState(settings, tokens, db, content_store(settings))
+    app.cleanup_ctx.append(_lifecycle)
+    routes.setup(app)
+    return app

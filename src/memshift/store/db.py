@@ -1,0 +1,148 @@
+"""Database access for the store: one SQLAlchemy engine, a writer path and reader threads.
+
+Handlers never block the event loop: each request runs one whole transaction as a plain
+function in a thread. On SQLite all writes of a process go through a single writer
+thread and start with ``BEGIN IMMEDIATE`` (WAL, a 30 s busy timeout), so concurrent
+writers queue instead of failing with "database is locked"; other processes on the same
+file (a backup, a check) wait on the busy timeout. PostgreSQL gets a few writer threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, insert, select
+from sqlalchemy.engine import make_url
+
+from memshift.errors import ConfigError
+from memshift.store.schema import metadata, store_meta
+
+T = TypeVar("T")
+
+
+def normalize_url(url: str) -> str:
+    """Return ``url`` with the driver memshift uses; raise ``ConfigError`` for unusable URLs."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError("db", f"not a database URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError("db", "SQLite needs a file path (sqlite:///path/to/file.db)")
+        return parsed.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
+    raise ConfigError("db", f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = make_url(url).database
+    assert path is not None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun explicitly below
+        cur = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """Return the primary key an INSERT assigned."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+class Database:
+    """A store database: schema creation and transactions run off the event loop."""
+
+    def __init__(self, url: str, *, readers: int = 4) -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        writers = 1 if self.is_sqlite else 4
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(self.url)
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=readers + writers, max_overflow=4, pool_pre_ping=True
+            )
+        self._writer = ThreadPoolExecutor(writers, thread_name_prefix="store-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="store-reader")
+
+    def prepare(self, engine_name: str) -> None:
+        """Create missing tables and claim the database for ``engine_name``.
+
+        Raises ``ConfigError`` when the database already belongs to the other engine.
+        """
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(store_meta.c.value).where(store_meta.c.key == "engine")
+            ).scalar()
+            if found is None:
+                conn.execute(insert(store_meta).values(key="engine", value=engine_name))
+            elif found != engine_name:
+                raise ConfigError(
+                    "engine", f"this database holds a {found!r} store, not {engine_name!r}"
+                )
+
+    def engine_name(self) -> str | None:
+        """Return the engine recorded in the database, or None for an empty database."""
+        metadata.create_all(self.engine, tables=[store_meta])
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(store_meta.c.value).where(store_meta.c.key == "engine")
+            ).scalar()
+
+    def read_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a read transaction on this thread and return its result."""
+        with self.engine.connect() as conn, conn.begin():
+            return fn(conn)
+
+    def write_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a write transaction on this thread; commit if it returns."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(immediate=True)
+            with conn.begin():
+                return fn(conn)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a read transaction on a reader thread."""
+        return await self._run(self._readers, self.read_sync, fn)
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a write transaction on the writer path."""
+        return await self._run(self._writer, self.write_sync, fn)
+
+    @staticmethod
+    async def _run(
+        pool: ThreadPoolExecutor,
+        runner: Callable[[Callable[[Connection], T]], T],
+        fn: Callable[[Connection], T],
+    ) -> T:
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, ctx.run, runner, fn)
+
+    def close(self) -> None:
+        """Stop the threads and close every pooled connection."""
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.engine.dispose()

@@ -1,0 +1,170 @@
+"""Memories: titled content, optionally in a context, indexed for search.
+
+Reads that list memories select only the metadata columns, never content, so listing
+many large memories costs little (the ``new`` engine's rows do not even hold content).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, delete, insert, or_, select, update
+
+from memshift.errors import ApiError, not_found, unprocessable
+from memshift.store import search
+from memshift.store.access import require_owner, visible
+from memshift.store.call import Call
+from memshift.store.contexts import find_context
+from memshift.store.db import inserted_id
+from memshift.store.schema import memories, relations
+from memshift.store.timestamps import format_ts
+from memshift.store.validation import encode_cursor
+
+META_COLUMNS = [c for c in memories.c if c.name != "content"]
+
+
+def memory_json(row: Any, content: str | None) -> dict[str, Any]:
+    """Return the API form of a memory row; ``content=None`` leaves content out (lists)."""
+    out: dict[str, Any] = {"id": row.id, "title": row.title}
+    if content is not None:
+        out["content"] = content
+    out |= {
+        "context_id": row.context_id,
+        "access_level": row.access_level,
+        "metadata": orjson.loads(row.meta),
+        "owner": row.owner,
+        "version": row.version,
+        "created_at": format_ts(row.created_at),
+        "updated_at": format_ts(row.updated_at),
+    }
+    return out
+
+
+def find_memory(conn: Connection, call: Call, memory_id: int, *, full: bool = False) -> Any:
+    """Return the memory row if visible (with the content columns when ``full``); else 404."""
+    columns = list(memories.c) if full else META_COLUMNS
+    row = conn.execute(
+        select(*columns).where(memories.c.id == memory_id, visible(memories, call.who))
+    ).first()
+    if row is None:
+        raise not_found(f"memory {memory_id} not found")
+    return row
+
+
+def check_context(conn: Connection, call: Call, context_id: int | None) -> None:
+    """Raise 422 unless ``context_id`` is None or a context the caller may see."""
+    if context_id is None:
+        return
+    try:
+        find_context(conn, call, context_id)
+    except ApiError as exc:
+        raise unprocessable(f"context_id: no context {context_id}", "unknown_context") from exc
+
+
+def _meta(data: dict[str, Any]) -> str:
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def create_memory(conn: Connection, call: Call, data: dict[str, Any]) -> dict[str, Any]:
+    """Create a memory, store its content, index it; return it with content."""
+    check_context(conn, call, data.get("context_id"))
+    values = {
+        "title": data["title"],
+        "context_id": data.get("context_id"),
+        "access_level": data.get("access_level", "private"),
+        "meta": _meta(data.get("metadata", {})),
+        **call.stamps(data),
+        **call.content.put(conn, data["content"]),
+    }
+    new_id = inserted_id(conn.execute(insert(memories).values(**values)))
+    search.index_memory(conn, new_id, data["title"], data["content"])
+    return memory_json(find_memory(conn, call, new_id), data["content"])
+
+
+def get_memory(conn: Connection, call: Call, memory_id: int) -> dict[str, Any]:
+    """Return one visible memory with its content."""
+    row = find_memory(conn, call, memory_id, full=True)
+    return memory_json(row, call.content.load(conn, row))
+
+
+def list_memories(
+    conn: Connection, call: Call, context_id: int | None, after: int, limit: int
+) -> dict[str, Any]:
+    """Return one page of visible memories in id order, without content."""
+    check_context(conn, call, context_id)
+    query = select(*META_COLUMNS).where(memories.c.id > after, visible(memories, call.who))
+    if context_id is not None:
+        query = query.where(memories.c.context_id == context_id)
+    rows = conn.execute(query.order_by(memories.c.id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "items": [memory_json(r, None) for r in rows],
+        "next_cursor": encode_cursor(rows[-1].id) if more else None,
+    }
+
+
+def update_memory(
+    conn: Connection, call: Call, memory_id: int, data: dict[str, Any]
+) -> dict[str, Any]:
+    """Change a memory the caller owns; bump its version; reindex if its text changed."""
+    row = find_memory(conn, call, memory_id, full=True)
+    require_owner(row, call.who, "memory")
+    if "context_id" in data:
+        check_context(conn, call, data["context_id"])
+    values: dict[str, Any] = {k: v for k, v in data.items() if k not in ("metadata", "content")}
+    if "metadata" in data:
+        values["meta"] = _meta(data["metadata"])
+    content = data.get("content")
+    if content is not None:
+        values |= call.content.put(conn, content)
+        call.content.release(conn, row)
+    conn.execute(
+        update(memories)
+        .where(memories.c.id == memory_id)
+        .values(**values, version=row.version + 1, updated_at=call.now)
+    )
+    if content is None:
+        content = call.content.load(conn, row)
+    if "title" in data or "content" in data:
+        search.index_memory(conn, memory_id, data.get("title", row.title), content)
+    return memory_json(find_memory(conn, call, memory_id), content)
+
+
+def delete_memory(conn: Connection, call: Call, memory_id: int) -> None:
+    """Delete a memory the caller owns, with its relations, index rows and content claim."""
+    row = find_memory(conn, call, memory_id, full=True)
+    require_owner(row, call.who, "memory")
+    conn.execute(
+        delete(relations).where(
+            or_(relations.c.source_id == memory_id, relations.c.target_id == memory_id)
+        )
+    )
+    search.unindex_memory(conn, memory_id)
+    conn.execute(delete(memories).where(memories.c.id == memory_id))
+    call.content.release(conn, row)
+
+
+def search_memories(
+    conn: Connection, call: Call, query: str, context_id: int | None, limit: int
+) -> dict[str, Any]:
+    """Return ranked search results with snippets, and the number of matches."""
+    check_context(conn, call, context_id)
+    scope = visible(memories, call.who)
+    if context_id is not None:
+        scope = scope & (memories.c.context_id == context_id)
+    hits, total = search.search(conn, query, scope, limit)
+    results = []
+    for hit in hits:
+        row = find_memory(conn, call, hit.memory_id, full=True)
+        text = call.content.load(conn, row)
+        results.append(
+            {
+                "id": row.id,
+                "title": row.title,
+                "snippet": search.snippet(text, query),
+                "score": hit.score,
+            }
+        )
+    return {"results": results, "total": total}

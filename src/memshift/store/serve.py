@@ -1,0 +1,19 @@
+"""Run one reference store process until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from memshift.store.app import make_app
+from memshift.store.settings import StoreSettings
+from memshift.store.tokens import Principal
+
+log = structlog.get_logger("memshift.store")
+
+
+def run_store(settings: StoreSettings, tokens: dict[str, Principal], host: str, port: int) -> None:
+    """Serve the store on ``host:port``; return after a clean shutdown."""
+    app = make_app(settings, tokens)
+    log.info("store_listening", engine=settings.engine, url=f"http://{host}:{port}")
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
