@@ -77,6 +77,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         response = error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
     except SAIntegrityError:
+        log.warning("integrity_conflict", method=request.method, path=request.path, exc_info=True)
         response = error_response(409, "conflict", "the change conflicts with stored records")
     except OperationalError:
         log.exception("database_unavailable")

@@ -119,12 +119,13 @@ def update_memory(
     content = data.get("content")
     if content is not None:
         values |= call.content.put(conn, content)
-        call.content.release(conn, row)
     conn.execute(
         update(memories)
         .where(memories.c.id == memory_id)
         .values(**values, version=row.version + 1, updated_at=call.now)
     )
+    if content is not None:
+        call.content.release(conn, row)  # after the row points at the new content
     if content is None:
         content = call.content.load(conn, row)
     if "title" in data or "content" in data:
