@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from memshift.cli import main
 from memshift.store.api import STATE
-from memshift.store.schema import blob_chunks, blobs, memories
+from memshift.store.schema import blob_chunks, blobs, counters, memories
 from tests.store.conftest import ALICE, MakeStore, post
 from tests.store.test_engines import prose
 
@@ -45,6 +45,7 @@ async def test_check_passes_on_a_whole_store(
             update(memories).where(memories.c.title == "b").values(content_hash=None),
             "without content_hash",
         ),
+        (update(counters).values(value=9), "counts 9 memories but 4 exist"),
     ],
 )
 async def test_check_names_damage(

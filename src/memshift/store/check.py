@@ -14,9 +14,10 @@ from collections import Counter
 import zstandard
 from sqlalchemy import Connection, func, select
 
+from memshift.store import search
 from memshift.store.content import read_blob
 from memshift.store.db import Database
-from memshift.store.schema import blob_chunks, blobs, memories, search_terms
+from memshift.store.schema import blob_chunks, blobs, counters, memories, search_terms
 
 
 def _check_blob(conn: Connection, row: object) -> list[str]:
@@ -77,13 +78,20 @@ def check_plain(conn: Connection) -> list[str]:
 
 
 def check_index(conn: Connection) -> list[str]:
-    """Return search index rows that point at deleted memories."""
+    """Return search index rows that point at deleted memories, and a wrong memory count."""
     dangling = conn.execute(
         select(func.count())
         .select_from(search_terms)
         .where(search_terms.c.memory_id.not_in(select(memories.c.id)))
     ).scalar_one()
-    return [f"search index: {dangling} rows refer to missing memories"] if dangling else []
+    found = [f"search index: {dangling} rows refer to missing memories"] if dangling else []
+    counted = conn.execute(
+        select(counters.c.value).where(counters.c.name == search.DOCUMENTS)
+    ).scalar()
+    actual = conn.execute(select(func.count()).select_from(memories)).scalar_one()
+    if counted is not None and counted != actual:
+        found.append(f"search index: counts {counted} memories but {actual} exist")
+    return found
 
 
 def check_store(db: Database) -> tuple[str | None, list[str]]:

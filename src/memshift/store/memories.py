@@ -79,6 +79,7 @@ def create_memory(conn: Connection, call: Call, data: dict[str, Any]) -> dict[st
     }
     new_id = inserted_id(conn.execute(insert(memories).values(**values)))
     search.index_memory(conn, new_id, data["title"], data["content"])
+    search.count_documents(conn, +1)
     return memory_json(find_memory(conn, call, new_id), data["content"])
 
 
@@ -144,6 +145,7 @@ def delete_memory(conn: Connection, call: Call, memory_id: int) -> None:
     )
     search.unindex_memory(conn, memory_id)
     conn.execute(delete(memories).where(memories.c.id == memory_id))
+    search.count_documents(conn, -1)
     call.content.release(conn, row)
 
 

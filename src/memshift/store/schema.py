@@ -32,6 +32,13 @@ store_meta = Table(
     Column("value", String(256), nullable=False),
 )
 
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
 contexts = Table(
     "contexts",
     metadata,

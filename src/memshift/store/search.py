@@ -7,7 +7,10 @@ computed in Python from integers the database returns, so both engines and both
 databases rank the same data identically; ties go to the older (smaller) id.
 
 A query starts from its rarest term and only looks up the other terms for those
-candidates, so its cost follows the number of matches, not the size of the store.
+candidates, so its cost follows the number of matches, not the size of the store. For
+the same reason the number of indexed memories is a counter kept with each write, and
+document frequencies are counted up to ``DF_CAP``: a word found in more memories than
+that weighs next to nothing in the score anyway.
 """
 
 from __future__ import annotations
@@ -17,21 +20,40 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, select
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
 
-from memshift.store.schema import memories, search_terms
+from memshift.store.schema import counters, memories, search_terms
 
 _WORD = re.compile(r"[^\W_]+")
 TITLE_WEIGHT = 3
 MIN_TERM, MAX_TERM = 2, 64
 _K1 = 1.2
 _BATCH = 500
+DF_CAP = 10_000
+DOCUMENTS = "indexed_memories"
 SNIPPET_CHARS = 160
 
 
 def terms_of(text: str) -> Counter[str]:
     """Return the index terms of ``text`` with their counts."""
     return Counter(word[:MAX_TERM] for word in _WORD.findall(text.lower()) if len(word) >= MIN_TERM)
+
+
+def count_documents(conn: Connection, delta: int) -> None:
+    """Add ``delta`` to the number of indexed memories (call on create and delete)."""
+    bumped = conn.execute(
+        update(counters).where(counters.c.name == DOCUMENTS).values(value=counters.c.value + delta)
+    )
+    if bumped.rowcount == 0:
+        total = conn.execute(select(func.count()).select_from(memories)).scalar_one()
+        conn.execute(insert(counters).values(name=DOCUMENTS, value=total))
+
+
+def _documents(conn: Connection) -> int:
+    found = conn.execute(select(counters.c.value).where(counters.c.name == DOCUMENTS)).scalar()
+    if found is None:
+        return int(conn.execute(select(func.count()).select_from(memories)).scalar_one())
+    return int(found)
 
 
 def index_memory(conn: Connection, memory_id: int, title: str, content: str) -> None:
@@ -61,13 +83,16 @@ class Hit:
 
 
 def _doc_frequencies(conn: Connection, terms: list[str]) -> dict[str, int]:
-    rows = conn.execute(
-        select(search_terms.c.term, func.count())
-        .where(search_terms.c.term.in_(terms))
-        .group_by(search_terms.c.term)
-    ).all()
-    found = {str(term): int(n) for term, n in rows}
-    return {t: found.get(t, 0) for t in terms}
+    out = {}
+    for term in terms:
+        capped = (
+            select(search_terms.c.memory_id)
+            .where(search_terms.c.term == term)
+            .limit(DF_CAP)
+            .subquery()
+        )
+        out[term] = int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
+    return out
 
 
 def _weights(
@@ -98,7 +123,7 @@ def search(
     df = _doc_frequencies(conn, terms)
     if min(df.values()) == 0:
         return [], 0
-    n_docs = int(conn.execute(select(func.count()).select_from(memories)).scalar_one())
+    n_docs = max(_documents(conn), *df.values())
     per_term: dict[str, dict[int, int]] = {}
     candidates: list[int] | None = None
     for term in sorted(terms, key=lambda t: (df[t], t)):
