@@ -7,6 +7,7 @@ better than what users store and would flatter the new engine.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 
 RESULTS = Path(__file__).parent / "results"
@@ -169,3 +171,19 @@ def report(name: str, headers: list[str], rows: list[list[Any]], data: dict[str,
     out = RESULTS / f"{name}.json"
     out.write_bytes(orjson.dumps({"machine": machine(), **data}, option=orjson.OPT_INDENT_2))
     print(f"\nwritten: {out}")
+
+
+async def create_memories(url: str, texts: list[str], concurrency: int = 8) -> list[int]:
+    """Create one memory per text through the API; return their ids in order."""
+    ids = [0] * len(texts)
+    async with aiohttp.ClientSession(headers=USER) as http:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            body = {"title": f"doc {i}", "content": texts[i]}
+            async with sem, http.post(f"{url}/v1/memories", json=body) as resp:
+                assert resp.status == 201, await resp.text()
+                ids[i] = (await resp.json())["id"]
+
+        await asyncio.gather(*(one(i) for i in range(len(texts))))
+    return ids

@@ -13,25 +13,9 @@ import asyncio
 
 import aiohttp
 
-from benchmarks.harness import USER, corpus, report, slices, store_process
+from benchmarks.harness import USER, corpus, create_memories, report, slices, store_process
 
 MIB = 1024 * 1024
-
-
-async def fill(url: str, texts: list[str]) -> None:
-    async with aiohttp.ClientSession(headers=USER) as http:
-        sem = asyncio.Semaphore(8)
-
-        async def one(i: int, text: str) -> None:
-            async with (
-                sem,
-                http.post(
-                    f"{url}/v1/memories", json={"title": f"doc {i}", "content": text}
-                ) as resp,
-            ):
-                assert resp.status == 201, await resp.text()
-
-        await asyncio.gather(*(one(i, t) for i, t in enumerate(texts)))
 
 
 async def list_all(url: str, page: int) -> int:
@@ -58,7 +42,7 @@ def main() -> None:
     rows, data = [], {}
     for engine in ("new", "legacy"):
         with store_process(engine) as store:
-            asyncio.run(fill(store.url, texts))
+            asyncio.run(create_memories(store.url, texts))
             for page in (100, 1000):
                 before = store.status("VmRSS")
                 store.reset_peak()

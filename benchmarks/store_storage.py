@@ -10,27 +10,15 @@ import asyncio
 
 import aiohttp
 
-from benchmarks.harness import USER, corpus, report, slices, store_process
+from benchmarks.harness import USER, corpus, create_memories, report, slices, store_process
 
 
 async def fill(url: str, texts: list[str]) -> dict[str, int]:
     """Create one memory per text, then return the store's stats."""
-    async with aiohttp.ClientSession(headers=USER) as http:
-        sem = asyncio.Semaphore(8)
-
-        async def one(i: int, text: str) -> None:
-            async with (
-                sem,
-                http.post(
-                    f"{url}/v1/memories", json={"title": f"doc {i}", "content": text}
-                ) as resp,
-            ):
-                assert resp.status == 201, await resp.text()
-
-        await asyncio.gather(*(one(i, t) for i, t in enumerate(texts)))
-        async with http.get(f"{url}/v1/stats") as resp:
-            stats: dict[str, int] = await resp.json()
-            return stats
+    await create_memories(url, texts)
+    async with aiohttp.ClientSession(headers=USER) as http, http.get(f"{url}/v1/stats") as resp:
+        stats: dict[str, int] = await resp.json()
+        return stats
 
 
 def main() -> None:

@@ -63,14 +63,23 @@ def test_store_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert b"tok-ops" not in err
 
 
+def run_memshift(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m memshift ARGS`` to completion and return what it did."""
+    return subprocess.run(
+        [sys.executable, "-m", "memshift", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_store_without_tokens_refuses_to_start(tmp_path: Path) -> None:
     """Without --tokens or MEMSHIFT_TOKENS the store exits 2 with a clear message."""
     env = {k: v for k, v in os.environ.items() if k != "MEMSHIFT_TOKENS"}
-    done = subprocess.run(
+    done = run_memshift(
         [
-            sys.executable,
-            "-m",
-            "memshift",
             "store",
             "--engine",
             "legacy",
@@ -79,23 +88,15 @@ def test_store_without_tokens_refuses_to_start(tmp_path: Path) -> None:
             "--listen",
             "127.0.0.1:0",
         ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        env,
     )
-    assert 2 == done.returncode
-    assert "MEMSHIFT_TOKENS" in done.stderr
+    assert (2, True) == (done.returncode, "MEMSHIFT_TOKENS" in done.stderr)
 
 
 def test_store_with_a_bad_listen_address_refuses(tmp_path: Path) -> None:
     """A malformed --listen is refused naming the flag, exit 2."""
-    done = subprocess.run(
+    done = run_memshift(
         [
-            sys.executable,
-            "-m",
-            "memshift",
             "store",
             "--engine",
             "legacy",
@@ -104,10 +105,6 @@ def test_store_with_a_bad_listen_address_refuses(tmp_path: Path) -> None:
             "--listen",
             "localhost",
         ],
-        env={**os.environ, "MEMSHIFT_TOKENS": TOKENS},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        {**os.environ, "MEMSHIFT_TOKENS": TOKENS},
     )
     assert (2, True) == (done.returncode, "--listen" in done.stderr)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from memshift.store.content import ContentStore
-from memshift.store.timestamps import now_us
+from memshift.store.timestamps import format_ts, now_us
 from memshift.store.tokens import Principal
 
 
@@ -26,3 +27,13 @@ class Call:
             "created_at": created,
             "updated_at": data.get("updated_at", created),
         }
+
+
+def provenance_json(row: Any) -> dict[str, Any]:
+    """Return the owner, version and timestamps of a record row in API form."""
+    return {
+        "owner": row.owner,
+        "version": row.version,
+        "created_at": format_ts(row.created_at),
+        "updated_at": format_ts(row.updated_at),
+    }

@@ -9,10 +9,9 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from memshift.errors import ApiError, not_found
 from memshift.store.access import require_owner, visible
-from memshift.store.call import Call
+from memshift.store.call import Call, provenance_json
 from memshift.store.db import inserted_id
 from memshift.store.schema import contexts, memories
-from memshift.store.timestamps import format_ts
 from memshift.store.validation import encode_cursor
 
 
@@ -23,10 +22,7 @@ def context_json(row: Any) -> dict[str, Any]:
         "name": row.name,
         "description": row.description,
         "access_level": row.access_level,
-        "owner": row.owner,
-        "version": row.version,
-        "created_at": format_ts(row.created_at),
-        "updated_at": format_ts(row.updated_at),
+        **provenance_json(row),
     }
 
 

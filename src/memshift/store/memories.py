@@ -14,11 +14,10 @@ from sqlalchemy import Connection, delete, insert, or_, select, update
 from memshift.errors import ApiError, not_found, unprocessable
 from memshift.store import search
 from memshift.store.access import require_owner, visible
-from memshift.store.call import Call
+from memshift.store.call import Call, provenance_json
 from memshift.store.contexts import find_context
 from memshift.store.db import inserted_id
 from memshift.store.schema import memories, relations
-from memshift.store.timestamps import format_ts
 from memshift.store.validation import encode_cursor
 
 META_COLUMNS = [c for c in memories.c if c.name != "content"]
@@ -33,10 +32,7 @@ def memory_json(row: Any, content: str | None) -> dict[str, Any]:
         "context_id": row.context_id,
         "access_level": row.access_level,
         "metadata": orjson.loads(row.meta),
-        "owner": row.owner,
-        "version": row.version,
-        "created_at": format_ts(row.created_at),
-        "updated_at": format_ts(row.updated_at),
+        **provenance_json(row),
     }
     return out
 

@@ -12,11 +12,10 @@ from sqlalchemy.orm import aliased
 
 from memshift.errors import ApiError, not_found, unprocessable
 from memshift.store.access import require_owner, visible
-from memshift.store.call import Call
+from memshift.store.call import Call, provenance_json
 from memshift.store.db import inserted_id
 from memshift.store.memories import find_memory
 from memshift.store.schema import contexts, memories, relations
-from memshift.store.timestamps import format_ts
 
 
 def relation_json(row: Any) -> dict[str, Any]:
@@ -27,10 +26,7 @@ def relation_json(row: Any) -> dict[str, Any]:
         "source_id": row.source_id,
         "target_id": row.target_id,
         "strength": row.strength,
-        "owner": row.owner,
-        "version": row.version,
-        "created_at": format_ts(row.created_at),
-        "updated_at": format_ts(row.updated_at),
+        **provenance_json(row),
     }
 
 

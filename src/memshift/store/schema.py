@@ -25,6 +25,17 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def provenance() -> list[Column[object]]:
+    """Return fresh owner, version and timestamp columns (times in microseconds)."""
+    return [
+        Column("owner", String(200), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("created_at", BigInteger, nullable=False),
+        Column("updated_at", BigInteger, nullable=False),
+    ]
+
+
 store_meta = Table(
     "store_meta",
     metadata,
@@ -46,10 +57,7 @@ contexts = Table(
     Column("name", String(200), nullable=False),
     Column("description", Text, nullable=False),
     Column("access_level", String(16), nullable=False),
-    Column("owner", String(200), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("created_at", BigInteger, nullable=False),
-    Column("updated_at", BigInteger, nullable=False),
+    *provenance(),
     UniqueConstraint("owner", "name", name="uq_contexts_owner_name"),
     sqlite_autoincrement=True,
 )
@@ -82,10 +90,7 @@ memories = Table(
     Column("context_id", Integer, ForeignKey("contexts.id"), nullable=True),
     Column("access_level", String(16), nullable=False),
     Column("meta", Text, nullable=False),
-    Column("owner", String(200), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("created_at", BigInteger, nullable=False),
-    Column("updated_at", BigInteger, nullable=False),
+    *provenance(),
     Column("size", BigInteger, nullable=False),
     Column("content", Text, nullable=True),
     Column("content_hash", String(64), ForeignKey("blobs.hash"), nullable=True),
@@ -104,10 +109,7 @@ relations = Table(
     Column("source_id", Integer, ForeignKey("memories.id"), nullable=False),
     Column("target_id", Integer, ForeignKey("memories.id"), nullable=False),
     Column("strength", Float, nullable=False),
-    Column("owner", String(200), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("created_at", BigInteger, nullable=False),
-    Column("updated_at", BigInteger, nullable=False),
+    *provenance(),
     Index("ix_relations_source", "source_id"),
     Index("ix_relations_target", "target_id"),
     sqlite_autoincrement=True,
