@@ -29,7 +29,8 @@ from benchmarks.harness import USER, corpus, percentile, report, slices, store_p
 from memshift.store import memories
 from memshift.store.call import Call
 from memshift.store.content import BlobContent, ContentStore, PlainContent
-from memshift.store.db import Database
+from memshift.database import Database
+from memshift.store.schema import prepare
 from memshift.store.tokens import Principal
 
 QUERIES = {
@@ -98,7 +99,7 @@ def main() -> None:
             done = 0
             for size in sizes:
                 db = Database(url)
-                db.prepare(engine)
+                prepare(db, engine)
                 started = time.perf_counter()
                 seed(db, content, texts, done, size)
                 print(

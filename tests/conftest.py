@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from memshift.store.db import normalize_url
+from memshift.database import normalize_url
 
 PG_ENV = "MEMSHIFT_TEST_PG_URL"
 REQUIRE_PG_ENV = "MEMSHIFT_REQUIRE_PG"

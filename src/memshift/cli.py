@@ -41,8 +41,8 @@ def _cmd_store(args: argparse.Namespace) -> int:
 
 
 def _cmd_store_check(args: argparse.Namespace) -> int:
+    from memshift.database import Database
     from memshift.store.check import check_store
-    from memshift.store.db import Database
 
     db = Database(args.db, readers=1)
     try:

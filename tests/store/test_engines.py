@@ -10,11 +10,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import event, func, select
 
+from memshift.database import Database
 from memshift.errors import ConfigError
 from memshift.store.api import STATE
 from memshift.store.check import check_store
-from memshift.store.db import Database
-from memshift.store.schema import blob_chunks, blobs
+from memshift.store.schema import blob_chunks, blobs, prepare
 from tests.store.conftest import ALICE, BOB, MakeStore, get, post
 
 Client = TestClient[Any, Any]
@@ -222,8 +222,8 @@ async def test_a_database_belongs_to_one_engine(tmp_path: Any) -> None:
     """Opening a legacy database with the new engine is refused."""
     db = Database(f"sqlite:///{tmp_path}/one.db")
     try:
-        db.prepare("legacy")
+        prepare(db, "legacy")
         with pytest.raises(ConfigError, match="holds a 'legacy' store"):
-            db.prepare("new")
+            prepare(db, "new")
     finally:
         db.close()

@@ -9,8 +9,9 @@ one transaction off the event loop (``Database.read``/``write``); writes honour
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -20,17 +21,17 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 
+from memshift.database import Database
 from memshift.errors import ApiError, bad_request
 from memshift.store import idempotency
 from memshift.store.call import Call
 from memshift.store.content import ContentStore
-from memshift.store.db import Database
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal
+from memshift.webutil import Handler, answer_errors, error_response, json_response
 
 log = structlog.get_logger("memshift.store")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Operation = Callable[[Connection, Call], Any]
 PURGE_EVERY_US = 60_000_000
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -51,40 +52,11 @@ STATE = web.AppKey("store_state", StoreState)
 PRINCIPAL = web.RequestKey("principal", Principal)
 
 
-def json_response(payload: Any, status: int = 200) -> web.Response:
-    """Return ``payload`` as a JSON answer."""
-    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    """Return the JSON error answer."""
-    return json_response({"error": {"code": code, "message": message}}, status)
-
-
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-
-
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into the JSON error answer, and log the request."""
     started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except ApiError as exc:
-        response = error_response(exc.status, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
-    except SAIntegrityError:
-        log.warning("integrity_conflict", method=request.method, path=request.path, exc_info=True)
-        response = error_response(409, "conflict", "the change conflicts with stored records")
-    except OperationalError:
-        log.exception("database_unavailable")
-        response = error_response(503, "unavailable", "the database is busy or unreachable")
-    except Exception:
-        log.exception("unhandled_error", method=request.method, path=request.path)
-        response = error_response(500, "internal_error", "internal error")
+    response = await answer_errors(request, partial(_database_errors, handler=handler))
     route = request.match_info.route.resource
     log.debug(
         "request",
@@ -94,6 +66,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
     )
     return response
+
+
+async def _database_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SAIntegrityError:
+        log.warning("integrity_conflict", method=request.method, path=request.path, exc_info=True)
+        return error_response(409, "conflict", "the change conflicts with stored records")
+    except OperationalError:
+        log.exception("database_unavailable")
+        return error_response(503, "unavailable", "the database is busy or unreachable")
 
 
 @web.middleware

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from memshift.database import Database
 from memshift.errors import ConfigError
-from memshift.store import routes
+from memshift.store import routes, schema
 from memshift.store.api import STATE, StoreState, auth_middleware, errors_middleware
 from memshift.store.content import BlobContent, ContentStore, PlainContent
-from memshift.store.db import Database
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal
 
@@ -21,7 +21,7 @@ log = structlog.get_logger("memshift.store")
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    await asyncio.to_thread(state.db.prepare, state.settings.engine)
+    await asyncio.to_thread(schema.prepare, state.db, state.settings.engine)
     log.info(
         "store_ready",
         engine=state.settings.engine,

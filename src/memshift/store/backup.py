@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from memshift.database import normalize_url
 from memshift.errors import ConfigError, IntegrityError
-from memshift.store.db import normalize_url
 
 
 def backup_sqlite(db_url: str, out: Path) -> int:

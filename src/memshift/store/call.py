@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memshift.store.content import ContentStore
-from memshift.store.timestamps import format_ts, now_us
 from memshift.store.tokens import Principal
+from memshift.timestamps import format_ts, now_us
 
 
 @dataclass(frozen=True)

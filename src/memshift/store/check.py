@@ -14,10 +14,17 @@ from collections import Counter
 import zstandard
 from sqlalchemy import Connection, func, select
 
+from memshift.database import Database
 from memshift.store import search
 from memshift.store.content import read_blob
-from memshift.store.db import Database
-from memshift.store.schema import blob_chunks, blobs, counters, memories, search_terms
+from memshift.store.schema import (
+    blob_chunks,
+    blobs,
+    counters,
+    engine_name,
+    memories,
+    search_terms,
+)
 
 
 def _check_blob(conn: Connection, row: object) -> list[str]:
@@ -96,7 +103,7 @@ def check_index(conn: Connection) -> list[str]:
 
 def check_store(db: Database) -> tuple[str | None, list[str]]:
     """Return the store's engine and every problem found, in one consistent read."""
-    engine = db.engine_name()
+    engine = engine_name(db)
 
     def run(conn: Connection) -> list[str]:
         found = check_blobs(conn) if engine == "new" else check_plain(conn)

@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import Connection, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from memshift.database import inserted_id
 from memshift.errors import ApiError, not_found
 from memshift.store.access import require_owner, visible
 from memshift.store.call import Call, provenance_json
-from memshift.store.db import inserted_id
 from memshift.store.schema import contexts, memories
 from memshift.store.validation import encode_cursor
 

@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
+from memshift.database import inserted_id
 from memshift.errors import ApiError, not_found, unprocessable
 from memshift.store import search
 from memshift.store.access import require_owner, visible
 from memshift.store.call import Call, provenance_json
 from memshift.store.contexts import find_context
-from memshift.store.db import inserted_id
 from memshift.store.schema import memories, relations
 from memshift.store.validation import encode_cursor
 

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, select
 from sqlalchemy.orm import aliased
 
+from memshift.database import inserted_id
 from memshift.errors import ApiError, not_found, unprocessable
 from memshift.store.access import require_owner, visible
 from memshift.store.call import Call, provenance_json
-from memshift.store.db import inserted_id
 from memshift.store.memories import find_memory
 from memshift.store.schema import contexts, memories, relations
 

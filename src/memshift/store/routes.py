@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from memshift.store import contexts, memories, relations
-from memshift.store.api import PRINCIPAL, json_response, read, read_json, require_query, write
+from memshift.store.api import PRINCIPAL, read, read_json, require_query, write
 from memshift.store.validation import (
     CONTEXT_CREATE,
     CONTEXT_UPDATE,
@@ -23,6 +23,7 @@ from memshift.store.validation import (
     query_int,
     query_opt_int,
 )
+from memshift.webutil import json_response
 
 PAGE_DEFAULT, PAGE_MAX = 50, 1000
 SEARCH_DEFAULT, SEARCH_MAX = 10, 100

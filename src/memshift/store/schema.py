@@ -8,6 +8,8 @@ Ids use AUTOINCREMENT on SQLite (and sequences on PostgreSQL): never reused.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -21,7 +23,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    insert,
+    select,
 )
+
+from memshift.errors import ConfigError
+
+if TYPE_CHECKING:
+    from memshift.database import Database
 
 metadata = MetaData()
 
@@ -136,3 +145,28 @@ idempotency_keys = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_idempotency_created", "created_at"),
 )
+
+
+def prepare(db: Database, engine_name: str) -> None:
+    """Create missing tables and claim the database for ``engine_name``.
+
+    Raises ``ConfigError`` when the database already belongs to the other engine.
+    """
+    metadata.create_all(db.engine)
+    with db.engine.begin() as conn:
+        found = conn.execute(
+            select(store_meta.c.value).where(store_meta.c.key == "engine")
+        ).scalar()
+        if found is None:
+            conn.execute(insert(store_meta).values(key="engine", value=engine_name))
+        elif found != engine_name:
+            raise ConfigError(
+                "engine", f"this database holds a {found!r} store, not {engine_name!r}"
+            )
+
+
+def engine_name(db: Database) -> str | None:
+    """Return the engine recorded in a store database, or None for an empty database."""
+    metadata.create_all(db.engine, tables=[store_meta])
+    with db.engine.connect() as conn:
+        return conn.execute(select(store_meta.c.value).where(store_meta.c.key == "engine")).scalar()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memshift.errors import ApiError, bad_request, unprocessable
-from memshift.store.timestamps import parse_ts
+from memshift.timestamps import parse_ts
 
 MAX_ID = 2**63 - 1
 ACCESS_LEVELS = ("private", "public")

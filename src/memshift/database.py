@@ -1,10 +1,11 @@
-"""Database access for the store: one SQLAlchemy engine, a writer path and reader threads.
+"""Database access shared by the stores and memshift's state db.
 
-Handlers never block the event loop: each request runs one whole transaction as a plain
-function in a thread. On SQLite all writes of a process go through a single writer
-thread and start with ``BEGIN IMMEDIATE`` (WAL, a 30 s busy timeout), so concurrent
-writers queue instead of failing with "database is locked"; other processes on the same
-file (a backup, a check) wait on the busy timeout. PostgreSQL gets a few writer threads.
+One SQLAlchemy engine, a writer path and reader threads. Handlers never block the
+event loop: each request runs one whole transaction as a plain function in a thread.
+On SQLite all writes of a process go through a single writer thread and start with
+``BEGIN IMMEDIATE`` (WAL, a 30 s busy timeout), so concurrent writers queue instead
+of failing with "database is locked"; other processes on the same file (a backup, a
+check) wait on the busy timeout. PostgreSQL gets a few writer threads.
 """
 
 from __future__ import annotations
@@ -16,29 +17,28 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from memshift.errors import ConfigError
-from memshift.store.schema import metadata, store_meta
 
 T = TypeVar("T")
 
 
-def normalize_url(url: str) -> str:
-    """Return ``url`` with the driver memshift uses; raise ``ConfigError`` for unusable URLs."""
+def normalize_url(url: str, key: str = "db") -> str:
+    """Return ``url`` with the driver memshift uses; raise ``ConfigError`` naming ``key``."""
     try:
         parsed = make_url(url)
     except Exception as exc:
-        raise ConfigError("db", f"not a database URL: {exc}") from exc
+        raise ConfigError(key, f"not a database URL: {exc}") from exc
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     if backend == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
-            raise ConfigError("db", "SQLite needs a file path (sqlite:///path/to/file.db)")
+            raise ConfigError(key, "SQLite needs a file path (sqlite:///path/to/file.db)")
         return parsed.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
-    raise ConfigError("db", f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+    raise ConfigError(key, f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -73,8 +73,8 @@ def inserted_id(result: CursorResult[Any]) -> int:
 class Database:
     """A store database: schema creation and transactions run off the event loop."""
 
-    def __init__(self, url: str, *, readers: int = 4) -> None:
-        self.url = normalize_url(url)
+    def __init__(self, url: str, *, readers: int = 4, key: str = "db") -> None:
+        self.url = normalize_url(url, key)
         self.is_sqlite = self.url.startswith("sqlite")
         writers = 1 if self.is_sqlite else 4
         if self.is_sqlite:
@@ -85,31 +85,6 @@ class Database:
             )
         self._writer = ThreadPoolExecutor(writers, thread_name_prefix="store-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="store-reader")
-
-    def prepare(self, engine_name: str) -> None:
-        """Create missing tables and claim the database for ``engine_name``.
-
-        Raises ``ConfigError`` when the database already belongs to the other engine.
-        """
-        metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            found = conn.execute(
-                select(store_meta.c.value).where(store_meta.c.key == "engine")
-            ).scalar()
-            if found is None:
-                conn.execute(insert(store_meta).values(key="engine", value=engine_name))
-            elif found != engine_name:
-                raise ConfigError(
-                    "engine", f"this database holds a {found!r} store, not {engine_name!r}"
-                )
-
-    def engine_name(self) -> str | None:
-        """Return the engine recorded in the database, or None for an empty database."""
-        metadata.create_all(self.engine, tables=[store_meta])
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(store_meta.c.value).where(store_meta.c.key == "engine")
-            ).scalar()
 
     def read_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a read transaction on this thread and return its result."""
