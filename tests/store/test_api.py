@@ -221,3 +221,16 @@ async def test_unknown_route_and_method_are_json(store: Client) -> None:
     assert (404, "not_found") == (missing.status, (await missing.json())["error"]["code"])
     wrong = await store.put("/v1/memories", headers=ALICE)
     assert (405, "method_not_allowed") == (wrong.status, (await wrong.json())["error"]["code"])
+
+
+async def test_ids_are_never_reused(store: Client) -> None:
+    """Deleting the newest record does not free its id for the next one."""
+    for path, body in (
+        ("/v1/memories", {"title": "t", "content": "c"}),
+        ("/v1/contexts", {"name": "n"}),
+    ):
+        first = await post(store, path, body if "title" in body else {"name": "a"})
+        second = await post(store, path, body)
+        assert 204 == (await store.delete(f"{path}/{second['id']}", headers=ALICE)).status
+        third = await post(store, path, body)
+        assert [first["id"] + 1, first["id"] + 2] == [second["id"], third["id"]]
