@@ -26,10 +26,10 @@ import aiohttp
 from sqlalchemy import Connection
 
 from benchmarks.harness import USER, corpus, percentile, report, slices, store_process
+from memshift.database import Database
 from memshift.store import memories
 from memshift.store.call import Call
 from memshift.store.content import BlobContent, ContentStore, PlainContent
-from memshift.database import Database
 from memshift.store.schema import prepare
 from memshift.store.tokens import Principal
 
