@@ -8,6 +8,7 @@ exit status 2; a failed check exits 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -88,6 +89,82 @@ def _store_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     backup.set_defaults(func=_cmd_store_backup)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from memshift.proxy.serve import run_proxy
+
+    run_proxy(args.config)
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from memshift.up import run_up
+
+    if not 1 <= args.port_base <= 65535 - 9:
+        raise ConfigError("--port-base", "must leave room for N..N+9 below 65536")
+    run_up(Path(args.data_dir), args.port_base, Path(args.config) if args.config else None)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from memshift.adminclient import admin_token, call, status_text
+
+    doc = call(args.admin, admin_token(args.token), "GET", "/status")
+    if args.json:
+        print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(status_text(doc))
+    changes = call(args.admin, admin_token(args.token), "GET", "/audit?limit=5")["items"]
+    if changes:
+        print("\nlast changes")
+        for item in changes:
+            print(
+                f"  epoch {item['epoch']:<5} {item['source']:<8} "
+                f"{orjson.dumps(item['change']).decode()}  {item['reason'] or ''}"
+            )
+    return 0
+
+
+def _cmd_ramp(args: argparse.Namespace) -> int:
+    from memshift.adminclient import admin_token, call, status_text
+
+    if not 0 <= args.percent <= 100:
+        raise ConfigError("PERCENT", "must be 0..100")
+    body: dict[str, object] = {"read_percent": args.percent}
+    if args.reason:
+        body["reason"] = args.reason
+    print(status_text(call(args.admin, admin_token(args.token), "POST", "/ramp", body)))
+    return 0
+
+
+def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from memshift.adminclient import DEFAULT_ADMIN, TOKEN_ENV
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_text)
+        parser.add_argument("--admin", default=DEFAULT_ADMIN, help="admin API base URL")
+        parser.add_argument("--token", help=f"admin token (default: ${TOKEN_ENV})")
+        return parser
+
+    status = add("status", "show the migration's state and each store's health")
+    status.add_argument("--json", action="store_true", help="print the raw JSON document")
+    status.set_defaults(func=_cmd_status)
+    ramp = add("ramp", "set the share of reads served by the new store")
+    ramp.add_argument("percent", type=int, metavar="PERCENT", help="0..100")
+    ramp.add_argument("--reason", help="why, for the audit log")
+    ramp.set_defaults(func=_cmd_ramp)
+
+
+def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the proxy in front of running stores")
+    serve.add_argument("--config", required=True, help="the proxy's TOML config file")
+    serve.set_defaults(func=_cmd_serve)
+    up = sub.add_parser("up", help="run legacy, new and the proxy on this machine")
+    up.add_argument("--config", help="a config file (default: one made in the data dir)")
+    up.add_argument("--data-dir", default="memshift-data", help="where data and settings live")
+    up.add_argument("--port-base", type=int, default=8100, help="ports N, N+1, N+2 and N+9")
+    up.set_defaults(func=_cmd_up)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``memshift`` command."""
     parser = argparse.ArgumentParser(prog="memshift", description=__doc__.splitlines()[0])
@@ -95,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--log-json", action="store_true", help="JSON log lines on a terminal too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _proxy_parsers(sub)
+    _admin_parsers(sub)
     _store_parser(sub)
     return parser
 
@@ -119,3 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``memshift status | head``): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

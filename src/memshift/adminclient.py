@@ -1,0 +1,69 @@
+"""A small client of the admin API, for the ``memshift`` command."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+import orjson
+
+from memshift.errors import ConfigError, MemshiftError
+
+TOKEN_ENV = "MEMSHIFT_ADMIN_TOKEN"
+DEFAULT_ADMIN = "http://127.0.0.1:8109"
+
+
+class AdminError(MemshiftError):
+    """The admin API could not be reached or refused the call."""
+
+
+def admin_token(given: str | None) -> str:
+    """Return the admin token from ``--token`` or ``MEMSHIFT_ADMIN_TOKEN``."""
+    token = given or os.environ.get(TOKEN_ENV)
+    if not token:
+        raise ConfigError("--token", f"the admin token is needed: --token or {TOKEN_ENV}")
+    return token
+
+
+def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any:
+    """Call the admin API; return its JSON answer; raise ``AdminError`` on failure."""
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError("--admin", f"must be an http(s) URL, not {base!r}")
+    request = urllib.request.Request(
+        base.rstrip("/") + path,
+        method=method,
+        data=orjson.dumps(body) if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = orjson.loads(exc.read())["error"]["message"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            message = exc.reason
+        raise AdminError(f"{method} {path}: {exc.code} {message}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise AdminError(f"cannot reach the admin API at {base}: {exc}") from exc
+
+
+def status_text(doc: dict[str, Any]) -> str:
+    """Return ``GET /status`` as a table for people."""
+    lines = [
+        f"primary       {doc['primary']}    epoch {doc['epoch']}",
+        f"reads to new  {doc['read_percent']}%    shadow {doc['shadow_read_percent']}%"
+        f"    writes {doc['write_mode']}",
+        f"failed back   {'yes: ' + str(doc['reason']) if doc['failed_back'] else 'no'}",
+        f"repair log    {doc['repair_backlog']} waiting",
+        "",
+        f"{'store':<8}{'requests':>10}{'errors':>8}{'error_rate':>12}{'p50_ms':>9}{'p99_ms':>9}",
+    ]
+    for name, s in doc["stores"].items():
+        lines.append(
+            f"{name:<8}{s['requests']:>10}{s['errors']:>8}{s['error_rate']:>12.4f}"
+            f"{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
+        )
+    return "\n".join(lines)

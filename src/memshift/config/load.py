@@ -1,0 +1,257 @@
+"""TOML → validate → ``Settings``. Every refusal names the dotted key and the rule.
+
+Unknown keys are refused too, so that a typo never passes silently as a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path as FilePath
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from memshift import jsonpath
+from memshift.config.addresses import parse_listen
+from memshift.config.routes import DEFAULT_ROUTES
+from memshift.config.settings import (
+    STORE_NAMES,
+    AdminSettings,
+    Listen,
+    McpSettings,
+    ProxySettings,
+    RollbackSettings,
+    RouteSpec,
+    RoutingSettings,
+    Settings,
+    StateSettings,
+    StoreEndpoint,
+)
+from memshift.database import normalize_url
+from memshift.errors import ConfigError
+
+T = TypeVar("T")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+_KIND = re.compile(r"[a-z][a-z0-9_]*")
+_TEMPLATE_PARAM = re.compile(r"\{([^}]*)\}")
+
+
+class Table:
+    """A TOML table being read: typed getters that name the dotted key on refusal."""
+
+    def __init__(self, data: Any, prefix: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(prefix, "must be a table")
+        self.data: dict[str, Any] = data
+        self.prefix = prefix
+        self.read: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def get(self, name: str, kind: type[T] | tuple[type, ...], default: Any, what: str) -> Any:
+        self.read.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        value = self.data[name]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise ConfigError(self.key(name), f"must be {what}")
+        return value
+
+    def text(self, name: str, default: Any = ...) -> str:
+        return str(self.get(name, str, default, "a string"))
+
+    def number(self, name: str, default: Any, low: float, high: float) -> float:
+        value = self.get(name, (int, float), default, "a number")
+        if not low <= value <= high:
+            raise ConfigError(self.key(name), f"must be {low:g}..{high:g}")
+        return float(value)
+
+    def integer(self, name: str, default: Any, low: int, high: int) -> int:
+        value = self.get(name, int, default, "an integer")
+        if not low <= value <= high:
+            raise ConfigError(self.key(name), f"must be {low}..{high}")
+        return int(value)
+
+    def choice(self, name: str, default: str, options: tuple[str, ...]) -> Any:
+        value = self.text(name, default)
+        if value not in options:
+            raise ConfigError(self.key(name), f"must be one of {', '.join(options)}")
+        return value
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(name, list, list(default), "a list of strings")
+        if not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(self.key(name), "must be a list of non-empty strings")
+        return tuple(value)
+
+    def table(self, name: str) -> Table:
+        self.read.add(name)
+        return Table(self.data.get(name, {}), self.key(name))
+
+    def done(self) -> None:
+        """Refuse any key that was never read."""
+        for name in self.data:
+            if name not in self.read:
+                raise ConfigError(self.key(name), "is not a known setting")
+
+
+def _listen(table: Table, default: str) -> Listen:
+    host, port = parse_listen(table.text("listen", default), table.key("listen"))
+    return Listen(host=host, port=port)
+
+
+def _secret(table: Table, env: Mapping[str, str]) -> str:
+    """Read ``token`` or ``token_env`` (the name of an environment variable)."""
+    token = table.get("token", str, None, "a string")
+    name = table.get("token_env", str, None, "a string")
+    if token and name:
+        raise ConfigError(table.key("token"), "give token or token_env, not both")
+    if name:
+        token = env.get(name)
+        if not token:
+            raise ConfigError(table.key("token_env"), f"environment variable {name} is unset")
+    if not token:
+        raise ConfigError(table.key("token"), "is required (or token_env)")
+    return str(token)
+
+
+def _store(table: Table, name: Any, env: Mapping[str, str]) -> StoreEndpoint:
+    url = table.text("url").rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        raise ConfigError(table.key("url"), "must be http(s)://HOST[:PORT] with no path")
+    store = StoreEndpoint(
+        name=name,
+        url=url,
+        token=_secret(table, env),
+        connect_timeout_s=table.number("connect_timeout_s", 2.0, 0.01, 600),
+        read_timeout_s=table.number("read_timeout_s", 30.0, 0.01, 3600),
+    )
+    table.done()
+    return store
+
+
+def _kind_map(table: Table, name: str, check_key: Callable[[str], Any]) -> tuple[Any, ...]:
+    raw = table.get(name, dict, {}, "a table")
+    out = []
+    for where, kind in raw.items():
+        key = f"{table.key(name)}.{where}"
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+            raise ConfigError(key, "must name an id kind (lower-case word)")
+        try:
+            out.append((check_key(where), kind))
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from exc
+    return tuple(out)
+
+
+def _route(table: Table) -> RouteSpec:
+    path = table.text("path")
+    if not path.startswith("/"):
+        raise ConfigError(table.key("path"), "must start with /")
+    kinds = tuple(_TEMPLATE_PARAM.findall(path))
+    if not all(_KIND.fullmatch(k) for k in kinds):
+        raise ConfigError(table.key("path"), "{...} segments must name id kinds")
+    regex = "".join(
+        "([^/]+)" if i % 2 else re.escape(part)
+        for i, part in enumerate(_TEMPLATE_PARAM.split(path))
+    )
+    methods = frozenset(m.upper() for m in table.strings("methods", ("GET",)))
+    if not methods <= METHODS:
+        raise ConfigError(table.key("methods"), f"must be among {', '.join(sorted(METHODS))}")
+    creates = table.get("creates", str, None, "an id kind")
+    spec = RouteSpec(
+        name=table.text("name"),
+        methods=methods,
+        path=path,
+        pattern=re.compile(regex + r"\Z"),
+        path_kinds=kinds,
+        creates=creates,
+        request_ids=_kind_map(table, "request_ids", jsonpath.parse),
+        response_ids=_kind_map(table, "response_ids", jsonpath.parse),
+        query_ids=_kind_map(table, "query_ids", str),
+        copy_from_answer=table.strings("copy_from_answer", ()),
+    )
+    table.done()
+    return spec
+
+
+def _routes(raw: Any) -> tuple[RouteSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("routes", "must be a non-empty array of tables ([[routes]])")
+    specs = tuple(_route(Table(item, f"routes[{i}]")) for i, item in enumerate(raw))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError("routes", "route names must be unique")
+    return specs
+
+
+def parse_settings(
+    doc: dict[str, Any], *, source: str = "", env: Mapping[str, str] | None = None
+) -> Settings:
+    """Return validated settings from a parsed TOML document; raise ``ConfigError``."""
+    env = os.environ if env is None else env
+    root = Table(doc, "")
+    proxy, admin, stores = root.table("proxy"), root.table("admin"), root.table("stores")
+    routing, rollback = root.table("routing"), root.table("rollback")
+    state, mcp = root.table("state"), root.table("mcp")
+    root.read.add("routes")
+    settings = Settings(
+        proxy=ProxySettings(
+            listen=_listen(proxy, "127.0.0.1:8100"),
+            max_body_bytes=proxy.integer("max_body_mib", 16, 1, 1024) * 1024 * 1024,
+        ),
+        admin=AdminSettings(listen=_listen(admin, "127.0.0.1:8109"), token=_secret(admin, env)),
+        stores={name: _store(stores.table(name), name, env) for name in STORE_NAMES},
+        routing=RoutingSettings(
+            primary=routing.choice("primary", "legacy", STORE_NAMES),
+            read_percent=routing.integer("read_percent", 0, 0, 100),
+            shadow_read_percent=routing.integer("shadow_read_percent", 100, 0, 100),
+            write_mode=routing.choice("write_mode", "sync", ("sync", "async")),
+            sticky_header=routing.text("sticky_header", "authorization").lower(),
+        ),
+        rollback=RollbackSettings(
+            window_s=rollback.number("window_s", 30, 1, 86400),
+            min_samples=rollback.integer("min_samples", 50, 1, 10**9),
+            max_error_rate=rollback.number("max_error_rate", 0.01, 0, 1),
+            max_latency_ratio=rollback.number("max_latency_ratio", 3.0, 1, 1000),
+            max_mismatch_rate=rollback.number("max_mismatch_rate", 0.01, 0, 1),
+        ),
+        state=StateSettings(url=state.text("url", "sqlite:///memshift-data/state.db")),
+        mcp=McpSettings(
+            path=mcp.text("path", "/mcp"),
+            write_tools=mcp.strings("write_tools", McpSettings.write_tools),
+            read_tools=mcp.strings("read_tools", McpSettings.read_tools),
+        ),
+        routes=_routes(doc.get("routes", DEFAULT_ROUTES)),
+        source=source,
+    )
+    normalize_url(settings.state.url, "state.url")
+    if not settings.mcp.path.startswith("/"):
+        raise ConfigError("mcp.path", "must start with /")
+    both = set(settings.mcp.write_tools) & set(settings.mcp.read_tools)
+    if both:
+        raise ConfigError("mcp.read_tools", f"{sorted(both)[0]} is also a write tool")
+    for table in (proxy, admin, stores, routing, rollback, state, mcp, root):
+        table.done()
+    return settings
+
+
+def load_settings(path: str | FilePath, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the config file at ``path``; raise ``ConfigError``."""
+    try:
+        text = FilePath(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{path} is not UTF-8") from exc
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+    return parse_settings(doc, source=str(path), env=env)

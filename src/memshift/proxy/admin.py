@@ -1,0 +1,129 @@
+"""The admin API: status, ramp, audit and metrics, behind the admin token.
+
+``GET /healthz`` answers without a token (for load balancers); everything else needs
+``Authorization: Bearer <admin token>`` and answers 401 without it. The token is
+compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from memshift.config.settings import STORE_NAMES
+from memshift.errors import ApiError, bad_request, unprocessable
+from memshift.proxy.handler import CORE
+from memshift.webutil import Handler, answer_errors, error_response, json_response
+
+MAX_ADMIN_BODY = 64 * 1024
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    return await answer_errors(request, handler)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == "/healthz":
+        return await handler(request)
+    expected = request.app[CORE].holder.current.admin.token
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
+        response = error_response(401, "unauthorized", "the admin token is required")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    return await handler(request)
+
+
+async def status_document(request: web.Request) -> dict[str, Any]:
+    """Return the ``GET /status`` document."""
+    core = request.app[CORE]
+    state = core.plane.state
+    return {
+        "primary": state.primary,
+        "read_percent": state.read_percent,
+        "shadow_read_percent": state.shadow_read_percent,
+        "write_mode": state.write_mode,
+        "failed_back": state.failed_back,
+        "reason": state.reason,
+        "epoch": state.epoch,
+        "repair_backlog": await core.failures.count(),
+        "stores": {name: core.health[name].figures().as_dict() for name in STORE_NAMES},
+    }
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        doc = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"malformed JSON: {exc}", "malformed_json") from exc
+    if not isinstance(doc, dict):
+        raise unprocessable("the body must be a JSON object")
+    return doc
+
+
+async def status(request: web.Request) -> web.Response:
+    return json_response(await status_document(request))
+
+
+async def ramp(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    unknown = set(body) - {"read_percent", "reason"}
+    if unknown:
+        raise unprocessable(f"{sorted(unknown)[0]}: unknown field")
+    percent = body.get("read_percent")
+    if type(percent) is not int or not 0 <= percent <= 100:
+        raise unprocessable("read_percent: must be an integer from 0 to 100")
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise unprocessable("reason: must be a string")
+    core = request.app[CORE]
+    if core.plane.state.failed_back and percent > 0:
+        raise ApiError(409, "failed_back", "failback is latched: re-arm before ramping")
+    await core.plane.change({"read_percent": percent}, source="admin", reason=reason)
+    return json_response(await status_document(request))
+
+
+async def audit(request: web.Request) -> web.Response:
+    limit = request.query.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise bad_request("limit must be an integer from 1 to 1000", "invalid_limit")
+    return json_response({"items": await request.app[CORE].plane.audit(int(limit))})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    text = core.metrics.render(core.plane.state, await core.failures.count())
+    return web.Response(
+        body=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+def make_admin_app(core: Any) -> web.Application:
+    """Return the admin application over ``core``."""
+    app = web.Application(client_max_size=MAX_ADMIN_BODY, middlewares=[_errors, _auth])
+    app[CORE] = core
+    app.router.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/status", status),
+            web.post("/ramp", ramp),
+            web.get("/audit", audit),
+            web.get("/metrics", metrics),
+        ]
+    )
+    return app

@@ -1,0 +1,73 @@
+"""Builds the proxy's two applications (client side and admin) over one core."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from memshift.config.settings import Settings, StoreName
+from memshift.config.watch import watch
+from memshift.proxy.admin import make_admin_app
+from memshift.proxy.core import ProxyCore
+from memshift.proxy.handler import CORE, handle
+from memshift.statedb import open_state
+from memshift.upstream import Upstream
+from memshift.webutil import Handler, answer_errors
+
+log = structlog.get_logger("memshift.proxy")
+
+REFRESH_EVERY_S = 1.0
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    return await answer_errors(request, handler)
+
+
+async def _refresh_loop(core: ProxyCore) -> None:
+    """Adopt control changes other instances made, within a second."""
+    while True:
+        await asyncio.sleep(REFRESH_EVERY_S)
+        try:
+            await core.plane.refresh()
+        except Exception as exc:  # the state db may be briefly unreachable
+            core.background_failed("control_refresh", exc)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    core = app[CORE]
+    settings = core.holder.current
+    await core.plane.start(settings.routing)
+    core.background.spawn(_refresh_loop(core), "control-refresh")
+    if settings.source:
+        core.background.spawn(watch(core.holder, Path(settings.source)), "config-watch")
+    log.info(
+        "proxy_ready",
+        listen=str(settings.proxy.listen),
+        epoch=core.plane.state.epoch,
+        primary=core.plane.state.primary,
+        read_percent=core.plane.state.read_percent,
+    )
+    yield
+    await core.close()
+    await asyncio.to_thread(core.state_db.close)
+
+
+def make_core(settings: Settings, upstreams: dict[StoreName, Upstream] | None = None) -> ProxyCore:
+    """Return the core of a proxy instance for ``settings`` (opens the state db)."""
+    return ProxyCore(settings, open_state(settings.state.url), upstreams)
+
+
+def make_apps(core: ProxyCore) -> tuple[web.Application, web.Application]:
+    """Return the client-side proxy app and the admin app; the proxy app owns the lifecycle."""
+    app = web.Application(
+        client_max_size=core.holder.current.proxy.max_body_bytes, middlewares=[_errors]
+    )
+    app[CORE] = core
+    app.cleanup_ctx.append(_lifecycle)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app, make_admin_app(core)

@@ -1,0 +1,113 @@
+"""What one proxy instance holds: settings, control plane, stores, id map, metrics.
+
+Every request to a store goes through ``ProxyCore.send``, the one place where health
+windows and metrics see each store's outcomes and latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from memshift.config.settings import STORE_NAMES, Settings, StoreName
+from memshift.config.watch import SettingsHolder
+from memshift.control.health import HealthWindow
+from memshift.control.plane import ControlPlane
+from memshift.database import Database
+from memshift.errors import UpstreamError
+from memshift.proxy.metrics import ProxyMetrics
+from memshift.scheduler import Scheduler
+from memshift.shadow.failures import FailureLog
+from memshift.shadow.idmap import IdMap
+from memshift.shadow.mirror import Mirror
+from memshift.shadow.translate import Translator
+from memshift.upstream import HttpUpstream, OutboundRequest, Upstream, UpstreamResponse
+
+log = structlog.get_logger("memshift.proxy")
+
+RETIRE_AFTER_S = 60.0
+
+
+class ProxyCore:
+    """The state and the outbound side of one proxy instance."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        state_db: Database,
+        upstreams: dict[StoreName, Upstream] | None = None,
+    ) -> None:
+        self.holder = SettingsHolder(settings)
+        self.state_db = state_db
+        self.plane = ControlPlane(state_db)
+        self.idmap = IdMap(state_db)
+        self.translator = Translator(self.idmap)
+        self.failures = FailureLog(state_db)
+        self.metrics = ProxyMetrics()
+        window = settings.rollback.window_s
+        self.health = {name: HealthWindow(window) for name in STORE_NAMES}
+        self.upstreams: dict[StoreName, Upstream] = upstreams or {
+            name: HttpUpstream(settings.stores[name]) for name in STORE_NAMES
+        }
+        self.background = Scheduler(
+            name="proxy",
+            limit=64,
+            pending_limit=1024,
+            close_timeout=5.0,
+            on_error=self.background_failed,
+        )
+        self.mirror = Mirror(
+            self.translator,
+            self.failures,
+            self.send,
+            tokens=lambda store: self.holder.current.stores[store].token,
+            on_failure=lambda store, reason: self.metrics.mirror_failures.labels(
+                store=store, reason=reason
+            ).inc(),
+        )
+        self.holder.listeners.append(self.reconfigure)
+
+    def background_failed(self, label: str, error: BaseException) -> None:
+        """The one hook for failures of background work: log and count, never raise."""
+        log.error("background_job_failed", job=label, error=repr(error))
+
+    async def send(
+        self, store: StoreName, request: OutboundRequest, route: str, purpose: str
+    ) -> UpstreamResponse:
+        """Send ``request`` to ``store``, recording the outcome; raise ``UpstreamError``."""
+        try:
+            answer = await self.upstreams[store].send(request)
+        except UpstreamError as exc:
+            outcome = "timeout" if exc.timeout else "unreachable"
+            self.health[store].record(0.0, error=True)
+            self.metrics.requests.labels(store, route, purpose, outcome).inc()
+            raise
+        self.health[store].record(answer.elapsed_s, error=answer.status >= 500)
+        self.metrics.requests.labels(store, route, purpose, f"{answer.status // 100}xx").inc()
+        self.metrics.latency.labels(store, route).observe(answer.elapsed_s)
+        return answer
+
+    async def reconfigure(self, settings: Settings, changed: frozenset[str]) -> None:
+        """Follow a reloaded config file: routing values, stores, windows."""
+        if any(k.startswith("routing.") for k in changed):
+            await self.plane.apply_file(settings.routing)
+        for name in STORE_NAMES:
+            if any(k.startswith(f"stores.{name}.") and not k.endswith(".token") for k in changed):
+                old = self.upstreams[name]
+                self.upstreams[name] = HttpUpstream(settings.stores[name])
+                self.background.spawn(self._retire(old), f"retire-{name}")
+        for window in self.health.values():
+            window.window_s = settings.rollback.window_s
+
+    @staticmethod
+    async def _retire(upstream: Upstream) -> None:
+        """Close a replaced store connection pool once its requests are done."""
+        await asyncio.sleep(RETIRE_AFTER_S)
+        await upstream.close()
+
+    async def close(self) -> None:
+        """Stop background work and release connections and the state db."""
+        await self.background.close()
+        for upstream in self.upstreams.values():
+            await upstream.close()

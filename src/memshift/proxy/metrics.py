@@ -1,0 +1,87 @@
+"""Prometheus metrics of one proxy instance, on a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from memshift.control.state import ControlState
+
+# The *_created series only add noise for operators.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class ProxyMetrics:
+    """Counters, histograms and gauges that ``GET /metrics`` exposes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "memshift_upstream_requests",
+            "Requests sent to a store, by purpose and outcome.",
+            ["store", "route", "purpose", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "memshift_upstream_latency_seconds",
+            "Time a store took to answer.",
+            ["store", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.client_requests = Counter(
+            "memshift_client_requests",
+            "Client requests answered, by route, store and status.",
+            ["route", "served_by", "status_class"],
+            registry=r,
+        )
+        self.mirror_failures = Counter(
+            "memshift_mirror_failures",
+            "Mirrored writes the secondary did not take.",
+            ["store", "reason"],
+            registry=r,
+        )
+        self.read_fallbacks = Counter(
+            "memshift_read_fallbacks",
+            "Reads meant for the new store served by legacy.",
+            ["reason"],
+            registry=r,
+        )
+        self.unrouted = Counter(
+            "memshift_unrouted_requests",
+            "Requests matching no configured route (primary only).",
+            ["method"],
+            registry=r,
+        )
+        self.epoch = Gauge("memshift_control_epoch", "Epoch of the control state.", registry=r)
+        self.read_percent = Gauge(
+            "memshift_read_percent", "Share of reads served by new.", registry=r
+        )
+        self.shadow_percent = Gauge(
+            "memshift_shadow_read_percent", "Share of reads compared.", registry=r
+        )
+        self.primary = Gauge("memshift_primary", "1 for the primary store.", ["store"], registry=r)
+        self.failed_back = Gauge("memshift_failed_back", "1 while failback is latched.", registry=r)
+        self.repair_backlog = Gauge(
+            "memshift_repair_backlog", "Mirrored writes waiting for repair.", registry=r
+        )
+
+    def render(self, state: ControlState, backlog: int) -> bytes:
+        """Return the exposition text, with the control gauges set from ``state``."""
+        self.epoch.set(state.epoch)
+        self.read_percent.set(state.read_percent)
+        self.shadow_percent.set(state.shadow_read_percent)
+        for store in ("legacy", "new"):
+            self.primary.labels(store=store).set(int(state.primary == store))
+        self.failed_back.set(int(state.failed_back))
+        self.repair_backlog.set(backlog)
+        return bytes(generate_latest(self.registry))

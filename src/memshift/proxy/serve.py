@@ -1,0 +1,56 @@
+"""Run aiohttp applications on their listeners until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from memshift.config.settings import Listen
+
+
+async def serve_apps(
+    apps: list[tuple[web.Application, Listen]], on_ready: Callable[[], None] | None = None
+) -> None:
+    """Start every app on its listener, wait for a stop signal, then stop them in reverse."""
+    runners: list[web.AppRunner] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for app, listen in apps:
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
+        if on_ready:
+            on_ready()
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+def run_proxy(settings_path: str) -> None:
+    """``memshift serve``: the proxy and its admin API in front of running stores."""
+    from memshift.config.load import load_settings
+    from memshift.proxy.app import make_apps, make_core
+
+    settings = load_settings(settings_path)
+    proxy_app, admin_app = make_apps(make_core(settings))
+
+    def ready() -> None:
+        print(
+            f"memshift proxy on http://{settings.proxy.listen}, "
+            f"admin on http://{settings.admin.listen}",
+            flush=True,
+        )
+
+    asyncio.run(
+        serve_apps([(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)], ready)
+    )

@@ -1,0 +1,1 @@
+"""The secondary's side of every write: mirroring, the id map, failures kept for repair."""

@@ -1,0 +1,86 @@
+"""The id map: which id each store gave one record, per resource kind.
+
+Clients always see legacy's ids. A pair is written once, when a create is mirrored (or
+a record backfilled), and never changes, because neither store reuses an id; so pairs
+are cached in memory without invalidation, up to ``cache_size`` per direction, and a
+cache miss reads the state db.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from memshift.config.settings import StoreName
+from memshift.database import Database
+from memshift.statedb import id_map
+
+_BATCH = 500
+
+
+class IdMap:
+    """Pairs of legacy and new ids, backed by the state db, cached in memory."""
+
+    def __init__(self, db: Database, cache_size: int = 200_000) -> None:
+        self.db = db
+        self.cache_size = cache_size
+        self._to_new: dict[tuple[str, int], int] = {}
+        self._to_legacy: dict[tuple[str, int], int] = {}
+
+    def _remember(self, kind: str, legacy_id: int, new_id: int) -> None:
+        for cache, key, value in (
+            (self._to_new, legacy_id, new_id),
+            (self._to_legacy, new_id, legacy_id),
+        ):
+            if len(cache) >= self.cache_size:
+                cache.pop(next(iter(cache)))
+            cache[(kind, key)] = value
+
+    async def record(self, kind: str, legacy_id: int, new_id: int) -> None:
+        """Store the pair (legacy_id, new_id) of one ``kind``."""
+
+        def write(conn: Connection) -> None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(id_map).values(kind=kind, legacy_id=legacy_id, new_id=new_id)
+                    )
+            except SAIntegrityError:
+                pass  # already paired: a replayed create mirrored twice maps the same way
+
+        await self.db.write(write)
+        self._remember(kind, legacy_id, new_id)
+
+    async def translate(
+        self, kind: str, ids: Iterable[int], source: StoreName, target: StoreName
+    ) -> dict[int, int]:
+        """Return ``{id in source: id in target}`` for the ids that are mapped."""
+        wanted = set(ids)
+        if source == target:
+            return {i: i for i in wanted}
+        cache = self._to_new if target == "new" else self._to_legacy
+        found = {i: cache[(kind, i)] for i in wanted if (kind, i) in cache}
+        missing = sorted(wanted - found.keys())
+        if missing:
+            rows = await self.db.read(lambda conn: self._lookup(conn, kind, missing, target))
+            for legacy_id, new_id in rows:
+                self._remember(kind, legacy_id, new_id)
+                found[legacy_id if target == "new" else new_id] = (
+                    new_id if target == "new" else legacy_id
+                )
+        return found
+
+    @staticmethod
+    def _lookup(conn: Connection, kind: str, ids: list[int], target: str) -> list[Any]:
+        column = id_map.c.legacy_id if target == "new" else id_map.c.new_id
+        rows: list[Any] = []
+        for at in range(0, len(ids), _BATCH):
+            rows += conn.execute(
+                select(id_map.c.legacy_id, id_map.c.new_id).where(
+                    id_map.c.kind == kind, column.in_(ids[at : at + _BATCH])
+                )
+            ).all()
+        return rows

@@ -1,0 +1,111 @@
+"""Id translation between the stores, through the id map.
+
+A value is an id when the route says so: a ``{kind}`` path segment made of digits, a
+configured query parameter, or an integer at a configured JSON path. Every id of a
+request or answer is translated in one batch per kind. When any id has no pair yet, the
+whole translation fails (None or False) and the caller falls back to the primary,
+so a client never sees another store's id.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from memshift import jsonpath
+from memshift.config.settings import RouteSpec, StoreName
+from memshift.shadow.idmap import IdMap
+from memshift.shadow.routes import RouteMatch
+
+
+def _as_id(value: Any) -> int | None:
+    if type(value) is int and value > 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
+
+
+class Translator:
+    """Translates the ids of requests and answers from one store's ids to the other's."""
+
+    def __init__(self, idmap: IdMap) -> None:
+        self.idmap = idmap
+
+    async def _batch(
+        self, wanted: dict[str, set[int]], source: StoreName, target: StoreName
+    ) -> dict[str, dict[int, int]] | None:
+        out: dict[str, dict[int, int]] = {}
+        for kind, ids in wanted.items():
+            out[kind] = await self.idmap.translate(kind, ids, source, target)
+            if len(out[kind]) != len(ids):
+                return None
+        return out
+
+    async def path(self, match: RouteMatch, source: StoreName, target: StoreName) -> str | None:
+        """Return the request path with translated ids, or None if one is unmapped."""
+        if source == target or not match.params:
+            return match.path_with(match.params)
+        wanted: dict[str, set[int]] = defaultdict(set)
+        for kind, value in zip(match.spec.path_kinds, match.params, strict=True):
+            found = _as_id(value)
+            if found is not None:
+                wanted[kind].add(found)
+        table = await self._batch(wanted, source, target)
+        if table is None:
+            return None
+        params = tuple(
+            str(table[kind][i]) if (i := _as_id(v)) is not None else v
+            for kind, v in zip(match.spec.path_kinds, match.params, strict=True)
+        )
+        return match.path_with(params)
+
+    async def query(
+        self,
+        pairs: list[tuple[str, str]],
+        spec: RouteSpec,
+        source: StoreName,
+        target: StoreName,
+    ) -> list[tuple[str, str]] | None:
+        """Return query pairs with translated ids, or None if one is unmapped."""
+        kinds = dict(spec.query_ids)
+        if source == target or not kinds:
+            return pairs
+        wanted: dict[str, set[int]] = defaultdict(set)
+        for name, value in pairs:
+            if name in kinds and (found := _as_id(value)) is not None:
+                wanted[kinds[name]].add(found)
+        table = await self._batch(wanted, source, target)
+        if table is None:
+            return None
+        return [
+            (n, str(table[kinds[n]][i]) if n in kinds and (i := _as_id(v)) is not None else v)
+            for n, v in pairs
+        ]
+
+    async def document(
+        self,
+        doc: Any,
+        paths: tuple[tuple[jsonpath.Path, str], ...],
+        source: StoreName,
+        target: StoreName,
+    ) -> bool:
+        """Translate, in place, the ids at ``paths`` in ``doc``; False if one is unmapped."""
+        if source == target or not paths:
+            return True
+        wanted: dict[str, set[int]] = defaultdict(set)
+        for path, kind in paths:
+            for value in jsonpath.values(doc, path):
+                if type(value) is int:
+                    wanted[kind].add(value)
+        table = await self._batch(wanted, source, target)
+        if table is None:
+            return False
+        for path, kind in paths:
+            pairs = table.get(kind, {})
+
+            def swap(value: Any, pairs: dict[int, int] = pairs) -> Any:
+                return pairs.get(value, value) if type(value) is int else value
+
+            jsonpath.update(doc, path, swap)
+        return True

@@ -1,0 +1,83 @@
+"""Tables of memshift's state database, shared by every proxy instance.
+
+``control`` holds the one control row (primary, percents, write mode, failback latch)
+versioned by ``epoch``; ``audit`` records every change of it. ``id_map`` pairs the ids
+each store gave one record. ``mirror_failures`` keeps mirrored writes the secondary
+did not take. SQLite by default; PostgreSQL when several instances share it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from memshift.database import Database
+
+metadata = MetaData()
+
+control = Table(
+    "control",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("primary_store", String(16), nullable=False),
+    Column("read_percent", Integer, nullable=False),
+    Column("shadow_read_percent", Integer, nullable=False),
+    Column("write_mode", String(16), nullable=False),
+    Column("failed_back", Integer, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("file_snapshot", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("change", Text, nullable=False),
+    Column("reason", Text, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+id_map = Table(
+    "id_map",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("legacy_id", BigInteger, primary_key=True),
+    Column("new_id", BigInteger, nullable=False),
+    Index("ux_id_map_new", "kind", "new_id", unique=True),
+)
+
+mirror_failures = Table(
+    "mirror_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("store", String(16), nullable=False),
+    Column("route", String(200), nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("error", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+
+def open_state(url: str) -> Database:
+    """Open the state database at ``url`` and create its missing tables."""
+    db = Database(url, readers=2, key="state.url")
+    metadata.create_all(db.engine)
+    return db

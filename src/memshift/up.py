@@ -1,0 +1,118 @@
+"""``memshift up``: the whole migration on one machine, with nothing to set up.
+
+A ``legacy`` and a ``new`` store on SQLite under the data dir, and the proxy with its
+admin API in front of them, in one process. The first run creates, in the data dir,
+a tokens file (a demo user and memshift's service token), a config file and the
+databases; later runs reuse them, so data and settings survive restarts. The config
+file is watched like any other: edits apply within two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+
+from memshift.config.load import load_settings
+from memshift.config.settings import Listen, Settings
+from memshift.proxy.app import make_apps, make_core
+from memshift.proxy.serve import serve_apps
+from memshift.store.app import make_app
+from memshift.store.settings import StoreSettings
+from memshift.store.tokens import Principal, load_tokens
+
+DEMO_USER = "demo"
+SERVICE_USER = "memshift"
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def _config_text(data_dir: Path, port_base: int, service_token: str) -> str:
+    stores = "".join(
+        f'\n[stores.{name}]\nurl = "http://127.0.0.1:{port_base + offset}"\n'
+        f'token = "{service_token}"\n'
+        for name, offset in (("legacy", 1), ("new", 2))
+    )
+    return (
+        "# Written by `memshift up`; edit freely: changes apply within 2 seconds.\n"
+        f'[proxy]\nlisten = "127.0.0.1:{port_base}"\n\n'
+        f'[admin]\nlisten = "127.0.0.1:{port_base + 9}"\n'
+        f'token = "adm-{secrets.token_hex(20)}"\n{stores}\n'
+        '[routing]\nprimary = "legacy"\nread_percent = 0\nshadow_read_percent = 100\n'
+        'write_mode = "sync"\n\n'
+        f'[state]\nurl = "sqlite:///{data_dir.resolve() / "state.db"}"\n'
+    )
+
+
+def prepare_data_dir(data_dir: Path, port_base: int) -> tuple[Path, Path]:
+    """Create the data dir's tokens and config files if missing; return their paths."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tokens, config = data_dir / "tokens.toml", data_dir / "memshift.toml"
+    if not tokens.exists():
+        demo, service = secrets.token_hex(8), secrets.token_hex(20)
+        _write_private(
+            tokens,
+            f'[tokens.tok-{DEMO_USER}-{demo}]\nuser = "{DEMO_USER}"\n\n'
+            f'[tokens.svc-{service}]\nuser = "{SERVICE_USER}"\nrole = "admin"\n',
+        )
+    if not config.exists():
+        service = next(t for t, p in load_tokens(str(tokens)).items() if p.admin)
+        _write_private(config, _config_text(data_dir, port_base, service))
+    return tokens, config
+
+
+def _store_listen(settings: Settings, name: str) -> Listen:
+    url = settings.stores[name].url  # type: ignore[index]
+    host, _, port = url.split("://", 1)[1].rpartition(":")
+    return Listen(host=host, port=int(port))
+
+
+def run_up(data_dir: Path, port_base: int, config: Path | None) -> None:
+    """Run both stores and the proxy until Ctrl-C or SIGTERM."""
+    tokens_path, generated = prepare_data_dir(data_dir, port_base)
+    config_path = config or generated
+    settings = load_settings(config_path)
+    tokens = load_tokens(str(tokens_path))
+    for store in settings.stores.values():  # the proxy's service tokens act as admins
+        tokens.setdefault(store.token, Principal(SERVICE_USER, admin=True))
+    user = next((t for t, p in tokens.items() if p.user == DEMO_USER), None)
+    root = data_dir.resolve()
+
+    def ready() -> None:
+        print(
+            f"memshift up: a migration from legacy to new is running (data in {data_dir})\n"
+            f"  proxy   http://{settings.proxy.listen}    user token: {user}\n"
+            f"  admin   http://{settings.admin.listen}    admin token: {settings.admin.token}\n"
+            f"  legacy  {settings.stores['legacy'].url}\n"
+            f"  new     {settings.stores['new'].url}\n"
+            f"  config  {config_path} (edits apply within 2 seconds)\n"
+            f"Try:  curl -H 'Authorization: Bearer {user}' http://{settings.proxy.listen}/v1/stats\n"
+            f"      MEMSHIFT_ADMIN_TOKEN={settings.admin.token} memshift status "
+            f"--admin http://{settings.admin.listen}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+
+    async def main() -> None:
+        apps: list[tuple[web.Application, Listen]] = [
+            (
+                make_app(
+                    StoreSettings(engine=name, db_url=f"sqlite:///{root}/{name}.db"),
+                    tokens,
+                ),
+                _store_listen(settings, name),
+            )
+            for name in ("legacy", "new")
+        ]
+        proxy_app, admin_app = make_apps(make_core(settings))
+        apps += [(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)]
+        await serve_apps(apps, ready)
+
+    asyncio.run(main())

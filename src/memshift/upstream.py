@@ -1,0 +1,133 @@
+"""The network edge towards a store: ``Upstream.send(request) -> UpstreamResponse``.
+
+``HttpUpstream`` speaks HTTP with a keep-alive ``ClientSession`` and the store's own
+timeouts, and turns every aiohttp failure into ``UpstreamError`` (``timeout`` set for
+timeouts), once, here. ``FunctionUpstream`` is its in-memory twin for fault injection
+in tests: it answers through a plain function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+from yarl import URL
+
+from memshift.config.settings import StoreEndpoint, StoreName
+from memshift.errors import UpstreamError
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """What is sent to a store: never an absolute URL, only a path under its base URL."""
+
+    method: str
+    path_qs: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    """A store's whole answer, and how long it took."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    elapsed_s: float
+
+
+class Upstream(Protocol):
+    """One store, as the proxy reaches it."""
+
+    name: StoreName
+
+    async def send(self, request: OutboundRequest) -> UpstreamResponse:
+        """Send ``request``; raise ``UpstreamError`` when no answer comes."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class HttpUpstream:
+    """A store over HTTP, with keep-alive connections and the store's timeouts."""
+
+    def __init__(self, endpoint: StoreEndpoint) -> None:
+        self.name: StoreName = endpoint.name
+        self.endpoint = endpoint
+        self._base = URL(endpoint.url)
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=endpoint.connect_timeout_s,
+                sock_read=endpoint.read_timeout_s,
+            ),
+            connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    def url(self, path_qs: str) -> URL:
+        """Return the absolute URL of ``path_qs`` on this store, whatever the path says.
+
+        The URL is built from the configured scheme, host and port, never joined, so a
+        path such as ``//elsewhere/x`` cannot name another host.
+        """
+        path, _, query = path_qs.partition("?")
+        return URL.build(
+            scheme=self._base.scheme,
+            host=self._base.raw_host or "",
+            port=self._base.explicit_port,
+            path="/" + path.lstrip("/"),
+            query_string=query,
+            encoded=True,
+        )
+
+    async def send(self, request: OutboundRequest) -> UpstreamResponse:
+        started = time.perf_counter()
+        try:
+            async with self._session.request(
+                request.method,
+                self.url(request.path_qs),
+                headers=request.headers,
+                data=request.body or None,
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.read()
+                return UpstreamResponse(
+                    resp.status,
+                    tuple(resp.headers.items()),
+                    body,
+                    time.perf_counter() - started,
+                )
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamError(self.name, "timed out", timeout=True) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(self.name, f"unreachable: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+Handler = Callable[[OutboundRequest], Awaitable[UpstreamResponse]]
+
+
+class FunctionUpstream:
+    """An in-memory store for fault injection: ``handler`` makes each answer."""
+
+    def __init__(self, name: StoreName, handler: Handler) -> None:
+        self.name: StoreName = name
+        self.handler = handler
+        self.requests: list[OutboundRequest] = []
+
+    async def send(self, request: OutboundRequest) -> UpstreamResponse:
+        self.requests.append(request)
+        await asyncio.sleep(0)
+        return await self.handler(request)
+
+    async def close(self) -> None:
+        return None

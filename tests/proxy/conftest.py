@@ -1,0 +1,142 @@
+"""A whole migration in one test: two real stores on port 0 and the proxy before them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from memshift.config.load import parse_settings
+from memshift.proxy.app import make_apps, make_core
+from memshift.proxy.core import ProxyCore
+from memshift.proxy.handler import CORE
+from memshift.store.app import make_app
+from memshift.store.settings import StoreSettings
+from memshift.store.tokens import Principal
+
+USERS = [f"user{i}" for i in range(12)]
+TOKENS = {f"tok-{u}": Principal(u) for u in USERS} | {
+    "tok-svc": Principal("memshift", admin=True),
+    "tok-seed": Principal("seed"),
+}
+ADMIN_TOKEN = "adm-test-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SERVICE = {"Authorization": "Bearer tok-svc"}
+
+
+def auth(user: str) -> dict[str, str]:
+    """Headers of one of the test users."""
+    return {"Authorization": f"Bearer tok-{user}"}
+
+
+@dataclass
+class Stack:
+    """Two stores, the proxy and its admin API, each with a client."""
+
+    legacy: TestClient[Any, Any]
+    new: TestClient[Any, Any]
+    proxy: TestClient[Any, Any]
+    admin: TestClient[Any, Any]
+    config: Path
+
+    @property
+    def core(self) -> ProxyCore:
+        return self.proxy.server.app[CORE]
+
+
+MakeStack = Callable[..., Awaitable[Stack]]
+
+
+def proxy_doc(legacy_url: str, new_url: str, state_url: str, **routing: Any) -> dict[str, Any]:
+    """A config document for a proxy in front of two stores."""
+    return {
+        "proxy": {"listen": "127.0.0.1:0"},
+        "admin": {"listen": "127.0.0.1:0", "token": ADMIN_TOKEN},
+        "stores": {
+            "legacy": {"url": legacy_url, "token": "tok-svc", "read_timeout_s": 5},
+            "new": {"url": new_url, "token": "tok-svc", "read_timeout_s": 5},
+        },
+        "routing": routing,
+        "state": {"url": state_url},
+    }
+
+
+def toml_of(doc: dict[str, Any]) -> str:
+    """Render a two-level config document as TOML."""
+    lines: list[str] = []
+    for section, table in doc.items():
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+        for name, sub in table.items():
+            if isinstance(sub, dict):
+                lines.append(f"[{section}.{name}]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in sub.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+async def seed_new_store(client: TestClient[Any, Any], count: int) -> None:
+    """Put records in the new store first, so that its ids differ from legacy's."""
+    for i in range(count):
+        await client.post(
+            "/v1/contexts", json={"name": f"seed{i}"}, headers={"Authorization": "Bearer tok-seed"}
+        )
+        await client.post(
+            "/v1/memories",
+            json={"title": f"seed {i}", "content": "seed"},
+            headers={"Authorization": "Bearer tok-seed"},
+        )
+
+
+@pytest.fixture
+def make_stack(aiohttp_client: Any, tmp_path: Path) -> MakeStack:
+    """Start two stores (new one seeded), then the proxy; all on real ports."""
+
+    async def make(
+        *, seed: int = 3, store_db: str = "sqlite", state_url: str | None = None, **routing: Any
+    ) -> Stack:
+        clients = {}
+        for name in ("legacy", "new"):
+            app = make_app(
+                StoreSettings(engine=name, db_url=f"sqlite:///{tmp_path}/{name}.db"), TOKENS
+            )  # type: ignore[arg-type]
+            clients[name] = await aiohttp_client(app)
+        await seed_new_store(clients["new"], seed)
+        doc = proxy_doc(
+            str(clients["legacy"].make_url("")).rstrip("/"),
+            str(clients["new"].make_url("")).rstrip("/"),
+            state_url or f"sqlite:///{tmp_path}/state.db",
+            **routing,
+        )
+        config = tmp_path / "memshift.toml"
+        config.write_text(toml_of(doc))
+        settings = parse_settings(doc, source=str(config))
+        proxy_app, admin_app = make_apps(make_core(settings))
+        proxy = await aiohttp_client(proxy_app)
+        admin = await aiohttp_client(admin_app)
+        return Stack(clients["legacy"], clients["new"], proxy, admin, config)
+
+    return make
+
+
+async def echo_server(
+    aiohttp_server: Any, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> TestServer:
+    """A real HTTP server on port 0 answering every path with ``handler``."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server: TestServer = await aiohttp_server(app)
+    return server
