@@ -36,6 +36,8 @@ class Scheduler:
         self.dropped = 0
         self._slots = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._daemons: set[asyncio.Task[None]] = set()
+        self._jobs: dict[asyncio.Task[None], Coroutine[Any, Any, None]] = {}
         self._closed = False
 
     @property
@@ -43,16 +45,37 @@ class Scheduler:
         """Jobs running or waiting to run."""
         return len(self._tasks)
 
-    def spawn(self, job: Coroutine[Any, Any, None], label: str) -> bool:
-        """Start ``job`` unless full or closed; return whether it was accepted."""
-        if self._closed or len(self._tasks) >= self.limit + self.pending_limit:
+    def spawn(self, job: Coroutine[Any, Any, None], label: str, *, daemon: bool = False) -> bool:
+        """Start ``job`` unless full or closed; return whether it was accepted.
+
+        A ``daemon`` job (a loop that runs for the life of the process) takes no slot
+        and is cancelled at once on ``close``.
+        """
+        if self._closed or (not daemon and len(self._tasks) >= self.limit + self.pending_limit):
             self.dropped += 1
             job.close()
             return False
-        task = asyncio.create_task(self._run(job, label), name=f"{self.name}:{label}")  # noqa: TID251
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        runner = self._guard(job, label) if daemon else self._run(job, label)
+        task = asyncio.create_task(runner, name=f"{self.name}:{label}")  # noqa: TID251
+        group = self._daemons if daemon else self._tasks
+        group.add(task)
+        self._jobs[task] = job
+        task.add_done_callback(group.discard)
+        task.add_done_callback(self._forget)
         return True
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        job = self._jobs.pop(task, None)
+        if job is not None:
+            job.close()  # a no-op once it ran; stops a job cancelled before it started
+
+    async def _guard(self, job: Coroutine[Any, Any, None], label: str) -> None:
+        try:
+            await job
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.on_error(label, exc)
 
     async def _run(self, job: Coroutine[Any, Any, None], label: str) -> None:
         try:
@@ -64,11 +87,12 @@ class Scheduler:
             self.on_error(label, exc)
 
     async def close(self) -> None:
-        """Refuse new jobs, let running ones finish for a while, then cancel the rest."""
+        """Refuse new jobs, cancel daemons, let jobs finish for a while, cancel the rest."""
         self._closed = True
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=self.close_timeout)
+        pending = set(self._daemons)
+        if self._tasks:
+            _done, late = await asyncio.wait(set(self._tasks), timeout=self.close_timeout)
+            pending |= late
         for task in pending:
             task.cancel()
         for task in pending:

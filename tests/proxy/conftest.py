@@ -101,8 +101,40 @@ async def seed_new_store(client: TestClient[Any, Any], count: int) -> None:
         )
 
 
+MakeProxy = Callable[..., Awaitable[tuple[TestClient[Any, Any], TestClient[Any, Any]]]]
+
+
 @pytest.fixture
-def make_stack(aiohttp_client: Any, tmp_path: Path) -> MakeStack:
+def make_proxy(aiohttp_client: Any, tmp_path: Path) -> MakeProxy:
+    """Start a proxy and its admin API in front of two store URLs."""
+
+    async def make(
+        legacy_url: str,
+        new_url: str,
+        *,
+        state_url: str | None = None,
+        sections: dict[str, dict[str, Any]] | None = None,
+        **routing: Any,
+    ) -> tuple[TestClient[Any, Any], TestClient[Any, Any]]:
+        doc = proxy_doc(
+            legacy_url, new_url, state_url or f"sqlite:///{tmp_path}/state.db", **routing
+        )
+        for section, values in (sections or {}).items():
+            for key, value in values.items():
+                if isinstance(value, dict):
+                    doc[section].setdefault(key, {}).update(value)
+                else:
+                    doc.setdefault(section, {})[key] = value
+        config = tmp_path / "memshift.toml"
+        config.write_text(toml_of(doc))
+        proxy_app, admin_app = make_apps(make_core(parse_settings(doc, source=str(config))))
+        return await aiohttp_client(proxy_app), await aiohttp_client(admin_app)
+
+    return make
+
+
+@pytest.fixture
+def make_stack(aiohttp_client: Any, make_proxy: MakeProxy, tmp_path: Path) -> MakeStack:
     """Start two stores (new one seeded), then the proxy; all on real ports."""
 
     async def make(
@@ -115,19 +147,13 @@ def make_stack(aiohttp_client: Any, tmp_path: Path) -> MakeStack:
             )  # type: ignore[arg-type]
             clients[name] = await aiohttp_client(app)
         await seed_new_store(clients["new"], seed)
-        doc = proxy_doc(
+        proxy, admin = await make_proxy(
             str(clients["legacy"].make_url("")).rstrip("/"),
             str(clients["new"].make_url("")).rstrip("/"),
-            state_url or f"sqlite:///{tmp_path}/state.db",
+            state_url=state_url,
             **routing,
         )
-        config = tmp_path / "memshift.toml"
-        config.write_text(toml_of(doc))
-        settings = parse_settings(doc, source=str(config))
-        proxy_app, admin_app = make_apps(make_core(settings))
-        proxy = await aiohttp_client(proxy_app)
-        admin = await aiohttp_client(admin_app)
-        return Stack(clients["legacy"], clients["new"], proxy, admin, config)
+        return Stack(clients["legacy"], clients["new"], proxy, admin, tmp_path / "memshift.toml")
 
     return make
 

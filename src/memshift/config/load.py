@@ -232,6 +232,11 @@ def parse_settings(
         source=source,
     )
     normalize_url(settings.state.url, "state.url")
+    if settings.routing.write_mode == "async":
+        raise ConfigError(
+            "routing.write_mode",
+            "async mirroring needs the durable repair log, which this version lacks: use sync",
+        )
     if not settings.mcp.path.startswith("/"):
         raise ConfigError("mcp.path", "must start with /")
     both = set(settings.mcp.write_tools) & set(settings.mcp.read_tools)

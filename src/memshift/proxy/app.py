@@ -42,9 +42,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     core = app[CORE]
     settings = core.holder.current
     await core.plane.start(settings.routing)
-    core.background.spawn(_refresh_loop(core), "control-refresh")
+    core.background.spawn(_refresh_loop(core), "control-refresh", daemon=True)
     if settings.source:
-        core.background.spawn(watch(core.holder, Path(settings.source)), "config-watch")
+        core.background.spawn(
+            watch(core.holder, Path(settings.source)), "config-watch", daemon=True
+        )
     log.info(
         "proxy_ready",
         listen=str(settings.proxy.listen),

@@ -1,0 +1,112 @@
+"""When the secondary fails, clients never notice; what was not mirrored is kept."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from tests.helpers import eventually
+from tests.proxy.conftest import ADMIN, MakeProxy, MakeStack, auth, echo_server
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def test_secondary_down_keeps_client_answer(make_stack: MakeStack) -> None:
+    """With the new store unreachable, writes still answer 201 and the misses are kept."""
+    stack = await make_stack()
+    await stack.new.server.close()
+    for i in range(3):
+        resp = await stack.proxy.post(
+            "/v1/memories", json={"title": f"t{i}", "content": "c"}, headers=auth("user1")
+        )
+        assert (201, "legacy") == (resp.status, resp.headers["X-Memshift-Served-By"])
+    status = await (await stack.admin.get("/status", headers=ADMIN)).json()
+    assert 3 == status["repair_backlog"]
+    metrics = await (await stack.admin.get("/metrics", headers=ADMIN)).text()
+    assert 'memshift_mirror_failures_total{reason="unreachable",store="new"} 3.0' in metrics
+
+
+async def test_secondary_refusal_is_kept_as_divergence(
+    aiohttp_server: Any, make_proxy: MakeProxy, make_stack: MakeStack
+) -> None:
+    """A 4xx from the secondary for a write the primary took is kept with its answer."""
+    stack = await make_stack()
+
+    async def refuse(_request: web.Request) -> web.Response:
+        return web.json_response({"error": {"code": "nope", "message": "refused"}}, status=422)
+
+    fake_new = await echo_server(aiohttp_server, refuse)
+    proxy, admin = await make_proxy(
+        str(stack.legacy.make_url("")).rstrip("/"), str(fake_new.make_url("")).rstrip("/")
+    )
+    resp = await proxy.post(
+        "/v1/memories", json={"title": "t", "content": "c"}, headers=auth("user1")
+    )
+    assert 201 == resp.status
+    assert 1 == (await (await admin.get("/status", headers=ADMIN)).json())["repair_backlog"]
+
+
+async def test_unrouted_requests_go_to_the_primary_only(make_stack: MakeStack) -> None:
+    """A write matching no route is not mirrored, and is counted."""
+    stack = await make_stack(read_percent=100)
+    resp = await stack.proxy.put("/v1/memories", json={}, headers=auth("user1"))
+    assert (405, "legacy") == (resp.status, resp.headers["X-Memshift-Served-By"])
+    metrics = await (await stack.admin.get("/metrics", headers=ADMIN)).text()
+    assert 'memshift_unrouted_requests_total{method="PUT"} 1.0' in metrics
+    assert 0 == stack.core.health["new"].figures().requests
+
+
+async def test_reads_fall_back_to_legacy_when_new_fails(make_stack: MakeStack) -> None:
+    """At 100% reads, a new store that is down does not fail clients: legacy answers."""
+    stack = await make_stack(read_percent=100)
+    made = await (
+        await stack.proxy.post(
+            "/v1/memories", json={"title": "t", "content": "c"}, headers=auth("user1")
+        )
+    ).json()
+    await stack.new.server.close()
+    resp = await stack.proxy.get(f"/v1/memories/{made['id']}", headers=auth("user1"))
+    assert (200, "legacy", "c") == (
+        resp.status,
+        resp.headers["X-Memshift-Served-By"],
+        (await resp.json())["content"],
+    )
+
+
+async def test_unmapped_reads_are_served_by_legacy(make_stack: MakeStack) -> None:
+    """A record the new store does not have yet (no id pair) is read from legacy."""
+    stack = await make_stack(read_percent=100)
+    made = await (
+        await stack.legacy.post(
+            "/v1/memories", json={"title": "old", "content": "o"}, headers=auth("user1")
+        )
+    ).json()
+    resp = await stack.proxy.get(f"/v1/memories/{made['id']}", headers=auth("user1"))
+    assert (200, "legacy", made["id"]) == (
+        resp.status,
+        resp.headers["X-Memshift-Served-By"],
+        (await resp.json())["id"],
+    )
+    metrics = await (await stack.admin.get("/metrics", headers=ADMIN)).text()
+    assert 'memshift_read_fallbacks_total{reason="unmapped_request"} 1.0' in metrics
+
+
+async def test_config_file_edit_applies_live(make_stack: MakeStack) -> None:
+    """Editing read_percent in the file takes effect within 2 s; a bad edit is refused."""
+    stack = await make_stack()
+    text = stack.config.read_text()
+    stack.config.write_text(text.replace("[routing]", "[routing]\nread_percent = 45"))
+    await eventually(lambda: stack.core.plane.state.read_percent == 45, within=2)
+    doc = await (await stack.admin.get("/status", headers=ADMIN)).json()
+    assert (45, 2) == (doc["read_percent"], doc["epoch"])
+    with capture_logs() as logs:
+        stack.config.write_text(text.replace("[routing]", "[routing]\nread_percent = 145"))
+        await eventually(lambda: any(e["event"] == "config_rejected" for e in logs), within=2)
+    assert 45 == stack.core.plane.state.read_percent

@@ -1,0 +1,138 @@
+"""Proxy hygiene: headers, forwarding only to the stores, body limit, timeouts, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tests.proxy.conftest import MakeProxy, auth, echo_server
+
+
+async def _echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response(
+        {"path": request.path_qs, "headers": dict(request.headers), "size": len(body)},
+        headers={"X-Store-Header": "kept", "Keep-Alive": "timeout=5"},
+    )
+
+
+def _url(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+async def _raw(port: int, head: str) -> tuple[int, dict[str, str], bytes]:
+    """Send a hand-written request; return status, headers and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode() + b"\r\n")
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head_bytes, _, body = data.partition(b"\r\n\r\n")
+    lines = head_bytes.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+async def test_hop_by_hop_headers_stay_and_forwarding_is_added(
+    aiohttp_server: Any, make_proxy: MakeProxy
+) -> None:
+    """Hop-by-hop headers never reach a store; X-Forwarded-For gains the client."""
+    legacy = await echo_server(aiohttp_server, _echo)
+    proxy, _ = await make_proxy(_url(legacy), _url(legacy))
+    status, headers, body = await _raw(
+        proxy.server.port,
+        (
+            "GET /v1/stats HTTP/1.1\r\nHost: example.org\r\nConnection: close, X-Secret\r\n"
+            "X-Secret: s\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\n"
+            "X-Forwarded-For: 10.0.0.1\r\nAuthorization: Bearer tok-user1\r\nX-Request-Id: r-1\r\n"
+        ),
+    )
+    seen = {k.lower(): v for k, v in orjson.loads(body)["headers"].items()}
+    assert 200 == status
+    assert not {"x-secret", "proxy-authorization", "te"} & set(seen)
+    assert ("10.0.0.1, 127.0.0.1", "r-1", "Bearer tok-user1", "http") == (
+        seen["x-forwarded-for"],
+        seen["x-request-id"],
+        seen["authorization"],
+        seen["x-forwarded-proto"],
+    )
+    assert ("legacy", "kept", None) == (
+        headers["x-memshift-served-by"],
+        headers.get("x-store-header"),
+        headers.get("keep-alive"),
+    )
+
+
+async def test_only_the_configured_store_is_reached(
+    aiohttp_server: Any, make_proxy: MakeProxy
+) -> None:
+    """An absolute-form target or a //host path still goes to the configured store."""
+    legacy = await echo_server(aiohttp_server, _echo)
+    proxy, _ = await make_proxy(_url(legacy), _url(legacy))
+    for target, expected in (
+        ("http://elsewhere.example/v1/stats", "/v1/stats"),
+        ("//elsewhere.example/x?y=1", "/elsewhere.example/x?y=1"),
+    ):
+        status, _, body = await _raw(
+            proxy.server.port,
+            (f"GET {target} HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n"),
+        )
+        assert (200, expected) == (status, orjson.loads(body)["path"])
+
+
+async def test_body_over_the_limit_is_413(aiohttp_server: Any, make_proxy: MakeProxy) -> None:
+    """A body over proxy.max_body_mib is refused with a JSON 413 before any store sees it."""
+    legacy = await echo_server(aiohttp_server, _echo)
+    proxy, _ = await make_proxy(_url(legacy), _url(legacy), sections={"proxy": {"max_body_mib": 1}})
+    resp = await proxy.post(
+        "/v1/memories",
+        data=io.BytesIO(b"x" * (1024 * 1024 + 10)),
+        headers={**auth("user1"), "Content-Type": "application/json"},
+    )
+    assert (413, "payload_too_large") == (resp.status, (await resp.json())["error"]["code"])
+
+
+async def test_slow_primary_is_504(aiohttp_server: Any, make_proxy: MakeProxy) -> None:
+    """A primary slower than its read timeout gives the client a JSON 504."""
+
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return web.json_response({})
+
+    legacy = await echo_server(aiohttp_server, slow)
+    proxy, _ = await make_proxy(
+        _url(legacy), _url(legacy), sections={"stores": {"legacy": {"read_timeout_s": 0.3}}}
+    )
+    resp = await proxy.get("/v1/stats", headers=auth("user1"))
+    assert (504, "upstream_timeout", "legacy") == (
+        resp.status,
+        (await resp.json())["error"]["code"],
+        resp.headers["X-Memshift-Served-By"],
+    )
+
+
+async def test_primary_down_is_502(aiohttp_server: Any, make_proxy: MakeProxy) -> None:
+    """A primary that refuses connections is a JSON 502 for reads and writes; nothing mirrors."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    reached: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        reached.append(request.path)
+        return web.json_response({})
+
+    new = await echo_server(aiohttp_server, record)
+    proxy, _ = await make_proxy(closed, _url(new))
+    for method in ("GET", "POST"):
+        resp = await proxy.request(
+            method, "/v1/memories", json={"title": "t", "content": "c"}, headers=auth("user1")
+        )
+        assert (502, "upstream_unavailable") == (resp.status, (await resp.json())["error"]["code"])
+    assert [] == reached  # a write the primary did not take is not mirrored
