@@ -81,7 +81,7 @@ def test_secrets_stay_out_of_repr() -> None:
         ("routing.shadow_read_percent", -1, "routing.shadow_read_percent"),
         ("routing.primary", "old", "routing.primary"),
         ("routing.write_mode", "eventually", "routing.write_mode"),
-    ("routing.write_mode", "async", "routing.write_mode"),
+        ("routing.write_mode", "async", "routing.write_mode"),
         ("routing.colour", "red", "routing.colour"),
         ("rollback.max_error_rate", 2, "rollback.max_error_rate"),
         ("proxy.listen", "8100", "proxy.listen"),
