@@ -20,7 +20,7 @@ import sysconfig
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,19 @@ class StoreProcess:
         Path(f"/proc/{self.pid}/clear_refs").write_text("5")
 
 
+def wait_healthy(url: str, proc: subprocess.Popen[Any], what: str, within: float = 60) -> None:
+    """Wait until ``url`` answers; raise if ``proc`` exits or ``within`` seconds pass."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(url):
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def store_process(engine: str, db_url: str | None = None) -> Iterator[StoreProcess]:
     """Run a store on a free port (SQLite in a temporary directory unless ``db_url``)."""
@@ -120,15 +133,7 @@ def store_process(engine: str, db_url: str | None = None) -> Iterator[StoreProce
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(base + "/healthz"):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError(f"{engine} store did not start") from None
-                    time.sleep(0.1)
+            wait_healthy(base + "/healthz", proc, f"{engine} store")
             yield StoreProcess(proc, base)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -187,3 +192,24 @@ async def create_memories(url: str, texts: list[str], concurrency: int = 8) -> l
 
         await asyncio.gather(*(one(i) for i in range(len(texts))))
     return ids
+
+
+async def drive(n: int, concurrency: int, op: Callable[[int], Awaitable[None]]) -> dict[str, float]:
+    """Run ``op(i)`` for i in 0..n-1 with ``concurrency`` in flight; return rate and latency."""
+    latencies: list[float] = []
+    queue = iter(range(n))
+
+    async def worker() -> None:
+        for i in queue:
+            started = time.perf_counter()
+            await op(i)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {
+        "rps": n / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }

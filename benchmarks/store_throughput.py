@@ -10,33 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from benchmarks.harness import USER, corpus, percentile, report, slices, store_process
-
-
-async def drive(n: int, concurrency: int, op: Callable[[int], Awaitable[None]]) -> dict[str, float]:
-    """Run ``op(i)`` for i in 0..n-1 with ``concurrency`` in flight; return rate and latency."""
-    latencies: list[float] = []
-    queue = iter(range(n))
-
-    async def worker() -> None:
-        for i in queue:
-            started = time.perf_counter()
-            await op(i)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return {
-        "rps": n / elapsed,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-    }
+from benchmarks.harness import USER, corpus, drive, report, slices, store_process
 
 
 async def run(url: str, texts: list[str], concurrency: int) -> dict[str, dict[str, float]]:

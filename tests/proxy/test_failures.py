@@ -110,3 +110,26 @@ async def test_config_file_edit_applies_live(make_stack: MakeStack) -> None:
         stack.config.write_text(text.replace("[routing]", "[routing]\nread_percent = 145"))
         await eventually(lambda: any(e["event"] == "config_rejected" for e in logs), within=2)
     assert 45 == stack.core.plane.state.read_percent
+
+
+async def test_equal_idempotency_keys_of_two_clients_both_mirror(make_stack: MakeStack) -> None:
+    """Two users sending the same Idempotency-Key each get their write, on both stores."""
+    stack = await make_stack()
+    for user in ("user1", "user2"):
+        resp = await stack.proxy.post(
+            "/v1/memories",
+            json={"title": user, "content": "c"},
+            headers={**auth(user), "Idempotency-Key": "k-1"},
+        )
+        assert 201 == resp.status
+    again = await stack.proxy.post(
+        "/v1/memories",
+        json={"title": "user1", "content": "c"},
+        headers={**auth("user1"), "Idempotency-Key": "k-1"},
+    )
+    assert "true" == again.headers["Idempotent-Replayed"]
+    assert 0 == await stack.core.failures.count()
+    copies = await (
+        await stack.new.get("/v1/memories", headers={"Authorization": "Bearer tok-svc"})
+    ).json()
+    assert ["user1", "user2"] == [m["title"] for m in copies["items"] if m["owner"] != "seed"]

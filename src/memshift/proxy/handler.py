@@ -10,6 +10,7 @@ client sends and sees are always legacy's.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from urllib.parse import urlencode
@@ -131,10 +132,24 @@ async def _read(ex: Exchange) -> web.Response:
     return answer
 
 
+def mirror_key(given: str | None, authorization: str, key: str) -> str:
+    """Return the key the secondary sees for a write.
+
+    The secondary scopes keys to its caller, and every mirrored write comes from
+    memshift's service user: a client's own key is therefore bound to the client (a
+    digest of its credentials and the key), so that two clients' equal keys never meet.
+    """
+    if given is None:
+        return key
+    digest = hashlib.sha256(f"{authorization}\n{given}".encode()).hexdigest()[:40]
+    return f"client-{digest}"
+
+
 async def _write(ex: Exchange) -> web.Response:
     assert ex.match is not None
     primary = ex.core.plane.state.primary
-    key = ex.request.headers.get("Idempotency-Key") or f"memshift-{uuid.uuid4().hex}"
+    given = ex.request.headers.get("Idempotency-Key")
+    key = given or f"memshift-{uuid.uuid4().hex}"
     upstream = await ex.send(primary, "write", with_header(ex.headers, "Idempotency-Key", key))
     if upstream is None:
         return error_response(409, "not_migrated", "the record is not in the primary store yet")
@@ -145,7 +160,7 @@ async def _write(ex: Exchange) -> web.Response:
             path=ex.request.path,
             query=tuple(ex.request.query.items()),
             body=ex.body,
-            idempotency_key=key,
+            idempotency_key=mirror_key(given, ex.request.headers.get("Authorization", ""), key),
             request_id=ex.rid,
         )
         await ex.core.mirror.apply(write, primary, upstream, other(primary))
