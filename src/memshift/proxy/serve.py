@@ -42,7 +42,6 @@ def run_proxy(settings_path: str) -> None:
     from memshift.proxy.app import make_apps, make_core
 
     settings = load_settings(settings_path)
-    proxy_app, admin_app = make_apps(make_core(settings))
 
     def ready() -> None:
         print(
@@ -51,6 +50,10 @@ def run_proxy(settings_path: str) -> None:
             flush=True,
         )
 
-    asyncio.run(
-        serve_apps([(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)], ready)
-    )
+    async def main() -> None:
+        # Client sessions need a running loop: build everything inside it.
+        proxy_app, admin_app = make_apps(make_core(settings))
+        apps = [(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)]
+        await serve_apps(apps, ready)
+
+    asyncio.run(main())
