@@ -133,3 +133,16 @@ async def test_equal_idempotency_keys_of_two_clients_both_mirror(make_stack: Mak
         await stack.new.get("/v1/memories", headers={"Authorization": "Bearer tok-svc"})
     ).json()
     assert ["user1", "user2"] == [m["title"] for m in copies["items"] if m["owner"] != "seed"]
+
+
+async def test_writes_the_primary_refuses_are_not_mirrored(make_stack: MakeStack) -> None:
+    """A 4xx from the primary goes to the client as it is, and the secondary sees nothing."""
+    stack = await make_stack()
+    resp = await stack.proxy.post("/v1/memories", json={"title": ""}, headers=auth("user1"))
+    assert (422, "validation_error", "legacy") == (
+        resp.status,
+        (await resp.json())["error"]["code"],
+        resp.headers["X-Memshift-Served-By"],
+    )
+    assert 0 == stack.core.health["new"].figures().requests
+    assert 0 == await stack.core.failures.count()
