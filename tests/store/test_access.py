@@ -100,3 +100,24 @@ async def test_only_admin_sets_provenance(store: Client, field: str, value: Any)
     )
     assert err["error"]["message"].startswith(field)
     assert 0 == (await get(store, "/v1/stats", headers=ALICE))["memories"]
+
+
+async def test_whoami_names_the_caller(store: Client) -> None:
+    """GET /v1/whoami answers the token's user and role."""
+    assert {"user": "alice", "role": "user"} == await get(store, "/v1/whoami")
+    assert {"user": "ops", "role": "admin"} == await get(store, "/v1/whoami", headers=OPS)
+
+
+async def test_an_admin_acts_as_a_user(store: Client) -> None:
+    """With X-Act-As an admin writes as that user: owner and Idempotency-Key are the user's."""
+    body = b'{"title": "t", "content": "c"}'
+    json_type = {"Content-Type": "application/json", "Idempotency-Key": "k"}
+    first = await store.post(
+        "/v1/memories", data=body, headers={**OPS, **json_type, "X-Act-As": "bob"}
+    )
+    made = await first.json()
+    assert (201, "bob") == (first.status, made["owner"])
+    again = await store.post("/v1/memories", data=body, headers={**BOB, **json_type})
+    assert (made, "true") == (await again.json(), again.headers["Idempotent-Replayed"])
+    refused = await store.get("/v1/stats", headers={**ALICE, "X-Act-As": "bob"})
+    assert (403, "forbidden") == (refused.status, (await refused.json())["error"]["code"])

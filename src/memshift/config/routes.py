@@ -93,4 +93,5 @@ DEFAULT_ROUTES: list[dict[str, Any]] = [
     },
     {"name": "stats", "methods": ["GET", "HEAD"], "path": "/v1/stats"},
     {"name": "healthz", "methods": ["GET", "HEAD"], "path": "/healthz"},
+    {"name": "whoami", "methods": ["GET", "HEAD"], "path": "/v1/whoami"},
 ]

@@ -79,9 +79,17 @@ async def _database_errors(request: web.Request, handler: Handler) -> web.Stream
         return error_response(503, "unavailable", "the database is busy or unreachable")
 
 
+ACT_AS = "X-Act-As"
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Resolve the bearer token to a principal; 401 without a known token."""
+    """Resolve the bearer token to a principal; 401 without a known token.
+
+    An admin may send ``X-Act-As: <user>`` to act as that user (keeping admin rights):
+    the write belongs to that user and its ``Idempotency-Key`` is that user's. This is
+    how memshift replays a user's write without ever keeping the user's token.
+    """
     if request.path == "/healthz":
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -90,6 +98,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = error_response(401, "unauthorized", "a valid bearer token is required")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
+    acting = request.headers.get(ACT_AS)
+    if acting is not None:
+        if not who.admin:
+            return error_response(403, "forbidden", f"only an admin may send {ACT_AS}")
+        if not 1 <= len(acting) <= 200 or not acting.isprintable():
+            return error_response(400, "invalid_act_as", f"{ACT_AS} must name a user")
+        who = Principal(acting, admin=True)
     request[PRINCIPAL] = who
     return await handler(request)
 

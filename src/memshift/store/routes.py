@@ -54,6 +54,11 @@ async def healthz(_request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+async def whoami(request: web.Request) -> web.Response:
+    who = request[PRINCIPAL]
+    return json_response({"user": who.user, "role": "admin" if who.admin else "user"})
+
+
 async def create_context(request: web.Request) -> web.Response:
     data = await _body(request, CONTEXT_CREATE)
     return await write(request, partial(contexts.create_context, data=data), 201)
@@ -156,5 +161,6 @@ def setup(app: web.Application) -> None:
             web.get("/v1/relations/{id}", get_relation),
             web.delete("/v1/relations/{id}", delete_relation),
             web.get("/v1/stats", stats),
+            web.get("/v1/whoami", whoami),
         ]
     )
