@@ -41,6 +41,11 @@ class Scheduler:
         self._closed = False
 
     @property
+    def full(self) -> bool:
+        """Whether a new job would be dropped now."""
+        return self._closed or len(self._tasks) >= self.limit + self.pending_limit
+
+    @property
     def active(self) -> int:
         """Jobs running or waiting to run."""
         return len(self._tasks)

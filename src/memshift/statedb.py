@@ -2,8 +2,9 @@
 
 ``control`` holds the one control row (primary, percents, write mode, failback latch)
 versioned by ``epoch``; ``audit`` records every change of it. ``id_map`` pairs the ids
-each store gave one record. ``mirror_failures`` keeps mirrored writes the secondary
-did not take. SQLite by default; PostgreSQL when several instances share it.
+each store gave one record. ``writes`` is the write-ahead log: every client write
+from before it reaches the primary until the secondary has it, and the repair log of
+what the secondary has not taken yet. SQLite by default; PostgreSQL when several instances share it.
 """
 
 from __future__ import annotations
@@ -60,18 +61,28 @@ id_map = Table(
     Index("ux_id_map_new", "kind", "new_id", unique=True),
 )
 
-mirror_failures = Table(
-    "mirror_failures",
+writes = Table(
+    "writes",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", BigInteger, nullable=False),
-    Column("store", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("idem_key", String(300), nullable=False),
+    Column("user", String(200), nullable=False),
     Column("route", String(200), nullable=False),
     Column("method", String(10), nullable=False),
     Column("path", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Column("status", Integer, nullable=True),
-    Column("error", Text, nullable=False),
+    Column("record_key", String(200), nullable=True),
+    Column("depends", Text, nullable=False),
+    Column("primary_store", String(16), nullable=False),
+    Column("primary_status", Integer, nullable=True),
+    Column("primary_body", LargeBinary, nullable=True),
+    Column("secondary_status", Integer, nullable=True),
+    Column("secondary_body", LargeBinary, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Index("ix_writes_state", "state", "id"),
     sqlite_autoincrement=True,
 )
 

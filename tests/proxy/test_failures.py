@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -30,7 +31,10 @@ async def test_secondary_down_keeps_client_answer(make_stack: MakeStack) -> None
     status = await (await stack.admin.get("/status", headers=ADMIN)).json()
     assert 3 == status["repair_backlog"]
     metrics = await (await stack.admin.get("/metrics", headers=ADMIN)).text()
-    assert 'memshift_mirror_failures_total{reason="unreachable",store="new"} 3.0' in metrics
+    counted = re.search(
+        r'memshift_mirror_failures_total\{reason="unreachable",store="new"\} (\S+)', metrics
+    )
+    assert counted is not None and float(counted[1]) >= 3  # replay attempts count too
 
 
 async def test_secondary_refusal_is_kept_as_divergence(
@@ -50,7 +54,8 @@ async def test_secondary_refusal_is_kept_as_divergence(
         "/v1/memories", json={"title": "t", "content": "c"}, headers=auth("user1")
     )
     assert 201 == resp.status
-    assert 1 == (await (await admin.get("/status", headers=ADMIN)).json())["repair_backlog"]
+    status = await (await admin.get("/status", headers=ADMIN)).json()
+    assert (1, 0) == (status["divergent"], status["repair_backlog"])
 
 
 async def test_unrouted_requests_go_to_the_primary_only(make_stack: MakeStack) -> None:
@@ -128,7 +133,7 @@ async def test_equal_idempotency_keys_of_two_clients_both_mirror(make_stack: Mak
         headers={**auth("user1"), "Idempotency-Key": "k-1"},
     )
     assert "true" == again.headers["Idempotent-Replayed"]
-    assert 0 == await stack.core.failures.count()
+    assert 0 == (await stack.core.log.figures())["backlog"]
     copies = await (
         await stack.new.get("/v1/memories", headers={"Authorization": "Bearer tok-svc"})
     ).json()
@@ -145,4 +150,4 @@ async def test_writes_the_primary_refuses_are_not_mirrored(make_stack: MakeStack
         resp.headers["X-Memshift-Served-By"],
     )
     assert 0 == stack.core.health["new"].figures().requests
-    assert 0 == await stack.core.failures.count()
+    assert 0 == (await stack.core.log.figures())["backlog"]

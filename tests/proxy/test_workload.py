@@ -158,4 +158,4 @@ async def test_workload_leaves_both_stores_equal(make_stack: MakeStack, read_per
     if read_percent == 30:
         assert {"new", "legacy"} == {s for stores in served for s in stores}
     await assert_stores_match(stack)
-    assert 0 == await stack.core.failures.count()
+    assert 0 == (await stack.core.log.figures())["backlog"]

@@ -21,6 +21,7 @@ from memshift.config.settings import (
     AdminSettings,
     Listen,
     McpSettings,
+    MirrorSettings,
     ProxySettings,
     RollbackSettings,
     RouteSpec,
@@ -199,7 +200,7 @@ def parse_settings(
     root = Table(doc, "")
     proxy, admin, stores = root.table("proxy"), root.table("admin"), root.table("stores")
     routing, rollback = root.table("routing"), root.table("rollback")
-    state, mcp = root.table("state"), root.table("mcp")
+    state, mcp, mirror = root.table("state"), root.table("mcp"), root.table("mirror")
     root.read.add("routes")
     settings = Settings(
         proxy=ProxySettings(
@@ -222,6 +223,15 @@ def parse_settings(
             max_latency_ratio=rollback.number("max_latency_ratio", 3.0, 1, 1000),
             max_mismatch_rate=rollback.number("max_mismatch_rate", 0.01, 0, 1),
         ),
+        mirror=MirrorSettings(
+            workers=mirror.integer("workers", 32, 1, 4096),
+            retry_attempts=mirror.integer("retry_attempts", 4, 1, 100),
+            retry_initial_s=mirror.number("retry_initial_s", 0.05, 0.001, 60),
+            retry_max_s=mirror.number("retry_max_s", 1.0, 0.001, 600),
+            backlog_alert=mirror.integer("backlog_alert", 10_000, 1, 10**9),
+            replay_interval_s=mirror.number("replay_interval_s", 1.0, 0.05, 3600),
+            whoami_path=mirror.text("whoami_path", "/v1/whoami"),
+        ),
         state=StateSettings(url=state.text("url", "sqlite:///memshift-data/state.db")),
         mcp=McpSettings(
             path=mcp.text("path", "/mcp"),
@@ -232,17 +242,12 @@ def parse_settings(
         source=source,
     )
     normalize_url(settings.state.url, "state.url")
-    if settings.routing.write_mode == "async":
-        raise ConfigError(
-            "routing.write_mode",
-            "async mirroring needs the durable repair log, which this version lacks: use sync",
-        )
     if not settings.mcp.path.startswith("/"):
         raise ConfigError("mcp.path", "must start with /")
     both = set(settings.mcp.write_tools) & set(settings.mcp.read_tools)
     if both:
         raise ConfigError("mcp.read_tools", f"{sorted(both)[0]} is also a write tool")
-    for table in (proxy, admin, stores, routing, rollback, state, mcp, root):
+    for table in (proxy, admin, stores, routing, rollback, state, mcp, mirror, root):
         table.done()
     return settings
 

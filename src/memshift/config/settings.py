@@ -84,6 +84,19 @@ class RollbackSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MirrorSettings:
+    """``[mirror]``: how writes reach the secondary, and when to shout about a backlog."""
+
+    workers: int = 32
+    retry_attempts: int = 4
+    retry_initial_s: float = 0.05
+    retry_max_s: float = 1.0
+    backlog_alert: int = 10_000
+    replay_interval_s: float = 1.0
+    whoami_path: str = "/v1/whoami"
+
+
+@dataclass(frozen=True, kw_only=True)
 class StateSettings:
     """``[state]``: the database shared by every proxy instance."""
 
@@ -142,6 +155,7 @@ class Settings:
     stores: dict[StoreName, StoreEndpoint]
     routing: RoutingSettings
     rollback: RollbackSettings
+    mirror: MirrorSettings
     state: StateSettings
     mcp: McpSettings
     routes: tuple[RouteSpec, ...]

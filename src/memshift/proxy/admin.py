@@ -45,6 +45,7 @@ async def status_document(request: web.Request) -> dict[str, Any]:
     """Return the ``GET /status`` document."""
     core = request.app[CORE]
     state = core.plane.state
+    log = await core.log_figures()
     return {
         "primary": state.primary,
         "read_percent": state.read_percent,
@@ -53,7 +54,10 @@ async def status_document(request: web.Request) -> dict[str, Any]:
         "failed_back": state.failed_back,
         "reason": state.reason,
         "epoch": state.epoch,
-        "repair_backlog": await core.failures.count(),
+        "repair_backlog": log["backlog"],
+        "repair_backlog_age_s": log["age_s"],
+        "repair_backlog_alert": bool(log["alert"]),
+        "divergent": log["divergent"],
         "stores": {name: core.health[name].figures().as_dict() for name in STORE_NAMES},
     }
 
@@ -100,7 +104,7 @@ async def audit(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     core = request.app[CORE]
-    text = core.metrics.render(core.plane.state, await core.failures.count())
+    text = core.metrics.render(core.plane.state, await core.log_figures())
     return web.Response(
         body=text,
         content_type="text/plain",

@@ -42,6 +42,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     core = app[CORE]
     settings = core.holder.current
     await core.plane.start(settings.routing)
+    core.background.spawn(core.log.flusher(), "write-log", daemon=True)
+    await core.replayer.recover()
+    core.background.spawn(core.replay_loop(), "replay", daemon=True)
     core.background.spawn(_refresh_loop(core), "control-refresh", daemon=True)
     if settings.source:
         core.background.spawn(

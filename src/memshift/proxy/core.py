@@ -18,10 +18,15 @@ from memshift.database import Database
 from memshift.errors import UpstreamError
 from memshift.proxy.metrics import ProxyMetrics
 from memshift.scheduler import Scheduler
-from memshift.shadow.failures import FailureLog
+from memshift.shadow.dispatch import Mirroring
+from memshift.shadow.identity import Identities
 from memshift.shadow.idmap import IdMap
-from memshift.shadow.mirror import Mirror
+from memshift.shadow.lanes import Lanes
+from memshift.shadow.mirror import Mirror, Outcome
+from memshift.shadow.replay import Replayer
 from memshift.shadow.translate import Translator
+from memshift.shadow.writelog import WriteLog
+from memshift.timestamps import now_us
 from memshift.upstream import HttpUpstream, OutboundRequest, Upstream, UpstreamResponse
 
 log = structlog.get_logger("memshift.proxy")
@@ -43,7 +48,9 @@ class ProxyCore:
         self.plane = ControlPlane(state_db)
         self.idmap = IdMap(state_db)
         self.translator = Translator(self.idmap)
-        self.failures = FailureLog(state_db)
+        self.log = WriteLog(state_db)
+        self.lanes = Lanes()
+        self.identities = Identities()
         self.metrics = ProxyMetrics()
         window = settings.rollback.window_s
         self.health = {name: HealthWindow(window) for name in STORE_NAMES}
@@ -59,14 +66,32 @@ class ProxyCore:
         )
         self.mirror = Mirror(
             self.translator,
-            self.failures,
             self.send,
             tokens=lambda store: self.holder.current.stores[store].token,
-            on_failure=lambda store, reason: self.metrics.mirror_failures.labels(
-                store=store, reason=reason
-            ).inc(),
+            settings=lambda: self.holder.current.mirror,
+        )
+        self.mirroring = Mirroring(
+            self.log,
+            self.lanes,
+            self.mirror,
+            settings=lambda: self.holder.current.mirror,
+            counted=self.count_outcome,
+        )
+        self.replayer = Replayer(self.mirroring, routes=lambda: self.holder.current.routes)
+        self.mirror_jobs = Scheduler(
+            name="mirror",
+            limit=settings.mirror.workers,
+            pending_limit=settings.mirror.backlog_alert,
+            close_timeout=10.0,
+            on_error=self.background_failed,
         )
         self.holder.listeners.append(self.reconfigure)
+
+    def count_outcome(self, store: StoreName, outcome: Outcome) -> None:
+        """Count what came of a mirrored write."""
+        self.metrics.mirror_writes.labels(store=store, outcome=outcome.kind.value).inc()
+        if outcome.reason and outcome.kind.value != "done":
+            self.metrics.mirror_failures.labels(store=store, reason=outcome.reason).inc()
 
     def background_failed(self, label: str, error: BaseException) -> None:
         """The one hook for failures of background work: log and count, never raise."""
@@ -88,6 +113,39 @@ class ProxyCore:
         self.metrics.latency.labels(store, route).observe(answer.elapsed_s)
         return answer
 
+    async def log_figures(self) -> dict[str, int]:
+        """Return backlog size and age, divergent writes and group-commit counts."""
+        figures = await self.log.figures()
+        oldest = figures.pop("oldest_at")
+        age = max(0, (now_us() - oldest) // 1_000_000) if oldest else 0
+        alert = figures["backlog"] >= self.holder.current.mirror.backlog_alert
+        if alert:
+            log.warning("repair_backlog_high", backlog=figures["backlog"], age_s=age)
+        return figures | {
+            "age_s": age,
+            "alert": int(alert),
+            "commits": self.log.commits,
+            "operations": self.log.operations,
+        }
+
+    async def replay_loop(self) -> None:
+        """Replay the backlog whenever there is one; run for the life of the proxy."""
+        while True:
+            await asyncio.sleep(self.holder.current.mirror.replay_interval_s)
+            try:
+                if not (await self.log.figures())["backlog"]:
+                    continue
+                result = await self.replayer.run_pass()
+                log.info(
+                    "replay_pass",
+                    replayed=result.replayed,
+                    divergent=result.divergent,
+                    skipped=result.skipped,
+                    stopped=result.stopped,
+                )
+            except Exception as exc:
+                self.background_failed("replay", exc)
+
     async def reconfigure(self, settings: Settings, changed: frozenset[str]) -> None:
         """Follow a reloaded config file: routing values, stores, windows."""
         if any(k.startswith("routing.") for k in changed):
@@ -107,7 +165,8 @@ class ProxyCore:
         await upstream.close()
 
     async def close(self) -> None:
-        """Stop background work and release connections and the state db."""
+        """Finish mirroring in flight, stop background work, release connections."""
+        await self.mirror_jobs.close()
         await self.background.close()
         for upstream in self.upstreams.values():
             await upstream.close()

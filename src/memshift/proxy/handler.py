@@ -10,9 +10,10 @@ client sends and sees are always legacy's.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -20,11 +21,12 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from memshift.config.settings import StoreName, other
+from memshift.config.settings import StoreName
 from memshift.control.ramp import reads_from_new
 from memshift.errors import UpstreamError
 from memshift.proxy.core import ProxyCore
 from memshift.proxy.headers import SERVED_BY, inbound, outbound, request_id, with_header
+from memshift.shadow.dispatch import created_key, record_keys
 from memshift.shadow.mirror import Write
 from memshift.shadow.routes import match_route
 from memshift.upstream import OutboundRequest, UpstreamResponse
@@ -132,38 +134,93 @@ async def _read(ex: Exchange) -> web.Response:
     return answer
 
 
-def mirror_key(given: str | None, authorization: str, key: str) -> str:
-    """Return the key the secondary sees for a write.
+async def _identity(ex: Exchange, primary: StoreName) -> str | None:
+    """Return the user behind the client's credentials, asked of the primary once per token."""
+    authorization = ex.request.headers.get("Authorization")
+    if not authorization:
+        return None
+    whoami = ex.core.holder.current.mirror.whoami_path
 
-    The secondary scopes keys to its caller, and every mirrored write comes from
-    memshift's service user: a client's own key is therefore bound to the client (a
-    digest of its credentials and the key), so that two clients' equal keys never meet.
-    """
-    if given is None:
-        return key
-    digest = hashlib.sha256(f"{authorization}\n{given}".encode()).hexdigest()[:40]
-    return f"client-{digest}"
+    async def fetch() -> str | None:
+        request = OutboundRequest(
+            "GET", whoami, (("Authorization", authorization), ("X-Request-Id", ex.rid)), b""
+        )
+        answer = await ex.core.send(primary, request, "whoami", "identity")
+        doc = _json(answer.body) if answer.status == 200 else None
+        user = doc.get("user") if isinstance(doc, dict) else None
+        return user if isinstance(user, str) else None
+
+    return await ex.core.identities.user(authorization, fetch)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
 
 
 async def _write(ex: Exchange) -> web.Response:
     assert ex.match is not None
-    primary = ex.core.plane.state.primary
-    given = ex.request.headers.get("Idempotency-Key")
-    key = given or f"memshift-{uuid.uuid4().hex}"
-    upstream = await ex.send(primary, "write", with_header(ex.headers, "Idempotency-Key", key))
+    core, spec = ex.core, ex.match.spec
+    state = core.plane.state
+    primary = state.primary
+    key = ex.request.headers.get("Idempotency-Key") or f"memshift-{uuid.uuid4().hex}"
+    headers = with_header(ex.headers, "Idempotency-Key", key)
+    user = await _identity(ex, primary)
+    if user is None:  # the primary does not know this caller: it refuses, nothing to mirror
+        return await _answer_write(ex, primary, await ex.send(primary, "write", headers))
+    own, depends = record_keys(ex.match, _json(ex.body))
+    write = Write(
+        ex.match, ex.request.method, ex.request.rel_url.raw_path_qs, ex.body, key, user, ex.rid
+    )
+    job: Coroutine[Any, Any, None] | None = None
+    async with core.lanes.lock(own):
+        entry = await core.log.intent(
+            idem_key=key,
+            user=user,
+            route=spec.name,
+            method=write.method,
+            path=write.path_qs,
+            body=ex.body,
+            record_key=own,
+            depends=depends,
+            primary=primary,
+        )
+        try:
+            upstream = await ex.send(primary, "write", headers)
+        except UpstreamError as exc:
+            if exc.timeout:  # it may have been applied: replay resolves it, in order
+                core.lanes.block(own)
+            else:
+                await core.log.forget(entry)
+            raise
+        if upstream is None or not 200 <= upstream.status < 300:
+            await core.log.forget(entry)
+            return await _answer_write(ex, primary, upstream)
+        own = own or created_key(ex.match, primary, _json(upstream.body))
+        queued = state.write_mode == "async" and primary == "legacy"
+        if queued and core.mirror_jobs.full:
+            job = core.mirroring.hold(
+                entry, primary, own, upstream.status, upstream.body, "queue_full"
+            )
+        else:
+            job = core.mirroring.job(
+                write, entry, primary, upstream.body, upstream.status, own, depends
+            )
+            if queued:
+                core.mirror_jobs.spawn(job, spec.name)
+                job = None
+    if job is not None:
+        await job
+    return await _answer_write(ex, primary, upstream)
+
+
+async def _answer_write(
+    ex: Exchange, primary: StoreName, upstream: UpstreamResponse | None
+) -> web.Response:
     if upstream is None:
         return error_response(409, "not_migrated", "the record is not in the primary store yet")
-    if 200 <= upstream.status < 300:
-        write = Write(
-            match=ex.match,
-            method=ex.request.method,
-            path=ex.request.path,
-            query=tuple(ex.request.query.items()),
-            body=ex.body,
-            idempotency_key=mirror_key(given, ex.request.headers.get("Authorization", ""), key),
-            request_id=ex.rid,
-        )
-        await ex.core.mirror.apply(write, primary, upstream, other(primary))
     answer = await ex.answer(primary, upstream)
     if answer is None:
         log.error("answer_not_translatable", store=primary, route=ex.route)

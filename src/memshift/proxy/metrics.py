@@ -50,6 +50,12 @@ class ProxyMetrics:
             ["store", "reason"],
             registry=r,
         )
+        self.mirror_writes = Counter(
+            "memshift_mirror_writes",
+            "Mirrored writes by outcome (done, backlog, divergent).",
+            ["store", "outcome"],
+            registry=r,
+        )
         self.read_fallbacks = Counter(
             "memshift_read_fallbacks",
             "Reads meant for the new store served by legacy.",
@@ -72,10 +78,28 @@ class ProxyMetrics:
         self.primary = Gauge("memshift_primary", "1 for the primary store.", ["store"], registry=r)
         self.failed_back = Gauge("memshift_failed_back", "1 while failback is latched.", registry=r)
         self.repair_backlog = Gauge(
-            "memshift_repair_backlog", "Mirrored writes waiting for repair.", registry=r
+            "memshift_repair_backlog", "Mirrored writes waiting for replay.", registry=r
+        )
+        self.repair_age = Gauge(
+            "memshift_repair_backlog_age_seconds",
+            "Age of the oldest write waiting for replay.",
+            registry=r,
+        )
+        self.divergent = Gauge(
+            "memshift_divergent_writes",
+            "Writes the secondary refused, kept for an operator.",
+            registry=r,
+        )
+        self.wal_commits = Gauge(
+            "memshift_write_log_commits",
+            "Group commits of the write log since start.",
+            registry=r,
+        )
+        self.wal_operations = Gauge(
+            "memshift_write_log_operations", "Write log operations since start.", registry=r
         )
 
-    def render(self, state: ControlState, backlog: int) -> bytes:
+    def render(self, state: ControlState, log: dict[str, int]) -> bytes:
         """Return the exposition text, with the control gauges set from ``state``."""
         self.epoch.set(state.epoch)
         self.read_percent.set(state.read_percent)
@@ -83,5 +107,9 @@ class ProxyMetrics:
         for store in ("legacy", "new"):
             self.primary.labels(store=store).set(int(state.primary == store))
         self.failed_back.set(int(state.failed_back))
-        self.repair_backlog.set(backlog)
+        self.repair_backlog.set(log["backlog"])
+        self.repair_age.set(log["age_s"])
+        self.divergent.set(log["divergent"])
+        self.wal_commits.set(log["commits"])
+        self.wal_operations.set(log["operations"])
         return bytes(generate_latest(self.registry))

@@ -1,0 +1,145 @@
+"""From an accepted write to its outcome on the secondary, in order, never dropped.
+
+``Mirroring.job`` is called under the record's lock right after the primary accepted
+a write: it queues the primary's answer in the write log, joins the record's lane (or
+sends the write to the backlog when the record is blocked) and returns the work to do,
+which the proxy awaits (``sync``) or schedules (``async``). Whatever the work meets,
+the write ends mirrored, in the backlog, or divergent: never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from memshift import jsonpath
+from memshift.config.settings import MirrorSettings, StoreName, other
+from memshift.shadow.lanes import Lanes
+from memshift.shadow.mirror import Kind, Mirror, Outcome, Write
+from memshift.shadow.routes import RouteMatch
+from memshift.shadow.writelog import WriteLog
+
+log = structlog.get_logger("memshift.shadow")
+
+
+def record_keys(match: RouteMatch, body_doc: Any) -> tuple[str | None, tuple[str, ...]]:
+    """Return the record a write changes (``kind:id``, None for a create) and those it needs."""
+    spec = match.spec
+    keys = [f"{k}:{v}" for k, v in zip(spec.path_kinds, match.params, strict=True) if v.isdigit()]
+    own = keys.pop() if keys else None
+    if isinstance(body_doc, dict):
+        for path, kind in spec.request_ids:
+            keys += [f"{kind}:{v}" for v in jsonpath.values(body_doc, path) if type(v) is int]
+    return own, tuple(sorted(set(keys)))
+
+
+def created_key(match: RouteMatch, primary: StoreName, answer_doc: Any) -> str | None:
+    """Return the record key of what a create made, when the client-side id is known."""
+    kind = match.spec.creates
+    if kind is None or primary != "legacy" or not isinstance(answer_doc, dict):
+        return None
+    new_id = answer_doc.get("id")
+    return f"{kind}:{new_id}" if type(new_id) is int else None
+
+
+@dataclass
+class Mirroring:
+    """Live mirroring of accepted writes, through lanes, into the write log."""
+
+    log: WriteLog
+    lanes: Lanes
+    mirror: Mirror
+    settings: Callable[[], MirrorSettings]
+    counted: Callable[[StoreName, Outcome], None]
+
+    def job(
+        self,
+        write: Write,
+        entry_id: int,
+        primary: StoreName,
+        answer: bytes,
+        status: int,
+        own: str | None,
+        depends: tuple[str, ...],
+    ) -> Coroutine[Any, Any, None]:
+        """Queue the primary's answer and join the lanes; return the mirroring work."""
+        _ = self.log.post_accepted(entry_id, own, status, answer)  # committed before later ops
+        if self.lanes.is_blocked([own, *depends]):
+            self.lanes.block(own)
+            return self._hold(entry_id, primary, "blocked")
+        waits, mine = self.lanes.join(own, depends)
+        return self._run(write, entry_id, primary, answer, own, depends, waits, mine)
+
+    def hold(
+        self,
+        entry_id: int,
+        primary: StoreName,
+        own: str | None,
+        status: int,
+        answer: bytes,
+        reason: str,
+    ) -> Coroutine[Any, Any, None]:
+        """Send an accepted write straight to the backlog (the mirror queue is full)."""
+        _ = self.log.post_accepted(entry_id, own, status, answer)  # committed before later ops
+        self.lanes.block(own)
+        return self._hold(entry_id, primary, reason)
+
+    async def _hold(self, entry_id: int, primary: StoreName, reason: str) -> None:
+        await self.log.backlog(entry_id, reason)
+        self.counted(other(primary), Outcome(Kind.BACKLOG, reason))
+
+    async def _run(
+        self,
+        write: Write,
+        entry_id: int,
+        primary: StoreName,
+        answer: bytes,
+        own: str | None,
+        depends: tuple[str, ...],
+        waits: list[asyncio.Future[bool]],
+        mine: asyncio.Future[bool],
+    ) -> None:
+        target = other(primary)
+        try:
+            if waits:
+                await asyncio.gather(*waits)
+            if self.lanes.is_blocked([own, *depends]):
+                self.lanes.block(own)
+                await self._hold(entry_id, primary, "blocked")
+                return
+            outcome = await self.mirror.apply(write, primary, answer, target)
+            await self.settle(entry_id, own, outcome, target, write)
+            mine.set_result(outcome.kind is Kind.DONE)
+        except Exception as exc:
+            log.exception("mirror_crashed", store=target, route=write.match.spec.name)
+            self.lanes.block(own)
+            await self._hold(entry_id, primary, f"internal: {type(exc).__name__}")
+        finally:
+            if not mine.done():
+                mine.set_result(False)
+
+    async def settle(
+        self, entry_id: int, own: str | None, outcome: Outcome, target: StoreName, write: Write
+    ) -> None:
+        """Record a live outcome in the write log (blocking the record on a backlog)."""
+        self.counted(target, outcome)
+        if outcome.kind is Kind.DONE:
+            await self.log.forget(entry_id)
+            return
+        log.warning(
+            "mirror_write_failed",
+            store=target,
+            route=write.match.spec.name,
+            outcome=outcome.kind.value,
+            reason=outcome.reason,
+            status=outcome.status,
+        )
+        if outcome.kind is Kind.DIVERGENT:
+            await self.log.divergent(entry_id, outcome.status, outcome.body, outcome.reason)
+        else:
+            self.lanes.block(own)
+            await self.log.backlog(entry_id, outcome.reason)

@@ -1,0 +1,37 @@
+"""Who a client is: the store's user behind a bearer token, cached by digest.
+
+memshift never keeps a client's token, yet a write must be replayable as its user
+(same owner, same ``Idempotency-Key`` scope). The user name is asked once per token
+(``GET /v1/whoami`` at the primary) and cached under a digest of the credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+
+Fetch = Callable[[], Awaitable[str | None]]
+
+
+class Identities:
+    """A bounded, expiring cache of credential digest → user name."""
+
+    def __init__(self, ttl_s: float = 300.0, size: int = 50_000) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    async def user(self, authorization: str, fetch: Fetch) -> str | None:
+        """Return the user behind ``authorization`` (None if the store does not know it)."""
+        digest = hashlib.sha256(authorization.encode()).hexdigest()
+        found = self._cache.get(digest)
+        now = time.monotonic()
+        if found and found[1] > now:
+            return found[0]
+        user = await fetch()
+        if user is not None:
+            if len(self._cache) >= self.size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[digest] = (user, now + self.ttl_s)
+        return user

@@ -1,0 +1,152 @@
+"""Replay of the write log: crash recovery, and draining the backlog in order.
+
+``recover`` runs once at start: writes that were accepted but not known mirrored join
+the backlog, and every record with writes waiting is blocked, so that new writes queue
+behind them. ``run_pass`` then walks the unfinished writes in log order: an ``intent``
+(the proxy died before the primary's answer was recorded) is first sent to the primary
+again under its key, as its user, which applies it at most once; then each write is
+mirrored. A pass stops at the first write the secondary still cannot take, so order is
+kept; writes whose ids have no pair yet are skipped with every later write of their
+record, and stay for a later pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import orjson
+import structlog
+
+from memshift.config.settings import RouteSpec, StoreName, other
+from memshift.shadow.dispatch import Mirroring, created_key
+from memshift.shadow.mirror import Kind, Outcome, Write
+from memshift.shadow.retry import Retryable
+from memshift.shadow.routes import match_route
+from memshift.shadow.writelog import INTENT, Entry
+
+log = structlog.get_logger("memshift.shadow")
+
+
+@dataclass
+class PassResult:
+    """What one replay pass did."""
+
+    replayed: int = 0
+    divergent: int = 0
+    skipped: int = 0
+    stopped: str | None = None
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+def _json(body: bytes) -> object:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+class Replayer:
+    """Replays what the secondary has not taken yet."""
+
+    def __init__(self, mirroring: Mirroring, routes: Callable[[], tuple[RouteSpec, ...]]) -> None:
+        self.mirroring = mirroring
+        self.routes = routes
+
+    async def recover(self) -> int:
+        """Turn the log left by a previous run into an ordered backlog; return its size."""
+        await self.mirroring.log.mark_backlog()
+        count, after = 0, 0
+        while rows := await self.mirroring.log.unfinished(after):
+            for row in rows:
+                self.mirroring.lanes.block(row.record_key)
+                after, count = row.id, count + 1
+        if count:
+            log.warning("replay_backlog_found", writes=count)
+        return count
+
+    async def run_pass(self) -> PassResult:
+        """Replay unfinished writes in log order until one cannot be taken yet."""
+        result = PassResult()
+        skipped: set[str] = set()
+        after = 0
+        while rows := await self.mirroring.log.unfinished(after):
+            for row in rows:
+                after = row.id
+                if row.record_key in skipped or skipped.intersection(row.depends):
+                    result.skipped += 1
+                    continue
+                stop = await self._replay(row, result, skipped)
+                if stop:
+                    result.stopped = stop
+                    return result
+        return result
+
+    async def _replay(self, row: Entry, result: PassResult, skipped: set[str]) -> str | None:
+        path = unquote(row.path.partition("?")[0])
+        match = match_route(self.routes(), row.method, path)
+        log_ = self.mirroring.log
+        if match is None:
+            await log_.divergent(row.id, None, b"", "no configured route matches any more")
+            self.mirroring.lanes.release(row.record_key)
+            result.divergent += 1
+            return None
+        write = Write(match, row.method, row.path, row.body, row.idem_key, row.user)
+        primary: StoreName = "new" if row.primary_store == "new" else "legacy"
+        answer = row.primary_body or b""
+        own = row.record_key
+        if row.state == INTENT:
+            resolved = await self._resolve(write, row, primary)
+            if isinstance(resolved, str):
+                return resolved
+            if resolved is None:
+                await log_.forget(row.id)
+                self.mirroring.lanes.release(own)
+                return None
+            answer = resolved
+            own = own or created_key(match, primary, _json(answer))
+            await log_.accepted(row.id, own, 200, answer)
+        outcome = await self.mirroring.mirror.apply(
+            write, primary, answer, other(primary), attempts=1
+        )
+        return await self._settle(row, own, outcome, result, skipped, primary)
+
+    async def _resolve(self, write: Write, row: Entry, primary: StoreName) -> bytes | str | None:
+        """Send an intent to the primary again; its answer, None if refused, or why to stop."""
+        request = await self.mirroring.mirror.request(write, primary, None)
+        if request is None:
+            return "unmapped id at the primary"
+        try:
+            answer = await self.mirroring.mirror.attempt(primary, request, row.route, "replay", 1)
+        except Retryable as exc:
+            return f"primary: {exc.reason}"
+        return answer.body if 200 <= answer.status < 300 else None
+
+    async def _settle(
+        self,
+        row: Entry,
+        own: str | None,
+        outcome: Outcome,
+        result: PassResult,
+        skipped: set[str],
+        primary: StoreName,
+    ) -> str | None:
+        log_, lanes = self.mirroring.log, self.mirroring.lanes
+        self.mirroring.counted(other(primary), outcome)
+        result.kinds[outcome.kind.value] = result.kinds.get(outcome.kind.value, 0) + 1
+        if outcome.kind is Kind.DONE:
+            await log_.forget(row.id)
+            lanes.release(row.record_key)
+            result.replayed += 1
+        elif outcome.kind is Kind.DIVERGENT:
+            await log_.divergent(row.id, outcome.status, outcome.body, outcome.reason)
+            lanes.release(row.record_key)
+            result.divergent += 1
+        elif outcome.kind is Kind.UNMAPPED:
+            skipped.update(k for k in (own, *row.depends) if k)
+            result.skipped += 1
+        else:
+            await log_.backlog(row.id, outcome.reason)
+            return f"secondary: {outcome.reason}"
+        return None
