@@ -96,6 +96,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from memshift.proxy.serve import run_replay
+
+    return run_replay(args.config)
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from memshift.up import run_up
 
@@ -158,6 +164,9 @@ def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     serve = sub.add_parser("serve", help="run the proxy in front of running stores")
     serve.add_argument("--config", required=True, help="the proxy's TOML config file")
     serve.set_defaults(func=_cmd_serve)
+    replay = sub.add_parser("replay", help="replay the write log to the secondary now")
+    replay.add_argument("--config", required=True, help="the proxy's TOML config file")
+    replay.set_defaults(func=_cmd_replay)
     up = sub.add_parser("up", help="run legacy, new and the proxy on this machine")
     up.add_argument("--config", help="a config file (default: one made in the data dir)")
     up.add_argument("--data-dir", default="memshift-data", help="where data and settings live")

@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from memshift.control.ramp import reads_from_new
+from memshift.shadow.idmap import IdMap
 from tests.proxy.conftest import SERVICE, USERS, MakeStack, Stack, auth
 
 Client = TestClient[Any, Any]
@@ -52,10 +53,21 @@ async def dump(client: Client) -> dict[str, dict[int, dict[str, Any]]]:
     return {"context": contexts, "memory": memories, "relation": relations}
 
 
+async def drained(stack: Stack, within: float = 30) -> None:
+    """Wait until every accepted write is mirrored (nothing in flight or waiting)."""
+    async with asyncio.timeout(within):
+        while stack.core.mirror_jobs.active or (await stack.core.log.figures())["backlog"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
 async def assert_stores_match(stack: Stack) -> None:
+    """Both stores of ``stack`` hold the same records, ids translated."""
+    await assert_equal_stores(stack.legacy, stack.new, stack.core.idmap)
+
+
+async def assert_equal_stores(legacy_client: Any, new_client: Any, idmap: IdMap) -> None:
     """Both stores hold the same records, once new's ids are translated to legacy's."""
-    legacy, new = await dump(stack.legacy), await dump(stack.new)
-    idmap = stack.core.idmap
+    legacy, new = await dump(legacy_client), await dump(new_client)
     maps = {
         kind: await idmap.translate(
             kind, [i for i, r in new[kind].items() if r["owner"] != "seed"], "new", "legacy"
@@ -145,10 +157,15 @@ async def user_session(proxy: Client, user: str, rnd: random.Random) -> list[str
     return served
 
 
-@pytest.mark.parametrize("read_percent", [0, 30, 100])
-async def test_workload_leaves_both_stores_equal(make_stack: MakeStack, read_percent: int) -> None:
-    """Concurrent users write and read at a read percent; stores end equal, ids stay legacy's."""
-    stack = await make_stack(read_percent=read_percent)
+@pytest.mark.parametrize(
+    "read_percent,write_mode",
+    [(0, "sync"), (30, "sync"), (100, "sync"), (0, "async"), (30, "async")],
+)
+async def test_workload_leaves_both_stores_equal(
+    make_stack: MakeStack, read_percent: int, write_mode: str
+) -> None:
+    """Concurrent users write and read; stores end equal, and ids are always legacy's."""
+    stack = await make_stack(read_percent=read_percent, write_mode=write_mode)
     served = await asyncio.gather(
         *(user_session(stack.proxy, user, random.Random(i)) for i, user in enumerate(USERS))
     )
@@ -157,5 +174,6 @@ async def test_workload_leaves_both_stores_equal(make_stack: MakeStack, read_per
         assert {expected} == set(stores), user
     if read_percent == 30:
         assert {"new", "legacy"} == {s for stores in served for s in stores}
+    await drained(stack)
     await assert_stores_match(stack)
     assert 0 == (await stack.core.log.figures())["backlog"]

@@ -57,3 +57,37 @@ def run_proxy(settings_path: str) -> None:
         await serve_apps(apps, ready)
 
     asyncio.run(main())
+
+
+def run_replay(settings_path: str) -> int:
+    """``memshift replay``: replay the write log now; exit 0 when nothing is left waiting."""
+    from memshift.config.load import load_settings
+    from memshift.proxy.app import make_core
+
+    settings = load_settings(settings_path)
+
+    async def main() -> int:
+        core = make_core(settings)
+        core.background.spawn(core.log.flusher(), "write-log", daemon=True)
+        try:
+            waiting = await core.replayer.recover()
+            print(f"write log: {waiting} write(s) to replay", flush=True)
+            while waiting:
+                result = await core.replayer.run_pass()
+                print(
+                    f"  replayed {result.replayed}, divergent {result.divergent}, "
+                    f"skipped {result.skipped}"
+                    + (f", stopped: {result.stopped}" if result.stopped else ""),
+                    flush=True,
+                )
+                if result.stopped or not (result.replayed or result.divergent):
+                    break
+                waiting = (await core.log.figures())["backlog"]
+            figures = await core.log.figures()
+            print(f"left: {figures['backlog']} waiting, {figures['divergent']} divergent")
+            return 0 if not figures["backlog"] else 1
+        finally:
+            await core.close()
+            await asyncio.to_thread(core.state_db.close)
+
+    return asyncio.run(main())
