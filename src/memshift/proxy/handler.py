@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -59,24 +58,11 @@ class Exchange:
 
     async def _target(self, store: StoreName) -> tuple[str, bytes] | None:
         """Return path and body for ``store`` with ids translated; None if one is unmapped."""
-        if self.match is None or store == "legacy":
+        if self.match is None:
             return self.request.rel_url.raw_path_qs, self.body
-        tr = self.core.translator
-        path = await tr.path(self.match, "legacy", store)
-        query = await tr.query(list(self.request.query.items()), self.match.spec, "legacy", store)
-        if path is None or query is None:
-            return None
-        body = self.body
-        if body and self.match.spec.request_ids:
-            try:
-                doc = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                doc = None  # the store will refuse it the same way on both sides
-            if isinstance(doc, dict):
-                if not await tr.document(doc, self.match.spec.request_ids, "legacy", store):
-                    return None
-                body = orjson.dumps(doc)
-        return (f"{path}?{urlencode(query)}" if query else path), body
+        return await self.core.translator.request(
+            self.match, self.request.rel_url.raw_path_qs, self.body, store
+        )
 
     async def send(
         self, store: StoreName, purpose: str, headers: list[tuple[str, str]] | None = None

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import orjson
 import structlog
@@ -89,22 +88,16 @@ class Mirror:
     ) -> OutboundRequest | None:
         """Return ``write`` as ``target`` must get it; None while an id has no pair."""
         spec = write.match.spec
-        path = await self.translator.path(write.match, "legacy", target)
-        raw_query = write.path_qs.partition("?")[2]
-        query = await self.translator.query(
-            parse_qsl(raw_query, keep_blank_values=True), spec, "legacy", target
-        )
-        if path is None or query is None:
+        translated = await self.translator.request(write.match, write.path_qs, write.body, target)
+        if translated is None:
             return None
-        body = write.body
-        doc = _json(body)
-        if isinstance(doc, dict) and (spec.request_ids or spec.copy_from_answer):
-            if not await self.translator.document(doc, spec.request_ids, "legacy", target):
-                return None
-            first = _json(answer) if spec.creates else None
-            if isinstance(first, dict):
+        path_qs, body = translated
+        first = _json(answer) if spec.creates and spec.copy_from_answer else None
+        if isinstance(first, dict):
+            doc = _json(body)
+            if isinstance(doc, dict):
                 doc |= {f: first[f] for f in spec.copy_from_answer if f in first}
-            body = orjson.dumps(doc)
+                body = orjson.dumps(doc)
         headers = [
             ("Authorization", f"Bearer {self.tokens(target)}"),
             (ACT_AS, write.user),
@@ -114,7 +107,6 @@ class Mirror:
             headers.append(("X-Request-Id", write.request_id))
         if body:
             headers.append(("Content-Type", "application/json"))
-        path_qs = f"{path}?{urlencode(query)}" if query else path
         return OutboundRequest(write.method, path_qs, tuple(headers), body)
 
     async def attempt(

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
 
 from memshift import jsonpath
 from memshift.config.settings import RouteSpec, StoreName
@@ -109,3 +112,32 @@ class Translator:
 
             jsonpath.update(doc, path, swap)
         return True
+
+    async def request(
+        self, match: RouteMatch, path_qs: str, body: bytes, target: StoreName
+    ) -> tuple[str, bytes] | None:
+        """Return path and body of a client request as ``target`` must get them.
+
+        Legacy gets the client's bytes untouched; for new, ids are translated (and the
+        body re-encoded only when it holds ids). The same input always gives the same
+        bytes, which a store's idempotency check relies on. None when an id is unmapped.
+        """
+        if target == "legacy":
+            return path_qs, body
+        raw_query = path_qs.partition("?")[2]
+        path = await self.path(match, "legacy", target)
+        query = await self.query(
+            parse_qsl(raw_query, keep_blank_values=True), match.spec, "legacy", target
+        )
+        if path is None or query is None:
+            return None
+        if body and match.spec.request_ids:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                doc = None  # the store will refuse it, the same way on both sides
+            if isinstance(doc, dict):
+                if not await self.document(doc, match.spec.request_ids, "legacy", target):
+                    return None
+                body = orjson.dumps(doc)
+        return (f"{path}?{urlencode(query)}" if query else path), body
