@@ -79,7 +79,9 @@ def _fingerprint(path: Path) -> tuple[float, int, str] | None:
 
 async def watch(holder: SettingsHolder, path: Path, interval_s: float = 0.5) -> None:
     """Reload ``path`` into ``holder`` whenever it changes; run until cancelled."""
-    seen = await asyncio.to_thread(_fingerprint, path)
+    # Start from nothing: the file is read once more at once, so that a change made
+    # between loading the settings and starting the watch is not missed.
+    seen: tuple[float, int, str] | None = None
     while True:
         await asyncio.sleep(interval_s)
         now = await asyncio.to_thread(_fingerprint, path)
