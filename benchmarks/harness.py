@@ -213,3 +213,62 @@ async def drive(n: int, concurrency: int, op: Callable[[int], Awaitable[None]]) 
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
     }
+
+
+PROXY_CONFIG = """
+[proxy]
+listen = "127.0.0.1:{proxy}"
+[admin]
+listen = "127.0.0.1:{admin}"
+token = "bench-admin"
+[stores.legacy]
+url = "{legacy}"
+token = "tok-ops"
+[stores.new]
+url = "{new}"
+token = "tok-ops"
+[routing]
+read_percent = 0
+shadow_read_percent = 0
+write_mode = "{write_mode}"
+[state]
+url = "sqlite:///{state}"
+"""
+
+
+@contextlib.contextmanager
+def proxy_process(legacy: str, new: str, write_mode: str = "sync") -> Iterator[str]:
+    """Run ``memshift serve`` in front of two stores; yield its URL."""
+    with tempfile.TemporaryDirectory(prefix="memshift-proxy-") as tmp:
+        port, admin = free_port(), free_port()
+        config = Path(tmp) / "memshift.toml"
+        config.write_text(
+            PROXY_CONFIG.format(
+                proxy=port,
+                admin=admin,
+                legacy=legacy,
+                new=new,
+                state=f"{tmp}/state.db",
+                write_mode=write_mode,
+            )
+        )
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "memshift",
+                "--log-level",
+                "warning",
+                "serve",
+                "--config",
+                str(config),
+            ],
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{admin}/healthz", proc, "proxy")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)

@@ -12,68 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 
-from benchmarks.harness import USER, drive, free_port, report, store_process, wait_healthy
-
-CONFIG = """
-[proxy]
-listen = "127.0.0.1:{proxy}"
-[admin]
-listen = "127.0.0.1:{admin}"
-token = "bench-admin"
-[stores.legacy]
-url = "{legacy}"
-token = "tok-ops"
-[stores.new]
-url = "{new}"
-token = "tok-ops"
-[routing]
-read_percent = 0
-shadow_read_percent = 0
-[state]
-url = "sqlite:///{state}"
-"""
-
-
-@contextlib.contextmanager
-def proxy_process(legacy: str, new: str) -> Iterator[str]:
-    """Run ``memshift serve`` in front of two stores; yield its URL."""
-    with tempfile.TemporaryDirectory(prefix="memshift-proxy-") as tmp:
-        port, admin = free_port(), free_port()
-        config = Path(tmp) / "memshift.toml"
-        config.write_text(
-            CONFIG.format(proxy=port, admin=admin, legacy=legacy, new=new, state=f"{tmp}/state.db")
-        )
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "memshift",
-                "--log-level",
-                "warning",
-                "serve",
-                "--config",
-                str(config),
-            ],
-            env=dict(os.environ),
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            wait_healthy(f"http://127.0.0.1:{admin}/healthz", proc, "proxy")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+from benchmarks.harness import USER, drive, proxy_process, report, store_process
 
 
 async def measure(

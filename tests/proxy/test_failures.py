@@ -32,7 +32,7 @@ async def test_secondary_down_keeps_client_answer(make_stack: MakeStack) -> None
     assert 3 == status["repair_backlog"]
     metrics = await (await stack.admin.get("/metrics", headers=ADMIN)).text()
     counted = re.search(
-        r'memshift_mirror_failures_total\{reason="unreachable",store="new"\} (\S+)', metrics
+        r'memshift_mirror_writes_total\{outcome="backlog",store="new"\} (\S+)', metrics
     )
     assert counted is not None and float(counted[1]) >= 3  # replay attempts count too
 

@@ -10,8 +10,9 @@ the write ends mirrored, in the backlog, or divergent: never lost.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -46,15 +47,35 @@ def created_key(match: RouteMatch, primary: StoreName, answer_doc: Any) -> str |
     return f"{kind}:{new_id}" if type(new_id) is int else None
 
 
+UNANSWERED = ("unreachable", "timeout")
+
+
 @dataclass
 class Mirroring:
-    """Live mirroring of accepted writes, through lanes, into the write log."""
+    """Live mirroring of accepted writes, through lanes, into the write log.
+
+    When a store left a write unanswered after its retries, it is taken for down until
+    the next replay interval: writes meanwhile go straight to the backlog instead of
+    each waiting through its own retries, so clients see no slowdown.
+    """
 
     log: WriteLog
     lanes: Lanes
     mirror: Mirror
     settings: Callable[[], MirrorSettings]
     counted: Callable[[StoreName, Outcome], None]
+    down_until: dict[StoreName, float] = field(default_factory=dict)
+
+    def is_down(self, store: StoreName) -> bool:
+        """Whether ``store`` is taken for down right now."""
+        return self.down_until.get(store, 0.0) > time.monotonic()
+
+    def mark(self, store: StoreName, up: bool) -> None:
+        """Note that ``store`` answered (``up``) or left a write unanswered."""
+        if up:
+            self.down_until.pop(store, None)
+        else:
+            self.down_until[store] = time.monotonic() + self.settings().replay_interval_s
 
     def job(
         self,
@@ -68,9 +89,10 @@ class Mirroring:
     ) -> Coroutine[Any, Any, None]:
         """Queue the primary's answer and join the lanes; return the mirroring work."""
         _ = self.log.post_accepted(entry_id, own, status, answer)  # committed before later ops
-        if self.lanes.is_blocked([own, *depends]):
+        blocked = self.lanes.is_blocked([own, *depends])
+        if blocked or self.is_down(other(primary)):
             self.lanes.block(own)
-            return self._hold(entry_id, primary, "blocked")
+            return self._hold(entry_id, primary, "blocked" if blocked else "store_down")
         waits, mine = self.lanes.join(own, depends)
         return self._run(write, entry_id, primary, answer, own, depends, waits, mine)
 
@@ -127,6 +149,7 @@ class Mirroring:
     ) -> None:
         """Record a live outcome in the write log (blocking the record on a backlog)."""
         self.counted(target, outcome)
+        self.mark(target, up=outcome.reason not in UNANSWERED)
         if outcome.kind is Kind.DONE:
             await self.log.forget(entry_id)
             return

@@ -134,6 +134,7 @@ class Replayer:
     ) -> str | None:
         log_, lanes = self.mirroring.log, self.mirroring.lanes
         self.mirroring.counted(other(primary), outcome)
+        self.mirroring.mark(other(primary), up=outcome.kind is not Kind.BACKLOG)
         result.kinds[outcome.kind.value] = result.kinds.get(outcome.kind.value, 0) + 1
         if outcome.kind is Kind.DONE:
             await log_.forget(row.id)
