@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from memshift.cli import main
 from tests.proxy.conftest import ADMIN, ADMIN_TOKEN, MakeStack, auth
@@ -122,3 +124,24 @@ async def test_cli_status_and_ramp(
     assert (0, True, True) == (code, "reads to new  20%" in out, "last changes" in out)
     code = await asyncio.to_thread(main, ["status", "--admin", base, "--token", "wrong"])
     assert (1, "401" in capsys.readouterr().err) == (code, True)
+
+
+async def test_a_large_backlog_raises_the_alert(make_stack: MakeStack) -> None:
+    """Past [mirror] backlog_alert waiting writes, /status says so and the log shouts."""
+    stack = await make_stack()
+    core = stack.core
+    await stack.new.server.close()
+    for i in range(2):
+        await stack.proxy.post(
+            "/v1/memories", json={"title": f"t{i}", "content": "c"}, headers=auth("user1")
+        )
+    assert not (await (await stack.admin.get("/status", headers=ADMIN)).json())[
+        "repair_backlog_alert"
+    ]
+    core.holder.current = replace(
+        core.holder.current, mirror=replace(core.holder.current.mirror, backlog_alert=2)
+    )
+    with capture_logs() as logs:
+        doc = await (await stack.admin.get("/status", headers=ADMIN)).json()
+    assert (True, 2) == (doc["repair_backlog_alert"], doc["repair_backlog"])
+    assert "repair_backlog_high" in [e["event"] for e in logs]

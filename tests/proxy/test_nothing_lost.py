@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from memshift.cli import main
 from memshift.proxy.handler import CORE
 from memshift.shadow.idmap import IdMap
 from memshift.statedb import open_state
@@ -300,3 +301,48 @@ async def test_interleaved_updates_to_one_memory(
     ).json()
     assert (41, legacy["content"]) == (new["version"], new["content"])
     assert 41 == legacy["version"]
+
+
+async def test_memshift_replay_drains_the_backlog(
+    stores: dict[str, StoreProcess], sessions: dict[str, Any], make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """Writes taken while new was down are applied by `memshift replay`, which exits 0."""
+    slow_replay = {"mirror": {**FAST["mirror"], "replay_interval_s": 3600}}
+    proxy, admin = await make_proxy(stores["legacy"].url, stores["new"].url, sections=slow_replay)
+    core = proxy.server.app[CORE]
+    await asyncio.to_thread(stores["new"].stop)
+    for i in range(5):
+        resp = await proxy.post(
+            "/v1/memories", json={"title": f"t{i}", "content": "c"}, headers=auth("user1")
+        )
+        assert 201 == resp.status
+    assert 5 == await _backlog(admin)
+    await asyncio.to_thread(stores["new"].start)
+    code = await asyncio.to_thread(main, ["replay", "--config", str(tmp_path / "memshift.toml")])
+    assert (0, 0) == (code, await _backlog(admin))
+    await assert_equal_stores(sessions["legacy"], sessions["new"], core.idmap)
+
+
+async def test_a_full_mirror_queue_spills_to_the_backlog(
+    stores: dict[str, StoreProcess], sessions: dict[str, Any], make_proxy: MakeProxy
+) -> None:
+    """With one worker and no queue, a burst of async writes spills to the durable
+    backlog and is replayed: nothing is dropped."""
+    tight = {"mirror": {**FAST["mirror"], "workers": 1, "queue": 0}}
+    proxy, admin = await make_proxy(
+        stores["legacy"].url, stores["new"].url, write_mode="async", sections=tight
+    )
+    core = proxy.server.app[CORE]
+    answers = await asyncio.gather(
+        *(
+            proxy.post(
+                "/v1/memories", json={"title": f"t{i}", "content": "c"}, headers=auth("user1")
+            )
+            for i in range(30)
+        )
+    )
+    assert {201} == {a.status for a in answers}
+    metrics = await (await admin.get("/metrics", headers=ADMIN)).text()
+    assert 'reason="queue_full"' in metrics
+    await _until_drained(core)
+    await assert_equal_stores(sessions["legacy"], sessions["new"], core.idmap)

@@ -225,6 +225,7 @@ def parse_settings(
         ),
         mirror=MirrorSettings(
             workers=mirror.integer("workers", 32, 1, 4096),
+            queue=mirror.integer("queue", 10_000, 0, 10**7),
             retry_attempts=mirror.integer("retry_attempts", 4, 1, 100),
             retry_initial_s=mirror.number("retry_initial_s", 0.05, 0.001, 60),
             retry_max_s=mirror.number("retry_max_s", 1.0, 0.001, 600),

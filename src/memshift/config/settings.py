@@ -88,6 +88,7 @@ class MirrorSettings:
     """``[mirror]``: how writes reach the secondary, and when to shout about a backlog."""
 
     workers: int = 32
+    queue: int = 10_000
     retry_attempts: int = 4
     retry_initial_s: float = 0.05
     retry_max_s: float = 1.0

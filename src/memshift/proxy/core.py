@@ -49,6 +49,7 @@ class ProxyCore:
         self.idmap = IdMap(state_db)
         self.translator = Translator(self.idmap)
         self.log = WriteLog(state_db)
+        self.idmap.write = self.log.submit
         self.lanes = Lanes()
         self.identities = Identities()
         self.metrics = ProxyMetrics()
@@ -81,7 +82,7 @@ class ProxyCore:
         self.mirror_jobs = Scheduler(
             name="mirror",
             limit=settings.mirror.workers,
-            pending_limit=settings.mirror.backlog_alert,
+            pending_limit=settings.mirror.queue,
             close_timeout=10.0,
             on_error=self.background_failed,
         )

@@ -8,7 +8,7 @@ cache miss reads the state db.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
@@ -27,6 +27,8 @@ class IdMap:
     def __init__(self, db: Database, cache_size: int = 200_000) -> None:
         self.db = db
         self.cache_size = cache_size
+        # The proxy routes pairs through the write log's group commit.
+        self.write: Callable[[Callable[[Connection], None]], Awaitable[None]] = db.write
         self._to_new: dict[tuple[str, int], int] = {}
         self._to_legacy: dict[tuple[str, int], int] = {}
 
@@ -51,7 +53,7 @@ class IdMap:
             except SAIntegrityError:
                 pass  # already paired: a replayed create mirrored twice maps the same way
 
-        await self.db.write(write)
+        await self.write(write)
         self._remember(kind, legacy_id, new_id)
 
     async def translate(
