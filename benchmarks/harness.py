@@ -95,6 +95,15 @@ class StoreProcess:
         Path(f"/proc/{self.pid}/clear_refs").write_text("5")
 
 
+def memshift(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``python -m memshift --log-level warning ARGS`` quietly."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "memshift", "--log-level", "warning", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def wait_healthy(url: str, proc: subprocess.Popen[Any], what: str, within: float = 60) -> None:
     """Wait until ``url`` answers; raise if ``proc`` exits or ``within`` seconds pass."""
     deadline = time.monotonic() + within
@@ -114,22 +123,9 @@ def store_process(engine: str, db_url: str | None = None) -> Iterator[StoreProce
     with tempfile.TemporaryDirectory(prefix="memshift-bench-") as tmp:
         port = free_port()
         url = db_url or f"sqlite:///{tmp}/{engine}.db"
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "memshift",
-                "--log-level",
-                "warning",
-                "store",
-                "--engine",
-                engine,
-                "--db",
-                url,
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            env={**os.environ, "MEMSHIFT_TOKENS": TOKENS},
+        proc = memshift(
+            ["store", "--engine", engine, "--db", url, "--listen", f"127.0.0.1:{port}"],
+            {"MEMSHIFT_TOKENS": TOKENS},
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -252,20 +248,7 @@ def proxy_process(legacy: str, new: str, write_mode: str = "sync") -> Iterator[s
                 write_mode=write_mode,
             )
         )
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "memshift",
-                "--log-level",
-                "warning",
-                "serve",
-                "--config",
-                str(config),
-            ],
-            env=dict(os.environ),
-            stdout=subprocess.DEVNULL,
-        )
+        proc = memshift(["serve", "--config", str(config)])
         try:
             wait_healthy(f"http://127.0.0.1:{admin}/healthz", proc, "proxy")
             yield f"http://127.0.0.1:{port}"
