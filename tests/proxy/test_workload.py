@@ -177,3 +177,16 @@ async def test_workload_leaves_both_stores_equal(
     await drained(stack)
     await assert_stores_match(stack)
     assert 0 == (await stack.core.log.figures())["backlog"]
+
+
+@pytest.mark.parametrize("write_mode", ["sync", "async"])
+async def test_workload_with_a_postgresql_state_db(
+    make_stack: MakeStack, make_pg_url: Any, write_mode: str
+) -> None:
+    """The write log, id map and control state work the same on PostgreSQL."""
+    stack = await make_stack(read_percent=30, write_mode=write_mode, state_url=make_pg_url())
+    await asyncio.gather(
+        *(user_session(stack.proxy, user, random.Random(i)) for i, user in enumerate(USERS[:6]))
+    )
+    await drained(stack)
+    await assert_stores_match(stack)
