@@ -1,0 +1,119 @@
+"""Structural diff of two JSON documents: each differing path, its kind, both values.
+
+Kinds: ``changed`` (same type, other value), ``type`` (other JSON type), ``missing``
+(in control, not in candidate), ``extra`` (in candidate only), ``order`` (a list with
+the same items in another order). Numbers compare within ``tolerance``; lists named
+unordered compare as multisets.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def generic(path: str) -> str:
+    """Return ``path`` with list indexes as ``[*]`` (``$.items[3].id`` → ``$.items[*].id``)."""
+    return _INDEX.sub("[*]", path)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One place where the candidate differs from the control."""
+
+    path: str
+    kind: str
+    control: Any = None
+    candidate: Any = None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+@dataclass(frozen=True)
+class DiffOptions:
+    """How values are compared: number tolerance and lists compared as multisets."""
+
+    tolerance: float = 1e-9
+    unordered: frozenset[str] = frozenset()
+
+
+def diff(
+    control: Any, candidate: Any, options: DiffOptions = DiffOptions(), path: str = "$"
+) -> list[Difference]:
+    """Return every difference of ``candidate`` from ``control``, in document order."""
+    kc, kd = _kind(control), _kind(candidate)
+    if kc != kd:
+        return [Difference(path, "type", control, candidate)]
+    if kc == "object":
+        return _objects(control, candidate, options, path)
+    if kc == "array":
+        return _arrays(control, candidate, options, path)
+    if kc == "number" and math.isclose(
+        control, candidate, rel_tol=options.tolerance, abs_tol=options.tolerance
+    ):
+        return []
+    return [] if control == candidate else [Difference(path, "changed", control, candidate)]
+
+
+def _objects(
+    control: dict[str, Any], candidate: dict[str, Any], options: DiffOptions, path: str
+) -> list[Difference]:
+    out: list[Difference] = []
+    for key, value in control.items():
+        where = f"{path}.{key}"
+        if key not in candidate:
+            out.append(Difference(where, "missing", value, None))
+        else:
+            out += diff(value, candidate[key], options, where)
+    out += [
+        Difference(f"{path}.{k}", "extra", None, v)
+        for k, v in candidate.items()
+        if k not in control
+    ]
+    return out
+
+
+def _arrays(
+    control: list[Any], candidate: list[Any], options: DiffOptions, path: str
+) -> list[Difference]:
+    if generic(path) in options.unordered:
+        control = sorted(control, key=_canonical)
+        candidate = sorted(candidate, key=_canonical)
+    elif (
+        len(control) == len(candidate)
+        and control != candidate
+        and sorted(map(_canonical, control)) == sorted(map(_canonical, candidate))
+    ):
+        return [Difference(path, "order", None, None)]
+    out: list[Difference] = []
+    for i, (a, b) in enumerate(zip(control, candidate, strict=False)):
+        out += diff(a, b, options, f"{path}[{i}]")
+    out += [
+        Difference(f"{path}[{i}]", "missing", v, None)
+        for i, v in enumerate(control[len(candidate) :], start=len(candidate))
+    ]
+    out += [
+        Difference(f"{path}[{i}]", "extra", None, v)
+        for i, v in enumerate(candidate[len(control) :], start=len(control))
+    ]
+    return out
