@@ -67,3 +67,29 @@ def status_text(doc: dict[str, Any]) -> str:
             f"{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}"
         )
     return "\n".join(lines)
+
+
+def report_text(doc: dict[str, Any]) -> str:
+    """Return ``GET /report`` as tables for people."""
+    t = doc["totals"]
+    lines = [
+        f"compared {t['compared']}   matched {t['matched']}   mismatched {t['mismatched']}   "
+        f"in-flight {t['inflight']}   noise {t['noise']}   mismatch rate "
+        f"{t['mismatch_rate']:.4%}   dropped {t['dropped']}",
+        "",
+        f"{'route':<22}{'compared':>9}{'matched':>9}{'mismatched':>11}{'in-flight':>10}"
+        f"{'noise':>7}{'rate':>9}  top fields",
+    ]
+    for r in doc["routes"]:
+        fields = ", ".join(f"{f['path']} ({f['count']})" for f in r["fields"][:3])
+        lines.append(
+            f"{r['route']:<22}{r['compared']:>9}{r['matched']:>9}{r['mismatched']:>11}"
+            f"{r['inflight']:>10}{r['noise']:>7}{r['mismatch_rate']:>9.2%}  {fields}"
+        )
+    for sample in doc["samples"][:5]:
+        first = sample["differences"][0] if sample["differences"] else {}
+        lines.append(
+            f"  {sample['verdict']:<10} {sample['route']:<20} {first.get('path', '')}: "
+            f"{first.get('control')!r} → {first.get('candidate')!r}"
+        )
+    return "\n".join(lines)

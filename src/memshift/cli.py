@@ -142,6 +142,14 @@ def _cmd_ramp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from memshift.adminclient import admin_token, call, report_text
+
+    doc = call(args.admin, admin_token(args.token), "GET", "/report")
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if args.json else report_text(doc))
+    return 0
+
+
 def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from memshift.adminclient import DEFAULT_ADMIN, TOKEN_ENV
 
@@ -154,6 +162,9 @@ def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     status = add("status", "show the migration's state and each store's health")
     status.add_argument("--json", action="store_true", help="print the raw JSON document")
     status.set_defaults(func=_cmd_status)
+    report = add("report", "show the consistency report of shadow reads")
+    report.add_argument("--json", action="store_true", help="print the raw JSON document")
+    report.set_defaults(func=_cmd_report)
     ramp = add("ramp", "set the share of reads served by the new store")
     ramp.add_argument("percent", type=int, metavar="PERCENT", help="0..100")
     ramp.add_argument("--reason", help="why, for the audit log")

@@ -87,6 +87,15 @@ writes = Table(
 )
 
 
+reports = Table(
+    "reports",
+    metadata,
+    Column("instance", String(200), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
+)
+
+
 def open_state(url: str) -> Database:
     """Open the state database at ``url`` and create its missing tables."""
     db = Database(url, readers=2, key="state.url")

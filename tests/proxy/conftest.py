@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,8 @@ MakeProxy = Callable[..., Awaitable[tuple[TestClient[Any, Any], TestClient[Any, 
 def make_proxy(aiohttp_client: Any, tmp_path: Path) -> MakeProxy:
     """Start a proxy and its admin API in front of two store URLs."""
 
+    made = itertools.count()
+
     async def make(
         legacy_url: str,
         new_url: str,
@@ -116,8 +119,10 @@ def make_proxy(aiohttp_client: Any, tmp_path: Path) -> MakeProxy:
         sections: dict[str, dict[str, Any]] | None = None,
         **routing: Any,
     ) -> tuple[TestClient[Any, Any], TestClient[Any, Any]]:
+        n = next(made)
+        name = "" if n == 0 else f"-{n}"  # each proxy its own config and state db
         doc = proxy_doc(
-            legacy_url, new_url, state_url or f"sqlite:///{tmp_path}/state.db", **routing
+            legacy_url, new_url, state_url or f"sqlite:///{tmp_path}/state{name}.db", **routing
         )
         for section, values in (sections or {}).items():
             for key, value in values.items():
@@ -125,7 +130,7 @@ def make_proxy(aiohttp_client: Any, tmp_path: Path) -> MakeProxy:
                     doc[section].setdefault(key, {}).update(value)
                 else:
                     doc.setdefault(section, {})[key] = value
-        config = tmp_path / "memshift.toml"
+        config = tmp_path / f"memshift{name}.toml"
         config.write_text(toml_of(doc))
         proxy_app, admin_app = make_apps(make_core(parse_settings(doc, source=str(config))))
         return await aiohttp_client(proxy_app), await aiohttp_client(admin_app)

@@ -19,6 +19,7 @@ from memshift.config.routes import DEFAULT_ROUTES
 from memshift.config.settings import (
     STORE_NAMES,
     AdminSettings,
+    CompareSettings,
     Listen,
     McpSettings,
     MirrorSettings,
@@ -151,6 +152,16 @@ def _kind_map(table: Table, name: str, check_key: Callable[[str], Any]) -> tuple
     return tuple(out)
 
 
+def _paths(table: Table, name: str, default: tuple[str, ...]) -> list[jsonpath.Path]:
+    out = []
+    for i, text in enumerate(table.strings(name, default)):
+        try:
+            out.append(jsonpath.parse(text))
+        except ValueError as exc:
+            raise ConfigError(f"{table.key(name)}[{i}]", str(exc)) from exc
+    return out
+
+
 def _route(table: Table) -> RouteSpec:
     path = table.text("path")
     if not path.startswith("/"):
@@ -201,6 +212,7 @@ def parse_settings(
     proxy, admin, stores = root.table("proxy"), root.table("admin"), root.table("stores")
     routing, rollback = root.table("routing"), root.table("rollback")
     state, mcp, mirror = root.table("state"), root.table("mcp"), root.table("mirror")
+    compare = root.table("compare")
     root.read.add("routes")
     settings = Settings(
         proxy=ProxySettings(
@@ -233,6 +245,16 @@ def parse_settings(
             replay_interval_s=mirror.number("replay_interval_s", 1.0, 0.05, 3600),
             whoami_path=mirror.text("whoami_path", "/v1/whoami"),
         ),
+        compare=CompareSettings(
+            # updated_at is each store's own clock; an error's message may name a store's
+            # own ids: the code and the status are what must agree.
+            ignore=tuple(_paths(compare, "ignore", ("$..updated_at", "$.error.message"))),
+            unordered=tuple(p.text for p in _paths(compare, "unordered", ())),
+            tolerance=compare.number("tolerance", 1e-6, 0, 1),
+            noise_percent=compare.integer("noise_percent", 5, 0, 100),
+            workers=compare.integer("workers", 16, 1, 1024),
+            queue=compare.integer("queue", 256, 0, 100_000),
+        ),
         state=StateSettings(url=state.text("url", "sqlite:///memshift-data/state.db")),
         mcp=McpSettings(
             path=mcp.text("path", "/mcp"),
@@ -248,7 +270,7 @@ def parse_settings(
     both = set(settings.mcp.write_tools) & set(settings.mcp.read_tools)
     if both:
         raise ConfigError("mcp.read_tools", f"{sorted(both)[0]} is also a write tool")
-    for table in (proxy, admin, stores, routing, rollback, state, mcp, mirror, root):
+    for table in (proxy, admin, stores, routing, rollback, state, mcp, mirror, compare, root):
         table.done()
     return settings
 

@@ -98,6 +98,18 @@ class MirrorSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CompareSettings:
+    """``[compare]``: how shadow reads are normalized and compared, within what bounds."""
+
+    ignore: tuple[Path, ...] = ()
+    unordered: tuple[str, ...] = ()
+    tolerance: float = 1e-6
+    noise_percent: int = 5
+    workers: int = 16
+    queue: int = 256
+
+
+@dataclass(frozen=True, kw_only=True)
 class StateSettings:
     """``[state]``: the database shared by every proxy instance."""
 
@@ -157,6 +169,7 @@ class Settings:
     routing: RoutingSettings
     rollback: RollbackSettings
     mirror: MirrorSettings
+    compare: CompareSettings
     state: StateSettings
     mcp: McpSettings
     routes: tuple[RouteSpec, ...]

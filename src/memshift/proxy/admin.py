@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from memshift.compare import store as report_store
 from memshift.config.settings import STORE_NAMES
 from memshift.errors import ApiError, bad_request, unprocessable
 from memshift.proxy.handler import CORE
@@ -113,6 +114,25 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+async def report_document(request: web.Request) -> dict[str, Any]:
+    """Return ``GET /report``: every instance's comparisons merged, with the ramp."""
+    core = request.app[CORE]
+    merged = await report_store.merged(core.state_db, core.instance, core.report)
+    state = core.plane.state
+    return merged.document() | {
+        "ramp": {
+            "primary": state.primary,
+            "read_percent": state.read_percent,
+            "shadow_read_percent": state.shadow_read_percent,
+            "epoch": state.epoch,
+        }
+    }
+
+
+async def report(request: web.Request) -> web.Response:
+    return json_response(await report_document(request))
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -127,6 +147,7 @@ def make_admin_app(core: Any) -> web.Application:
             web.get("/status", status),
             web.post("/ramp", ramp),
             web.get("/audit", audit),
+            web.get("/report", report),
             web.get("/metrics", metrics),
         ]
     )

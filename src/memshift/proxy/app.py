@@ -9,6 +9,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from memshift.compare import store as report_store
 from memshift.config.settings import Settings, StoreName
 from memshift.config.watch import watch
 from memshift.proxy.admin import make_admin_app
@@ -43,6 +44,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = core.holder.current
     await core.plane.start(settings.routing)
     core.background.spawn(core.log.flusher(), "write-log", daemon=True)
+    mine = (await report_store.saved(core.state_db)).get(core.instance)
+    if mine:
+        core.report.absorb(mine)  # the report survives a restart
+    core.background.spawn(core.report_loop(), "report", daemon=True)
     await core.replayer.recover()
     core.background.spawn(core.replay_loop(), "replay", daemon=True)
     core.background.spawn(_refresh_loop(core), "control-refresh", daemon=True)

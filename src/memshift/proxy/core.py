@@ -7,9 +7,12 @@ windows and metrics see each store's outcomes and latency.
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import structlog
 
+from memshift.compare import store as report_store
+from memshift.compare.report import Report
 from memshift.config.settings import STORE_NAMES, Settings, StoreName
 from memshift.config.watch import SettingsHolder
 from memshift.control.health import HealthWindow
@@ -79,6 +82,15 @@ class ProxyCore:
             counted=self.count_outcome,
         )
         self.replayer = Replayer(self.mirroring, routes=lambda: self.holder.current.routes)
+        self.report = Report()
+        self.instance = f"{socket.gethostname()}:{settings.proxy.listen}"
+        self.shadows = Scheduler(
+            name="shadow",
+            limit=settings.compare.workers,
+            pending_limit=settings.compare.queue,
+            close_timeout=2.0,
+            on_error=self.compare_failed,
+        )
         self.mirror_jobs = Scheduler(
             name="mirror",
             limit=settings.mirror.workers,
@@ -86,6 +98,7 @@ class ProxyCore:
             close_timeout=10.0,
             on_error=self.background_failed,
         )
+        self._retiring: set[Upstream] = set()
         self.holder.listeners.append(self.reconfigure)
 
     def count_outcome(self, store: StoreName, outcome: Outcome) -> None:
@@ -93,6 +106,21 @@ class ProxyCore:
         self.metrics.mirror_writes.labels(store=store, outcome=outcome.kind.value).inc()
         if outcome.reason and outcome.kind.value != "done":
             self.metrics.mirror_failures.labels(store=store, reason=outcome.reason).inc()
+
+    def compare_failed(self, label: str, error: BaseException) -> None:
+        """The one hook for failures of shadow work: logged and counted, never the client's."""
+        self.report.errors += 1
+        log.error("compare_failed", route=label, error=repr(error))
+
+    async def report_loop(self) -> None:
+        """Save this instance's report every two seconds when it changed."""
+        while True:
+            await asyncio.sleep(2.0)
+            if self.report.dirty:
+                try:
+                    await report_store.save(self.state_db, self.instance, self.report)
+                except Exception as exc:
+                    self.background_failed("report_save", exc)
 
     def background_failed(self, label: str, error: BaseException) -> None:
         """The one hook for failures of background work: log and count, never raise."""
@@ -155,19 +183,26 @@ class ProxyCore:
             if any(k.startswith(f"stores.{name}.") and not k.endswith(".token") for k in changed):
                 old = self.upstreams[name]
                 self.upstreams[name] = HttpUpstream(settings.stores[name])
+                self._retiring.add(old)
                 self.background.spawn(self._retire(old), f"retire-{name}")
         for window in self.health.values():
             window.window_s = settings.rollback.window_s
 
-    @staticmethod
-    async def _retire(upstream: Upstream) -> None:
+    async def _retire(self, upstream: Upstream) -> None:
         """Close a replaced store connection pool once its requests are done."""
         await asyncio.sleep(RETIRE_AFTER_S)
+        self._retiring.discard(upstream)
         await upstream.close()
 
     async def close(self) -> None:
         """Finish mirroring in flight, stop background work, release connections."""
         await self.mirror_jobs.close()
+        await self.shadows.close()
+        if self.report.dirty:
+            try:
+                await report_store.save(self.state_db, self.instance, self.report)
+            except Exception as exc:
+                self.background_failed("report_save", exc)
         await self.background.close()
-        for upstream in self.upstreams.values():
+        for upstream in [*self.upstreams.values(), *self._retiring]:
             await upstream.close()

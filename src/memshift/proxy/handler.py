@@ -10,6 +10,7 @@ client sends and sees are always legacy's.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Coroutine
@@ -25,6 +26,7 @@ from memshift.control.ramp import reads_from_new
 from memshift.errors import UpstreamError
 from memshift.proxy.core import ProxyCore
 from memshift.proxy.headers import SERVED_BY, inbound, outbound, request_id, with_header
+from memshift.proxy.shadowread import ReadCopy, shadow_read
 from memshift.shadow.dispatch import created_key, record_keys
 from memshift.shadow.mirror import Write
 from memshift.shadow.routes import match_route
@@ -95,6 +97,31 @@ class Exchange:
 
 
 async def _read(ex: Exchange) -> web.Response:
+    """Serve a read; schedule its shadow comparison once the answer is ready."""
+    core, state = ex.core, ex.core.plane.state
+    fence = record_keys(ex.match, None)[0] if ex.match else None
+    before = core.lanes.snapshot(fence)
+    answer = await _serve_read(ex)
+    if ex.match is not None and random.random() * 100 < state.shadow_read_percent:
+        copy = ReadCopy(
+            ex.match,
+            ex.request.method,
+            ex.request.rel_url.raw_path_qs,
+            ex.body,
+            tuple(ex.headers),
+            fence,
+            before,
+        )
+        served: StoreName = "new" if answer.headers[SERVED_BY] == "new" else "legacy"
+        body = answer.body if isinstance(answer.body, bytes | bytearray) else b""
+        job = shadow_read(core, copy, served, answer.status, bytes(body))
+        if not core.shadows.spawn(job, ex.route):
+            core.metrics.shadow_dropped.inc()
+            core.report.dropped += 1
+    return answer
+
+
+async def _serve_read(ex: Exchange) -> web.Response:
     core, state = ex.core, ex.core.plane.state
     sticky = ex.request.headers.get(core.holder.current.routing.sticky_header) or (
         ex.request.remote or ""

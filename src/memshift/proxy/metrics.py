@@ -56,6 +56,17 @@ class ProxyMetrics:
             ["store", "outcome"],
             registry=r,
         )
+        self.comparisons = Counter(
+            "memshift_comparisons",
+            "Shadow reads compared, by route and verdict.",
+            ["route", "verdict"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "memshift_shadow_dropped",
+            "Shadow reads dropped because the scheduler was full.",
+            registry=r,
+        )
         self.read_fallbacks = Counter(
             "memshift_read_fallbacks",
             "Reads meant for the new store served by legacy.",

@@ -26,6 +26,8 @@ class Lanes:
         self._tails: dict[str, asyncio.Future[bool]] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.blocked: Counter[str] = Counter()
+        self.touched: Counter[str] = Counter()
+        self.generation = 0
 
     @asynccontextmanager
     async def lock(self, key: str | None) -> AsyncIterator[None]:
@@ -54,6 +56,9 @@ class Lanes:
         """
         waits = [self._tails[k] for k in {own, *depends} if k is not None and k in self._tails]
         mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.generation += 1
+        if own is not None:
+            self.touched[own] += 1
         if own is not None:
             self._tails[own] = mine
             mine.add_done_callback(partial(self._leave, own))
@@ -78,3 +83,15 @@ class Lanes:
             self.blocked[key] -= 1
             if not self.blocked[key]:
                 del self.blocked[key]
+
+    def snapshot(self, key: str | None) -> tuple[int, bool]:
+        """Return how far writes to ``key`` (to anything, for None) went, and if one is pending."""
+        if key is None:
+            return self.generation, bool(self._tails or self._locks or self.blocked)
+        pending = key in self._tails or key in self._locks or self.blocked[key] > 0
+        return self.touched[key], pending
+
+    def settled(self, key: str | None, before: tuple[int, bool]) -> bool:
+        """Whether no write to ``key`` was pending at ``before`` or happened since."""
+        now = self.snapshot(key)
+        return not before[1] and not now[1] and now[0] == before[0]
