@@ -37,3 +37,15 @@ def test_unordered_lists_and_tolerance() -> None:
 def test_generic_paths() -> None:
     """Indexes become [*] so that counts group by field."""
     assert "$.items[*].x[*]" == generic("$.items[12].x[0]")
+
+
+def test_records_align_by_id() -> None:
+    """A record that moved is one order difference plus its own changes, not a cascade."""
+    control = [{"id": 1, "t": "a"}, {"id": 2, "t": "b"}, {"id": 3, "t": "c"}]
+    candidate = [{"id": 2, "t": "b"}, {"id": 1, "t": "A"}, {"id": 4, "t": "d"}]
+    assert [
+        Difference("$", "order"),
+        Difference("$[0].t", "changed", "a", "A"),
+        Difference("$[2]", "missing", {"id": 3, "t": "c"}, None),
+        Difference("$[2]", "extra", None, {"id": 4, "t": "d"}),
+    ] == diff(control, candidate)

@@ -93,9 +93,49 @@ def _objects(
     return out
 
 
+def _ids(items: list[Any]) -> list[Any] | None:
+    """Return the items' ids when every item is an object with a distinct id."""
+    ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+    if None in ids or len(set(map(repr, ids))) != len(ids):
+        return None
+    return ids
+
+
+def _records(
+    control: list[Any],
+    candidate: list[Any],
+    options: DiffOptions,
+    path: str,
+    ids: tuple[list[Any], list[Any]],
+) -> list[Difference]:
+    """Compare lists of records by id: a moved record is one order difference, not many."""
+    left, right = ids
+    where = {repr(i): n for n, i in enumerate(right)}
+    out: list[Difference] = []
+    for n, (ident, item) in enumerate(zip(left, control, strict=True)):
+        if repr(ident) in where:
+            out += diff(item, candidate[where[repr(ident)]], options, f"{path}[{n}]")
+        else:
+            out.append(Difference(f"{path}[{n}]", "missing", item, None))
+    known = {repr(i) for i in left}
+    out += [
+        Difference(f"{path}[{n}]", "extra", None, item)
+        for n, (ident, item) in enumerate(zip(right, candidate, strict=True))
+        if repr(ident) not in known
+    ]
+    common = [repr(i) for i in left if repr(i) in where]
+    moved = common != [repr(i) for i in right if repr(i) in known]
+    if moved and generic(path) not in options.unordered:
+        out.insert(0, Difference(path, "order", None, None))
+    return out
+
+
 def _arrays(
     control: list[Any], candidate: list[Any], options: DiffOptions, path: str
 ) -> list[Difference]:
+    left_ids, right_ids = _ids(control), _ids(candidate)
+    if left_ids is not None and right_ids is not None and (control or candidate):
+        return _records(control, candidate, options, path, (left_ids, right_ids))
     if generic(path) in options.unordered:
         control = sorted(control, key=_canonical)
         candidate = sorted(candidate, key=_canonical)

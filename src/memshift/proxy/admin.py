@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from memshift.compare import store as report_store
+from memshift.compare.html import render as render_report
 from memshift.config.settings import STORE_NAMES
 from memshift.errors import ApiError, bad_request, unprocessable
 from memshift.proxy.handler import CORE
@@ -133,6 +134,18 @@ async def report(request: web.Request) -> web.Response:
     return json_response(await report_document(request))
 
 
+async def report_page(request: web.Request) -> web.Response:
+    return web.Response(
+        text=render_report(await report_document(request)),
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            "img-src data:",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -148,6 +161,7 @@ def make_admin_app(core: Any) -> web.Application:
             web.post("/ramp", ramp),
             web.get("/audit", audit),
             web.get("/report", report),
+            web.get("/report.html", report_page),
             web.get("/metrics", metrics),
         ]
     )
