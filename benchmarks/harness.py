@@ -225,7 +225,7 @@ url = "{new}"
 token = "tok-ops"
 [routing]
 read_percent = 0
-shadow_read_percent = 0
+shadow_read_percent = {shadow}
 write_mode = "{write_mode}"
 [state]
 url = "sqlite:///{state}"
@@ -233,7 +233,9 @@ url = "sqlite:///{state}"
 
 
 @contextlib.contextmanager
-def proxy_process(legacy: str, new: str, write_mode: str = "sync") -> Iterator[str]:
+def proxy_process(
+    legacy: str, new: str, write_mode: str = "sync", shadow: int = 0
+) -> Iterator[str]:
     """Run ``memshift serve`` in front of two stores; yield its URL."""
     with tempfile.TemporaryDirectory(prefix="memshift-proxy-") as tmp:
         port, admin = free_port(), free_port()
@@ -246,6 +248,7 @@ def proxy_process(legacy: str, new: str, write_mode: str = "sync") -> Iterator[s
                 new=new,
                 state=f"{tmp}/state.db",
                 write_mode=write_mode,
+                shadow=shadow,
             )
         )
         proc = memshift(["serve", "--config", str(config)])

@@ -133,3 +133,25 @@ def test_file_errors_are_clear(tmp_path: Path) -> None:
     broken.write_text("[routing\nread_percent = 3")
     with pytest.raises(ConfigError, match=r"broken\.toml is not valid TOML"):
         load_settings(broken)
+
+
+def test_compare_rules_per_route() -> None:
+    """[compare.routes.NAME] adds rules for one route; an unknown route is refused."""
+    from memshift.proxy.shadowread import rules_of
+
+    doc = with_(
+        "compare",
+        {
+            "routes": {
+                "search": {"unordered": ["$.results"], "tolerance": 0.5, "ignore": ["$.total"]}
+            }
+        },
+    )
+    settings = parse_settings(doc, env=ENV).compare
+    rules, options = rules_of(settings, "search")
+    assert (0.5, frozenset({"$.results"})) == (options.tolerance, options.unordered)
+    assert {"results": []} == rules[0]({"results": [], "total": 3, "updated_at": "x"})
+    assert 1e-6 == rules_of(settings, "stats")[1].tolerance
+    with pytest.raises(ConfigError) as info:
+        parse_settings(with_("compare", {"routes": {"nope": {}}}), env=ENV)
+    assert "compare.routes.nope" == info.value.key

@@ -25,6 +25,7 @@ from memshift.config.settings import (
     MirrorSettings,
     ProxySettings,
     RollbackSettings,
+    RouteCompare,
     RouteSpec,
     RoutingSettings,
     Settings,
@@ -162,6 +163,20 @@ def _paths(table: Table, name: str, default: tuple[str, ...]) -> list[jsonpath.P
     return out
 
 
+def _route_compares(table: Table) -> dict[str, RouteCompare]:
+    out = {}
+    for name in list(table.data):
+        sub = table.table(name)
+        tolerance = sub.get("tolerance", (int, float), None, "a number")
+        out[name] = RouteCompare(
+            ignore=tuple(_paths(sub, "ignore", ())),
+            unordered=tuple(p.text for p in _paths(sub, "unordered", ())),
+            tolerance=None if tolerance is None else float(tolerance),
+        )
+        sub.done()
+    return out
+
+
 def _route(table: Table) -> RouteSpec:
     path = table.text("path")
     if not path.startswith("/"):
@@ -254,6 +269,7 @@ def parse_settings(
             noise_percent=compare.integer("noise_percent", 5, 0, 100),
             workers=compare.integer("workers", 16, 1, 1024),
             queue=compare.integer("queue", 256, 0, 100_000),
+            routes=_route_compares(compare.table("routes")),
         ),
         state=StateSettings(url=state.text("url", "sqlite:///memshift-data/state.db")),
         mcp=McpSettings(
@@ -267,6 +283,9 @@ def parse_settings(
     normalize_url(settings.state.url, "state.url")
     if not settings.mcp.path.startswith("/"):
         raise ConfigError("mcp.path", "must start with /")
+    unknown = set(settings.compare.routes) - {r.name for r in settings.routes}
+    if unknown:
+        raise ConfigError(f"compare.routes.{sorted(unknown)[0]}", "names no configured route")
     both = set(settings.mcp.write_tools) & set(settings.mcp.read_tools)
     if both:
         raise ConfigError("mcp.read_tools", f"{sorted(both)[0]} is also a write tool")

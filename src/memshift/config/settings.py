@@ -98,6 +98,15 @@ class MirrorSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RouteCompare:
+    """``[compare.routes.NAME]``: rules added for one route (ignored paths, unordered lists)."""
+
+    ignore: tuple[Path, ...] = ()
+    unordered: tuple[str, ...] = ()
+    tolerance: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class CompareSettings:
     """``[compare]``: how shadow reads are normalized and compared, within what bounds."""
 
@@ -107,6 +116,7 @@ class CompareSettings:
     noise_percent: int = 5
     workers: int = 16
     queue: int = 256
+    routes: dict[str, RouteCompare] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,7 @@ import orjson
 from memshift.compare.compare import Observation, compare, differences
 from memshift.compare.diff import DiffOptions, generic
 from memshift.compare.normalize import Rule, ignore
-from memshift.config.settings import CompareSettings, StoreName
+from memshift.config.settings import CompareSettings, RouteCompare, StoreName
 from memshift.errors import UpstreamError
 from memshift.proxy.core import ProxyCore
 from memshift.shadow.routes import RouteMatch
@@ -47,10 +47,13 @@ def _parsed(body: bytes) -> Any:
         return body.decode(errors="replace")
 
 
-def rules_of(settings: CompareSettings) -> tuple[list[Rule], DiffOptions]:
-    """Return the normalization rules and diff options of ``settings``."""
-    return [ignore(settings.ignore)], DiffOptions(
-        tolerance=settings.tolerance, unordered=frozenset(settings.unordered)
+def rules_of(settings: CompareSettings, route: str) -> tuple[list[Rule], DiffOptions]:
+    """Return the normalization rules and diff options for ``route``."""
+    extra = settings.routes.get(route, RouteCompare())
+    tolerance = settings.tolerance if extra.tolerance is None else extra.tolerance
+    unordered = frozenset((*settings.unordered, *extra.unordered))
+    return [ignore((*settings.ignore, *extra.ignore))], DiffOptions(
+        tolerance=tolerance, unordered=unordered
     )
 
 
@@ -83,7 +86,7 @@ async def shadow_read(
 ) -> None:
     """Compare the answer the client got from ``served`` with the other store's."""
     settings = core.holder.current.compare
-    rules, options = rules_of(settings)
+    rules, options = rules_of(settings, read.match.spec.name)
     route = read.match.spec.name
     mine = Observation(served, status, _parsed(body))
     theirs = await _observe(core, read, "new" if served == "legacy" else "legacy")
