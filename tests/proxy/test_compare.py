@@ -175,3 +175,20 @@ async def test_report_survives_a_restart_and_the_cli_prints_it(
     code = await asyncio.to_thread(main, ["report", "--admin", base, "--token", ADMIN_TOKEN])
     out = capsys.readouterr().out
     assert (0, True) == (code, "contexts.list" in out)
+
+
+async def test_a_restarted_proxy_keeps_its_report(
+    make_stack: MakeStack, make_proxy: MakeProxy, tmp_path: Any
+) -> None:
+    """A proxy stopped and started again on the same state db reports what it compared."""
+    stack = await make_stack(shadow_read_percent=100)
+    for _ in range(3):
+        await stack.proxy.get("/v1/contexts", headers=auth("user1"))
+    await _compared(stack.core)
+    await stack.proxy.close()  # shutdown saves the report
+    _proxy, admin = await make_proxy(
+        str(stack.legacy.make_url("")).rstrip("/"),
+        str(stack.new.make_url("")).rstrip("/"),
+        state_url=f"sqlite:///{tmp_path}/state.db",
+    )
+    assert 3 == _route(await _report(admin), "contexts.list")["compared"]
