@@ -57,6 +57,8 @@ def status_text(doc: dict[str, Any]) -> str:
         f"reads to new  {doc['read_percent']}%    shadow {doc['shadow_read_percent']}%"
         f"    writes {doc['write_mode']}",
         f"failed back   {'yes: ' + str(doc['reason']) if doc['failed_back'] else 'no'}",
+        f"new store     {doc.get('health', '?')}"
+        + (f": {doc['health_reason']}" if doc.get("health_reason") else ""),
         f"repair log    {doc['repair_backlog']} waiting",
         "",
         f"{'store':<8}{'requests':>10}{'errors':>8}{'error_rate':>12}{'p50_ms':>9}{'p99_ms':>9}",

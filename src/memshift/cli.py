@@ -150,6 +150,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control(path: str) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        from memshift.adminclient import admin_token, call, status_text
+
+        body = {"reason": args.reason} if args.reason else {}
+        print(status_text(call(args.admin, admin_token(args.token), "POST", path, body)))
+        return 0
+
+    return run
+
+
 def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from memshift.adminclient import DEFAULT_ADMIN, TOKEN_ENV
 
@@ -162,6 +173,14 @@ def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     status = add("status", "show the migration's state and each store's health")
     status.add_argument("--json", action="store_true", help="print the raw JSON document")
     status.set_defaults(func=_cmd_status)
+    for name, help_text in (
+        ("failback", "send every read back to legacy and latch"),
+        ("rearm", "lift the failback latch"),
+        ("promote", "make the new store primary"),
+    ):
+        control = add(name, help_text)
+        control.add_argument("--reason", help="why, for the audit log")
+        control.set_defaults(func=_control(f"/{name}"))
     report = add("report", "show the consistency report of shadow reads")
     report.add_argument("--json", action="store_true", help="print the raw JSON document")
     report.set_defaults(func=_cmd_report)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -143,7 +144,11 @@ def make_stack(aiohttp_client: Any, make_proxy: MakeProxy, tmp_path: Path) -> Ma
     """Start two stores (new one seeded), then the proxy; all on real ports."""
 
     async def make(
-        *, seed: int = 3, store_db: str = "sqlite", state_url: str | None = None, **routing: Any
+        *,
+        seed: int = 3,
+        state_url: str | None = None,
+        sections: dict[str, dict[str, Any]] | None = None,
+        **routing: Any,
     ) -> Stack:
         clients = {}
         for name in ("legacy", "new"):
@@ -156,6 +161,7 @@ def make_stack(aiohttp_client: Any, make_proxy: MakeProxy, tmp_path: Path) -> Ma
             str(clients["legacy"].make_url("")).rstrip("/"),
             str(clients["new"].make_url("")).rstrip("/"),
             state_url=state_url,
+            sections=sections,
             **routing,
         )
         return Stack(clients["legacy"], clients["new"], proxy, admin, tmp_path / "memshift.toml")
@@ -171,3 +177,37 @@ async def echo_server(
     app.router.add_route("*", "/{tail:.*}", handler)
     server: TestServer = await aiohttp_server(app)
     return server
+
+
+Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+MakeForwarder = Callable[[str, Behaviour], Awaitable[str]]
+
+
+@pytest.fixture
+async def make_forwarder(aiohttp_server: Any) -> AsyncIterator[MakeForwarder]:
+    """A real server in front of a store: ``behave`` may answer (a fault) or let it through."""
+    session = aiohttp.ClientSession()
+
+    async def make(target: str, behave: Behaviour) -> str:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            faulted = await behave(request)
+            if faulted is not None:
+                return faulted
+            headers = {
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() not in ("host", "content-length")
+            }
+            async with session.request(
+                request.method, target + request.path_qs, data=body, headers=headers
+            ) as r:
+                return web.Response(
+                    status=r.status, body=await r.read(), content_type=r.content_type
+                )
+
+        server = await echo_server(aiohttp_server, handle)
+        return str(server.make_url("")).rstrip("/")
+
+    yield make
+    await session.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -128,20 +127,20 @@ async def test_cli_status_and_ramp(
 
 async def test_a_large_backlog_raises_the_alert(make_stack: MakeStack) -> None:
     """Past [mirror] backlog_alert waiting writes, /status says so and the log shouts."""
-    stack = await make_stack()
-    core = stack.core
+    stack = await make_stack(sections={"mirror": {"backlog_alert": 2}})
     await stack.new.server.close()
+    alerts = []
     for i in range(2):
         await stack.proxy.post(
             "/v1/memories", json={"title": f"t{i}", "content": "c"}, headers=auth("user1")
         )
-    assert not (await (await stack.admin.get("/status", headers=ADMIN)).json())[
-        "repair_backlog_alert"
-    ]
-    core.holder.current = replace(
-        core.holder.current, mirror=replace(core.holder.current.mirror, backlog_alert=2)
-    )
-    with capture_logs() as logs:
-        doc = await (await stack.admin.get("/status", headers=ADMIN)).json()
-    assert (True, 2) == (doc["repair_backlog_alert"], doc["repair_backlog"])
-    assert "repair_backlog_high" in [e["event"] for e in logs]
+        with capture_logs() as logs:
+            doc = await (await stack.admin.get("/status", headers=ADMIN)).json()
+        alerts.append(
+            (
+                doc["repair_backlog"],
+                doc["repair_backlog_alert"],
+                "repair_backlog_high" in [e["event"] for e in logs],
+            )
+        )
+    assert [(1, False, False), (2, True, True)] == alerts

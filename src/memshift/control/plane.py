@@ -69,6 +69,20 @@ class ControlPlane:
         state = await self.db.write(lambda conn: apply_file(conn, routing, now_us()))
         return self._adopt(state, "file")
 
+    async def failback(self, reason: str, *, source: str) -> ControlState:
+        """Send every read to legacy, make legacy primary, and latch until re-armed."""
+        return await self.change(
+            {"read_percent": 0, "primary": "legacy", "failed_back": True, "reason": reason},
+            source=source,
+            reason=reason,
+        )
+
+    async def rearm(self, *, source: str, reason: str | None = None) -> ControlState:
+        """Lift the failback latch; the ramp stays where failback left it."""
+        return await self.change(
+            {"failed_back": False, "reason": None}, source=source, reason=reason
+        )
+
     async def refresh(self) -> bool:
         """Adopt the stored state if another instance changed it; return whether it did."""
         found = await self.db.read(read_state)

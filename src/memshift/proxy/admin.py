@@ -61,6 +61,8 @@ async def status_document(request: web.Request) -> dict[str, Any]:
         "repair_backlog_alert": bool(log["alert"]),
         "divergent": log["divergent"],
         "stores": {name: core.health[name].figures().as_dict() for name in STORE_NAMES},
+        "health": core.verdict.state,
+        "health_reason": core.verdict.reason,
     }
 
 
@@ -94,6 +96,36 @@ async def ramp(request: web.Request) -> web.Response:
     if core.plane.state.failed_back and percent > 0:
         raise ApiError(409, "failed_back", "failback is latched: re-arm before ramping")
     await core.plane.change({"read_percent": percent}, source="admin", reason=reason)
+    return json_response(await status_document(request))
+
+
+async def failback(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    reason = body.get("reason", "by hand")
+    if not isinstance(reason, str) or not reason:
+        raise unprocessable("reason: must be a non-empty string")
+    await request.app[CORE].plane.failback(reason, source="admin")
+    return json_response(await status_document(request))
+
+
+async def rearm(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise unprocessable("reason: must be a string")
+    await request.app[CORE].plane.rearm(source="admin", reason=reason)
+    return json_response(await status_document(request))
+
+
+async def promote(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    core = request.app[CORE]
+    if core.plane.state.failed_back:
+        raise ApiError(409, "failed_back", "failback is latched: re-arm before promoting")
+    reason = body.get("reason")
+    await core.plane.change(
+        {"primary": "new"}, source="admin", reason=reason if isinstance(reason, str) else None
+    )
     return json_response(await status_document(request))
 
 
@@ -159,6 +191,9 @@ def make_admin_app(core: Any) -> web.Application:
             web.get("/healthz", healthz),
             web.get("/status", status),
             web.post("/ramp", ramp),
+            web.post("/failback", failback),
+            web.post("/rearm", rearm),
+            web.post("/promote", promote),
             web.get("/audit", audit),
             web.get("/report", report),
             web.get("/report.html", report_page),

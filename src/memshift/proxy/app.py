@@ -51,6 +51,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await core.replayer.recover()
     core.background.spawn(core.replay_loop(), "replay", daemon=True)
     core.background.spawn(_refresh_loop(core), "control-refresh", daemon=True)
+    core.background.spawn(core.watchdog(), "watchdog", daemon=True)
     if settings.source:
         core.background.spawn(
             watch(core.holder, Path(settings.source)), "config-watch", daemon=True

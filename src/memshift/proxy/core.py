@@ -17,6 +17,7 @@ from memshift.config.settings import STORE_NAMES, Settings, StoreName
 from memshift.config.watch import SettingsHolder
 from memshift.control.health import HealthWindow
 from memshift.control.plane import ControlPlane
+from memshift.control.rollback import CompareWindow, Verdict, judge
 from memshift.database import Database
 from memshift.errors import UpstreamError
 from memshift.proxy.metrics import ProxyMetrics
@@ -58,6 +59,8 @@ class ProxyCore:
         self.metrics = ProxyMetrics()
         window = settings.rollback.window_s
         self.health = {name: HealthWindow(window) for name in STORE_NAMES}
+        self.compared = CompareWindow(window)
+        self.verdict = Verdict("inconclusive", "starting", {})
         self.upstreams: dict[StoreName, Upstream] = upstreams or {
             name: HttpUpstream(settings.stores[name]) for name in STORE_NAMES
         }
@@ -157,6 +160,33 @@ class ProxyCore:
             "operations": self.log.operations,
         }
 
+    def judge(self) -> Verdict:
+        """Return the verdict on the new store over the rollback window."""
+        settings = self.holder.current
+        compared, mismatched = self.compared.figures()
+        self.verdict = judge(
+            self.health["new"].figures(),
+            self.health["legacy"].figures(),
+            compared,
+            mismatched,
+            settings.rollback,
+            comparing=self.plane.state.shadow_read_percent > 0,
+        )
+        return self.verdict
+
+    async def watchdog(self) -> None:
+        """Fail back by itself when the new store crosses a threshold; every second."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                verdict = self.judge()
+                if verdict.state == "tripped" and not self.plane.state.failed_back:
+                    await self.plane.failback(str(verdict.reason), source="watchdog")
+                    self.metrics.failbacks.inc()
+                    log.error("failback", reason=verdict.reason, **verdict.figures)
+            except Exception as exc:
+                self.background_failed("watchdog", exc)
+
     async def replay_loop(self) -> None:
         """Replay the backlog whenever there is one; run for the life of the proxy."""
         while True:
@@ -187,6 +217,7 @@ class ProxyCore:
                 self.background.spawn(self._retire(old), f"retire-{name}")
         for window in self.health.values():
             window.window_s = settings.rollback.window_s
+        self.compared.window_s = settings.rollback.window_s
 
     async def _retire(self, upstream: Upstream) -> None:
         """Close a replaced store connection pool once its requests are done."""

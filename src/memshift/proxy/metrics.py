@@ -79,6 +79,9 @@ class ProxyMetrics:
             ["method"],
             registry=r,
         )
+        self.failbacks = Counter(
+            "memshift_failbacks", "Automatic failbacks this instance triggered.", registry=r
+        )
         self.epoch = Gauge("memshift_control_epoch", "Epoch of the control state.", registry=r)
         self.read_percent = Gauge(
             "memshift_read_percent", "Share of reads served by new.", registry=r

@@ -106,4 +106,7 @@ async def shadow_read(
         inflight=not core.lanes.settled(read.fence, read.before),
     )
     core.report.record(comparison)
+    core.compared.record(
+        judged=comparison.verdict != "inflight", mismatched=comparison.verdict == "mismatched"
+    )
     core.metrics.comparisons.labels(route=route, verdict=comparison.verdict).inc()

@@ -1,0 +1,50 @@
+"""The verdict on the new store: inconclusive without data, tripped past a threshold."""
+
+from __future__ import annotations
+
+from memshift.config.settings import RollbackSettings
+from memshift.control.health import HealthFigures
+from memshift.control.rollback import CompareWindow, judge
+
+RULES = RollbackSettings(
+    min_samples=50, max_error_rate=0.01, max_latency_ratio=3.0, max_mismatch_rate=0.01
+)
+
+
+def figures(requests: int, errors: int = 0, p99: float = 10.0) -> HealthFigures:
+    return HealthFigures(requests, errors, errors / requests if requests else 0.0, p99 / 2, p99)
+
+
+def test_too_little_data_is_inconclusive_never_healthy() -> None:
+    """Below min_samples nothing trips and nothing is healthy, even at a 100% error rate."""
+    verdict = judge(figures(10, errors=10), figures(100), 0, 0, RULES, comparing=False)
+    assert ("inconclusive", "fewer than 50 samples: new") == (verdict.state, verdict.reason)
+
+
+def test_each_threshold_trips() -> None:
+    """Error rate, latency ratio and mismatch rate each trip with enough samples."""
+    assert "error_rate" in str(
+        judge(figures(100, errors=5), figures(100), 0, 0, RULES, comparing=False).reason
+    )
+    slow = judge(figures(100, p99=50), figures(100, p99=10), 0, 0, RULES, comparing=False)
+    assert ("tripped", 5.0) == (slow.state, slow.figures["latency_ratio"])
+    assert "mismatch_rate" in str(
+        judge(figures(100), figures(100), 100, 2, RULES, comparing=True).reason
+    )
+
+
+def test_healthy_needs_every_figure() -> None:
+    """Healthy only when new, legacy and (when comparing) comparisons all have samples."""
+    assert "healthy" == judge(figures(100), figures(100), 100, 0, RULES, comparing=True).state
+    assert "inconclusive" == judge(figures(100), figures(100), 10, 0, RULES, comparing=True).state
+    assert "healthy" == judge(figures(100), figures(100), 0, 0, RULES, comparing=False).state
+
+
+def test_compare_window_skips_in_flight_and_forgets_old() -> None:
+    """In-flight comparisons are not judged; the window forgets what is older than it."""
+    window = CompareWindow(10)
+    window.record(judged=True, mismatched=True, now=100)
+    window.record(judged=False, mismatched=False, now=105)
+    window.record(judged=True, mismatched=False, now=105)
+    assert (2, 1) == window.figures(now=106)
+    assert (1, 0) == window.figures(now=111)
