@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from memshift.config.settings import RollbackSettings
+from memshift.config.settings import RollbackSettings, Step
 from memshift.control.health import HealthFigures
 from memshift.control.rollback import CompareWindow, judge
+from memshift.control.schedule import Schedule
 
 RULES = RollbackSettings(
     min_samples=50, max_error_rate=0.01, max_latency_ratio=3.0, max_mismatch_rate=0.01
@@ -48,3 +49,15 @@ def test_compare_window_skips_in_flight_and_forgets_old() -> None:
     window.record(judged=True, mismatched=False, now=105)
     assert (2, 1) == window.figures(now=106)
     assert (1, 0) == window.figures(now=111)
+
+
+def test_schedule_moves_only_on_healthy_holds() -> None:
+    """Each step is left after its hold of healthy time; inconclusive time does not count."""
+    steps = (Step(read_percent=10, hold_s=2), Step(read_percent=50, hold_s=3))
+    plan = Schedule()
+    assert Step(read_percent=10, hold_s=2) == plan.tick(steps, 0, "healthy", 1)
+    assert [None, None, None] == [
+        plan.tick(steps, 10, v, 1) for v in ("healthy", "inconclusive", "inconclusive")
+    ]
+    assert Step(read_percent=50, hold_s=3) == plan.tick(steps, 10, "healthy", 1)
+    assert None is plan.tick(steps, 50, "healthy", 100)  # the last step: nowhere to go

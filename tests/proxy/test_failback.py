@@ -186,3 +186,68 @@ async def test_two_proxies_share_one_control_state(
     await eventually(lambda: other.plane.state.failed_back, within=2.5)
     status = await _status(two[1])
     assert (True, 0, "drill") == (status["failed_back"], status["read_percent"], status["reason"])
+
+
+async def _steady(proxy: Any, ids: list[int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        for memory_id in ids:
+            await proxy.get(f"/v1/memories/{memory_id}", headers=auth("user1"))
+        await asyncio.sleep(0.01)
+
+
+async def test_a_schedule_advances_on_healthy_traffic(make_stack: MakeStack) -> None:
+    """Steps 20 → 50 → 100 are taken one after the other while the new store is healthy."""
+    stack = await make_stack(
+        shadow_read_percent=100, sections={"rollback": {"min_samples": 5}, "routing": {}}
+    )
+    stack.config.write_text(
+        stack.config.read_text()
+        + (
+            "\n[[routing.steps]]\nread_percent = 20\nhold_s = 1\n"
+            "[[routing.steps]]\nread_percent = 50\nhold_s = 1\n"
+            "[[routing.steps]]\nread_percent = 100\nhold_s = 1\n"
+        )
+    )
+    ids = await _memories(stack.proxy, 3)
+    stop = asyncio.Event()
+    traffic = asyncio.ensure_future(_steady(stack.proxy, ids, stop))
+    try:
+        await eventually(lambda: stack.core.plane.state.read_percent == 100, within=15)
+    finally:
+        stop.set()
+        await traffic
+    audit = (await (await stack.admin.get("/audit", headers=ADMIN)).json())["items"]
+    taken = [e["change"]["read_percent"] for e in reversed(audit) if e["source"] == "schedule"]
+    assert [20, 50, 100] == taken
+
+
+async def test_a_schedule_stops_at_a_trip(
+    make_stack: MakeStack, make_proxy: MakeProxy, make_forwarder: MakeForwarder
+) -> None:
+    """A failing new store trips failback and the schedule moves no further."""
+
+    async def failing(request: web.Request) -> web.Response | None:
+        if request.method == "GET":
+            return web.json_response({"error": {"code": "x", "message": "x"}}, status=500)
+        return None
+
+    stack = await make_stack()
+    faulty = await make_forwarder(_url(stack.new), failing)
+    proxy, admin = await make_proxy(
+        _url(stack.legacy), faulty, read_percent=20, sections={"rollback": {"min_samples": 10}}
+    )
+    core = proxy.server.app[CORE]
+    config = stack.config.parent / "memshift-1.toml"
+    config.write_text(config.read_text() + "\n[[routing.steps]]\nread_percent = 50\nhold_s = 0\n")
+    ids = await _memories(proxy, 3)
+    stop = asyncio.Event()
+    traffic = asyncio.ensure_future(_steady(proxy, ids, stop))
+    try:
+        await eventually(lambda: core.plane.state.failed_back, within=5)
+        await asyncio.sleep(1.5)
+    finally:
+        stop.set()
+        await traffic
+    assert (True, 0) == (core.plane.state.failed_back, core.plane.state.read_percent)
+    audit = (await (await admin.get("/audit", headers=ADMIN)).json())["items"]
+    assert [] == [e for e in audit if e["source"] == "schedule"]

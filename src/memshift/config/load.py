@@ -30,6 +30,7 @@ from memshift.config.settings import (
     RoutingSettings,
     Settings,
     StateSettings,
+    Step,
     StoreEndpoint,
 )
 from memshift.database import normalize_url
@@ -163,6 +164,22 @@ def _paths(table: Table, name: str, default: tuple[str, ...]) -> list[jsonpath.P
     return out
 
 
+def _steps(routing: Table) -> tuple[Step, ...]:
+    raw = routing.get("steps", list, [], "an array of tables ([[routing.steps]])")
+    steps: list[Step] = []
+    for i, item in enumerate(raw):
+        table = Table(item, f"routing.steps[{i}]")
+        step = Step(
+            read_percent=table.integer("read_percent", ..., 1, 100),
+            hold_s=table.number("hold_s", ..., 0, 30 * 86400),
+        )
+        table.done()
+        if steps and step.read_percent <= steps[-1].read_percent:
+            raise ConfigError(f"routing.steps[{i}].read_percent", "must rise from step to step")
+        steps.append(step)
+    return tuple(steps)
+
+
 def _route_compares(table: Table) -> dict[str, RouteCompare]:
     out = {}
     for name in list(table.data):
@@ -242,6 +259,7 @@ def parse_settings(
             shadow_read_percent=routing.integer("shadow_read_percent", 100, 0, 100),
             write_mode=routing.choice("write_mode", "sync", ("sync", "async")),
             sticky_header=routing.text("sticky_header", "authorization").lower(),
+            steps=_steps(routing),
         ),
         rollback=RollbackSettings(
             window_s=rollback.number("window_s", 30, 1, 86400),

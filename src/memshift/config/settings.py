@@ -62,6 +62,14 @@ class StoreEndpoint:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Step:
+    """``[[routing.steps]]``: a read percent, and how long it must be healthy to move on."""
+
+    read_percent: int
+    hold_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoutingSettings:
     """``[routing]``: the operator's control values, as the file gives them."""
 
@@ -70,6 +78,7 @@ class RoutingSettings:
     shadow_read_percent: int = 100
     write_mode: WriteMode = "sync"
     sticky_header: str = "authorization"
+    steps: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,7 @@ from memshift.config.watch import SettingsHolder
 from memshift.control.health import HealthWindow
 from memshift.control.plane import ControlPlane
 from memshift.control.rollback import CompareWindow, Verdict, judge
+from memshift.control.schedule import Schedule
 from memshift.database import Database
 from memshift.errors import UpstreamError
 from memshift.proxy.metrics import ProxyMetrics
@@ -61,6 +62,7 @@ class ProxyCore:
         self.health = {name: HealthWindow(window) for name in STORE_NAMES}
         self.compared = CompareWindow(window)
         self.verdict = Verdict("inconclusive", "starting", {})
+        self.schedule = Schedule()
         self.upstreams: dict[StoreName, Upstream] = upstreams or {
             name: HttpUpstream(settings.stores[name]) for name in STORE_NAMES
         }
@@ -180,12 +182,27 @@ class ProxyCore:
             await asyncio.sleep(1.0)
             try:
                 verdict = self.judge()
-                if verdict.state == "tripped" and not self.plane.state.failed_back:
+                state = self.plane.state
+                if verdict.state == "tripped" and not state.failed_back:
                     await self.plane.failback(str(verdict.reason), source="watchdog")
                     self.metrics.failbacks.inc()
                     log.error("failback", reason=verdict.reason, **verdict.figures)
+                elif not state.failed_back:
+                    await self._follow_schedule(verdict)
             except Exception as exc:
                 self.background_failed("watchdog", exc)
+
+    async def _follow_schedule(self, verdict: Verdict) -> None:
+        steps = self.holder.current.routing.steps
+        state = self.plane.state
+        step = self.schedule.tick(steps, state.read_percent, verdict.state, 1.0)
+        if step is not None:
+            reason = (
+                f"schedule: healthy for {self.schedule.healthy_s:.0f}s at {state.read_percent}%"
+            )
+            await self.plane.change(
+                {"read_percent": step.read_percent}, source="schedule", reason=reason
+            )
 
     async def replay_loop(self) -> None:
         """Replay the backlog whenever there is one; run for the life of the proxy."""
