@@ -251,3 +251,36 @@ async def test_a_schedule_stops_at_a_trip(
     assert (True, 0) == (core.plane.state.failed_back, core.plane.state.read_percent)
     audit = (await (await admin.get("/audit", headers=ADMIN)).json())["items"]
     assert [] == [e for e in audit if e["source"] == "schedule"]
+
+
+async def test_a_trip_on_one_proxy_fails_back_the_other(
+    make_stack: MakeStack, make_proxy: MakeProxy, make_forwarder: MakeForwarder, make_pg_url: Any
+) -> None:
+    """Proxy A sees new failing and trips; proxy B, on the same state db, fails back too."""
+
+    async def failing(request: web.Request) -> web.Response | None:
+        if request.method == "GET":
+            return web.json_response({"error": {"code": "x", "message": "x"}}, status=500)
+        return None
+
+    stack = await make_stack()
+    state = make_pg_url()
+    faulty = await make_forwarder(_url(stack.new), failing)
+    a_proxy, _ = await make_proxy(
+        _url(stack.legacy), faulty, state_url=state, read_percent=50, sections=ROLLBACK
+    )
+    b_proxy, b_admin = await make_proxy(
+        _url(stack.legacy), _url(stack.new), state_url=state, read_percent=50
+    )
+    ids = await _memories(a_proxy, 3)
+    for i in range(30):  # half the users read from new through A
+        await a_proxy.get(f"/v1/memories/{ids[i % 3]}", headers=auth(f"user{i % 12}"))
+    a, b = a_proxy.server.app[CORE], b_proxy.server.app[CORE]
+    await eventually(lambda: a.plane.state.failed_back, within=5)
+    await eventually(lambda: b.plane.state.failed_back, within=2.5)
+    status = await _status(b_admin)
+    assert (True, 0, True) == (
+        status["failed_back"],
+        status["read_percent"],
+        status["reason"].startswith("error_rate"),
+    )
