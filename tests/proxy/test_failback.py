@@ -19,6 +19,13 @@ from tests.proxy.conftest import ADMIN, MakeForwarder, MakeProxy, MakeStack, aut
 ROLLBACK = {"rollback": {"min_samples": 20, "window_s": 30}}
 
 
+async def failing_reads(request: web.Request) -> web.Response | None:
+    """A new store that answers every read with 500 (writes go through)."""
+    if request.method == "GET":
+        return web.json_response({"error": {"code": "x", "message": "x"}}, status=500)
+    return None
+
+
 def _url(client: Any) -> str:
     return str(client.make_url("")).rstrip("/")
 
@@ -226,13 +233,8 @@ async def test_a_schedule_stops_at_a_trip(
 ) -> None:
     """A failing new store trips failback and the schedule moves no further."""
 
-    async def failing(request: web.Request) -> web.Response | None:
-        if request.method == "GET":
-            return web.json_response({"error": {"code": "x", "message": "x"}}, status=500)
-        return None
-
     stack = await make_stack()
-    faulty = await make_forwarder(_url(stack.new), failing)
+    faulty = await make_forwarder(_url(stack.new), failing_reads)
     proxy, admin = await make_proxy(
         _url(stack.legacy), faulty, read_percent=20, sections={"rollback": {"min_samples": 10}}
     )
@@ -258,14 +260,9 @@ async def test_a_trip_on_one_proxy_fails_back_the_other(
 ) -> None:
     """Proxy A sees new failing and trips; proxy B, on the same state db, fails back too."""
 
-    async def failing(request: web.Request) -> web.Response | None:
-        if request.method == "GET":
-            return web.json_response({"error": {"code": "x", "message": "x"}}, status=500)
-        return None
-
     stack = await make_stack()
     state = make_pg_url()
-    faulty = await make_forwarder(_url(stack.new), failing)
+    faulty = await make_forwarder(_url(stack.new), failing_reads)
     a_proxy, _ = await make_proxy(
         _url(stack.legacy), faulty, state_url=state, read_percent=50, sections=ROLLBACK
     )
