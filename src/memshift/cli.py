@@ -102,6 +102,25 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return run_replay(args.config)
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from memshift.config.load import load_settings
+    from memshift.migrate.verify import summary, text, verify
+    from memshift.shadow.idmap import IdMap
+    from memshift.statedb import open_state
+
+    settings = load_settings(args.config)
+    state = open_state(settings.state.url)
+    try:
+        results = asyncio.run(verify(settings, IdMap(state)))
+    finally:
+        state.close()
+    doc = summary(results)
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if args.json else text(results))
+    return 0 if doc["equal"] else 1
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from memshift.up import run_up
 
@@ -197,6 +216,10 @@ def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     replay = sub.add_parser("replay", help="replay the write log to the secondary now")
     replay.add_argument("--config", required=True, help="the proxy's TOML config file")
     replay.set_defaults(func=_cmd_replay)
+    check = sub.add_parser("verify", help="compare both stores record by record")
+    check.add_argument("--config", required=True, help="the proxy's TOML config file")
+    check.add_argument("--json", action="store_true", help="print a JSON document")
+    check.set_defaults(func=_cmd_verify)
     up = sub.add_parser("up", help="run legacy, new and the proxy on this machine")
     up.add_argument("--config", help="a config file (default: one made in the data dir)")
     up.add_argument("--data-dir", default="memshift-data", help="where data and settings live")

@@ -1,0 +1,1 @@
+"""Backfill and verify: the records dual writes do not cover, and proof both stores agree."""
