@@ -91,6 +91,11 @@ async def assert_equal_stores(legacy_client: Any, new_client: Any, idmap: IdMap)
         assert expected == translated, kind
 
 
+# The seeded new store holds memories legacy lacks, so search scores differ: enough
+# of those mismatches would rightly trip failback, which these tests are not about.
+TOLERANT = {"rollback": {"max_mismatch_rate": 1.0}}
+
+
 def assert_only_scores_differ(stack: Stack) -> None:
     """The only mismatches are search scores: new holds the seed memories legacy lacks,
     which changes every score (a real difference the report must show)."""
@@ -173,13 +178,16 @@ async def test_workload_leaves_both_stores_equal(
     make_stack: MakeStack, read_percent: int, write_mode: str
 ) -> None:
     """Concurrent users write and read; stores end equal, and ids are always legacy's."""
-    stack = await make_stack(read_percent=read_percent, write_mode=write_mode)
+    stack = await make_stack(read_percent=read_percent, write_mode=write_mode, sections=TOLERANT)
     served = await asyncio.gather(
         *(user_session(stack.proxy, user, random.Random(i)) for i, user in enumerate(USERS))
     )
     for user, stores in zip(USERS, served, strict=True):
         expected = "new" if reads_from_new(f"Bearer tok-{user}", read_percent) else "legacy"
-        assert {expected} == set(stores), user
+        if write_mode == "sync":
+            assert {expected} == set(stores), user
+        else:  # a record read before its async mirror landed is served by legacy
+            assert expected in stores and set(stores) <= {expected, "legacy"}, user
     if read_percent == 30:
         assert {"new", "legacy"} == {s for stores in served for s in stores}
     await drained(stack)
@@ -196,7 +204,9 @@ async def test_workload_with_a_postgresql_state_db(
     make_pg_url: Any, make_stack: MakeStack, write_mode: str
 ) -> None:
     """The write log, id map and control state work the same on PostgreSQL."""
-    stack = await make_stack(read_percent=30, write_mode=write_mode, state_url=make_pg_url())
+    stack = await make_stack(
+        read_percent=30, write_mode=write_mode, state_url=make_pg_url(), sections=TOLERANT
+    )
     await asyncio.gather(
         *(user_session(stack.proxy, user, random.Random(i)) for i, user in enumerate(USERS[:6]))
     )
