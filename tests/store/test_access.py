@@ -102,6 +102,29 @@ async def test_only_admin_sets_provenance(store: Client, field: str, value: Any)
     assert 0 == (await get(store, "/v1/stats", headers=ALICE))["memories"]
 
 
+async def test_admin_repairs_provenance_with_a_patch(store: Client) -> None:
+    """An admin's PATCH may set owner, version and timestamps (repair); a user's may not."""
+    made = await post(store, "/v1/memories", {"title": "a", "content": "alice's"})
+    stamps = {"version": 9, "updated_at": "2024-02-03T04:05:06.000000Z", "owner": "bob"}
+    resp = await store.patch(
+        f"/v1/memories/{made['id']}", json={"title": "fixed", **stamps}, headers=OPS
+    )
+    fixed = await resp.json()
+    assert ("fixed", 9, "2024-02-03T04:05:06.000000Z", "bob") == (
+        fixed["title"],
+        fixed["version"],
+        fixed["updated_at"],
+        fixed["owner"],
+    )
+    ctx = await post(store, "/v1/contexts", {"name": "n"})
+    resp = await store.patch(f"/v1/contexts/{ctx['id']}", json={"version": 5}, headers=OPS)
+    assert 5 == (await resp.json())["version"]
+    resp = await store.patch(f"/v1/contexts/{ctx['id']}", json={"version": 6}, headers=ALICE)
+    assert 422 == resp.status
+    plain = await store.patch(f"/v1/contexts/{ctx['id']}", json={"name": "m"}, headers=OPS)
+    assert 6 == (await plain.json())["version"]  # without stamps, the usual bump
+
+
 async def test_whoami_names_the_caller(store: Client) -> None:
     """GET /v1/whoami answers the token's user and role."""
     assert {"user": "alice", "role": "user"} == await get(store, "/v1/whoami")

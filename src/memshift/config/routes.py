@@ -12,8 +12,6 @@ _MEMORY_IDS = {"$.id": "memory", "$.context_id": "context"}
 _RELATION_IDS = {"$.id": "relation", "$.source_id": "memory", "$.target_id": "memory"}
 # An admin may set these on create: a mirrored create copies them from the primary.
 _PROVENANCE = ["owner", "version", "created_at", "updated_at"]
-# An admin may set these on create: a mirrored create copies them from the primary.
-_PROVENANCE = ["owner", "version", "created_at", "updated_at"]
 
 DEFAULT_ROUTES: list[dict[str, Any]] = [
     {

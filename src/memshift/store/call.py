@@ -28,6 +28,22 @@ class Call:
             "updated_at": data.get("updated_at", created),
         }
 
+    def restamps(self, row: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """Return owner, version and timestamps after an update (an admin's values win).
+
+        An admin repairing a copy sets them to the original's; anyone else bumps the
+        version and stamps the time.
+        """
+        return {
+            "owner": data.get("owner", row.owner),
+            "version": data.get("version", row.version + 1),
+            "created_at": data.get("created_at", row.created_at),
+            "updated_at": data.get("updated_at", self.now),
+        }
+
+
+PROVENANCE = ("owner", "version", "created_at", "updated_at")
+
 
 def provenance_json(row: Any) -> dict[str, Any]:
     """Return the owner, version and timestamps of a record row in API form."""

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from memshift.database import inserted_id
 from memshift.errors import ApiError, not_found
 from memshift.store.access import require_owner, visible
-from memshift.store.call import Call, provenance_json
+from memshift.store.call import PROVENANCE, Call, provenance_json
 from memshift.store.schema import contexts, memories
 from memshift.store.validation import encode_cursor
 
@@ -88,7 +88,10 @@ def update_context(
             conn.execute(
                 update(contexts)
                 .where(contexts.c.id == context_id)
-                .values(**data, version=row.version + 1, updated_at=call.now)
+                .values(
+                    **{k: v for k, v in data.items() if k not in PROVENANCE},
+                    **call.restamps(row, data),
+                )
             )
     except SAIntegrityError as exc:
         raise _duplicate(data.get("name", row.name)) from exc

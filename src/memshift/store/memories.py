@@ -15,7 +15,7 @@ from memshift.database import inserted_id
 from memshift.errors import ApiError, not_found, unprocessable
 from memshift.store import search
 from memshift.store.access import require_owner, visible
-from memshift.store.call import Call, provenance_json
+from memshift.store.call import PROVENANCE, Call, provenance_json
 from memshift.store.contexts import find_context
 from memshift.store.schema import memories, relations
 from memshift.store.validation import encode_cursor
@@ -110,7 +110,8 @@ def update_memory(
     require_owner(row, call.who, "memory")
     if "context_id" in data:
         check_context(conn, call, data["context_id"])
-    values: dict[str, Any] = {k: v for k, v in data.items() if k not in ("metadata", "content")}
+    skip = ("metadata", "content", *PROVENANCE)
+    values: dict[str, Any] = {k: v for k, v in data.items() if k not in skip}
     if "metadata" in data:
         values["meta"] = _meta(data["metadata"])
     content = data.get("content")
@@ -119,7 +120,7 @@ def update_memory(
     conn.execute(
         update(memories)
         .where(memories.c.id == memory_id)
-        .values(**values, version=row.version + 1, updated_at=call.now)
+        .values(**values, **call.restamps(row, data))
     )
     if content is not None:
         call.content.release(conn, row)  # after the row points at the new content

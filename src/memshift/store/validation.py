@@ -103,6 +103,7 @@ MEMORY_UPDATE = (
     Field("context_id", _record_id, nullable=True),
     Field("access_level", _access),
     Field("metadata", _object),
+    *ADMIN_FIELDS,
 )
 CONTEXT_CREATE = (
     Field("name", TEXT_NAME, required=True),
@@ -114,6 +115,7 @@ CONTEXT_UPDATE = (
     Field("name", TEXT_NAME),
     Field("description", _text(0, 10_000)),
     Field("access_level", _access),
+    *ADMIN_FIELDS,
 )
 RELATION_CREATE = (
     Field("name", TEXT_NAME, required=True),
