@@ -4,7 +4,8 @@
 versioned by ``epoch``; ``audit`` records every change of it. ``id_map`` pairs the ids
 each store gave one record. ``writes`` is the write-ahead log: every client write
 from before it reaches the primary until the secondary has it, and the repair log of
-what the secondary has not taken yet. SQLite by default; PostgreSQL when several instances share it.
+what the secondary has not taken yet. ``copy_plans`` and ``migrate_state`` are backfill's
+own log and checkpoints. SQLite by default; PostgreSQL when several instances share it.
 """
 
 from __future__ import annotations
@@ -86,6 +87,30 @@ writes = Table(
     sqlite_autoincrement=True,
 )
 
+
+# A record backfill is copying: planned (with the exact body and key it sends) before
+# the create, deleted once the pair is recorded, so a crash in between re-sends the
+# same request and the store's idempotency makes it one record.
+copy_plans = Table(
+    "copy_plans",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("source_id", BigInteger, primary_key=True),
+    Column("target", String(16), nullable=False),
+    Column("idem_key", String(300), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("adopted", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
+)
+
+# Checkpoints and reports of migration commands (backfill, verify), one row each.
+migrate_state = Table(
+    "migrate_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
+)
 
 reports = Table(
     "reports",

@@ -136,11 +136,18 @@ class Mirror:
         answer: bytes,
         target: StoreName,
         attempts: int | None = None,
+        still: Callable[[], Awaitable[bool]] | None = None,
     ) -> Outcome:
-        """Apply ``write`` (accepted by ``primary`` with ``answer``) to ``target``."""
+        """Apply ``write`` (accepted by ``primary`` with ``answer``) to ``target``.
+
+        ``still``, asked once the ids are translated, says whether the write is still
+        to be sent; when it is not (backfill took it over), it is left unmapped.
+        """
         request = await self.request(write, target, answer)
         if request is None:
             return Outcome(Kind.UNMAPPED, "unmapped_id")
+        if still is not None and not await still():
+            return Outcome(Kind.UNMAPPED, "taken_over")
         try:
             result = await self.attempt(target, request, write.match.spec.name, "mirror", attempts)
         except Retryable as exc:

@@ -3,11 +3,15 @@
 ``recover`` runs once at start: writes that were accepted but not known mirrored join
 the backlog, and every record with writes waiting is blocked, so that new writes queue
 behind them. ``run_pass`` then walks the unfinished writes in log order: an ``intent``
-(the proxy died before the primary's answer was recorded) is first sent to the primary
-again under its key, as its user, which applies it at most once; then each write is
-mirrored. A pass stops at the first write the secondary still cannot take, so order is
-kept; writes whose ids have no pair yet are skipped with every later write of their
-record, and stay for a later pass.
+left by a previous run (it died before the primary's answer was recorded) is first
+sent to the primary again under its key, as its user, which applies it at most once;
+then each write is mirrored. Writes of this run still in their request's hands
+(``intent``, ``accepted``) are left to it, and later writes of their record wait.
+A pass stops at the first write the secondary still cannot take, so order is kept;
+writes whose ids have no pair yet are skipped with every later write of their record,
+and stay for a later pass. Writes backfill took over are skipped while it
+copies their record, and forgotten once the copy (which holds their effect) is made;
+a write is checked to be still replay's just before it is sent, so it never lands twice.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from memshift.shadow.dispatch import Mirroring, created_key
 from memshift.shadow.mirror import Kind, Outcome, Write
 from memshift.shadow.retry import Retryable
 from memshift.shadow.routes import match_route
-from memshift.shadow.writelog import INTENT, Entry
+from memshift.shadow.writelog import ACCEPTED, COPIED, COPYING, INTENT, LIVE, Entry
 
 log = structlog.get_logger("memshift.shadow")
 
@@ -34,6 +38,7 @@ class PassResult:
     """What one replay pass did."""
 
     replayed: int = 0
+    copied: int = 0
     divergent: int = 0
     skipped: int = 0
     stopped: str | None = None
@@ -53,6 +58,7 @@ class Replayer:
     def __init__(self, mirroring: Mirroring, routes: Callable[[], tuple[RouteSpec, ...]]) -> None:
         self.mirroring = mirroring
         self.routes = routes
+        self.orphans: set[int] = set()  # intents a previous run left without an answer
 
     async def recover(self) -> int:
         """Turn the log left by a previous run into an ordered backlog; return its size."""
@@ -61,6 +67,8 @@ class Replayer:
         while rows := await self.mirroring.log.unfinished(after):
             for row in rows:
                 self.mirroring.lanes.block(row.record_key)
+                if row.state == INTENT:
+                    self.orphans.add(row.id)
                 after, count = row.id, count + 1
         if count:
             log.warning("replay_backlog_found", writes=count)
@@ -75,6 +83,11 @@ class Replayer:
             for row in rows:
                 after = row.id
                 if row.record_key in skipped or skipped.intersection(row.depends):
+                    result.skipped += 1
+                    continue
+                if row.state == ACCEPTED or (row.state == INTENT and row.id not in self.orphans):
+                    # a live write, still in its request's hands: later ones wait behind it
+                    skipped.update(k for k in (row.record_key,) if k)
                     result.skipped += 1
                     continue
                 stop = await self._replay(row, result, skipped)
@@ -92,6 +105,15 @@ class Replayer:
             self.mirroring.lanes.release(row.record_key)
             result.divergent += 1
             return None
+        if row.state == COPIED:  # backfill's copy of the record holds this write
+            await log_.forget(row.id)
+            self.mirroring.lanes.release(row.record_key)
+            result.copied += 1
+            return None
+        if row.state == COPYING:  # backfill is copying the record: wait behind it
+            skipped.update(k for k in (row.record_key, *row.depends) if k)
+            result.skipped += 1
+            return None
         write = Write(match, row.method, row.path, row.body, row.idem_key, row.user)
         primary: StoreName = "new" if row.primary_store == "new" else "legacy"
         answer = row.primary_body or b""
@@ -107,10 +129,15 @@ class Replayer:
             answer = resolved
             own = own or created_key(match, primary, _json(answer))
             await log_.accepted(row.id, own, 200, answer)
+            self.orphans.discard(row.id)
         outcome = await self.mirroring.mirror.apply(
-            write, primary, answer, other(primary), attempts=1
+            write, primary, answer, other(primary), attempts=1, still=lambda: self._still(row.id)
         )
         return await self._settle(row, own, outcome, result, skipped, primary)
+
+    async def _still(self, entry_id: int) -> bool:
+        """Whether the write is still replay's to send (backfill did not take it over)."""
+        return await self.mirroring.log.state_of(entry_id) in LIVE
 
     async def _resolve(self, write: Write, row: Entry, primary: StoreName) -> bytes | str | None:
         """Send an intent to the primary again; its answer, None if refused, or why to stop."""

@@ -8,6 +8,10 @@ order; one it refused (4xx) is ``divergent``, kept with both answers for an oper
 After a crash, ``intent`` rows are re-sent to the primary under their key (applied at
 most once) and everything not yet mirrored is replayed.
 
+Backfill may take over backlog writes of a record that has no copy yet: when the copy
+it makes already holds their effect, it marks them ``copying`` and then ``copied``,
+which replay forgets instead of applying them twice.
+
 Operations are group-committed: a single flusher takes every operation queued since
 its last commit and runs them in one transaction (each in a savepoint), so that many
 concurrent writes share one commit.
@@ -31,7 +35,9 @@ T = TypeVar("T")
 Op = Callable[[Connection], Any]
 
 INTENT, ACCEPTED, BACKLOG, DIVERGENT = "intent", "accepted", "backlog", "divergent"
-UNFINISHED = (INTENT, ACCEPTED, BACKLOG)
+COPYING, COPIED = "copying", "copied"
+LIVE = (INTENT, ACCEPTED, BACKLOG)
+UNFINISHED = (*LIVE, COPYING, COPIED)
 
 
 @dataclass(frozen=True)
@@ -210,10 +216,21 @@ class WriteLog:
         )
 
     async def _set(self, entry_id: int, **values: Any) -> None:
+        # Only a write still in memshift's hands: never one backfill took over.
         await self.submit(
             lambda conn: conn.execute(
-                update(writes).where(writes.c.id == entry_id).values(**values)
+                update(writes)
+                .where(writes.c.id == entry_id, writes.c.state.in_(LIVE))
+                .values(**values)
             )
+        )
+
+    async def state_of(self, entry_id: int) -> str | None:
+        """Return the state of one write now; None once it is gone."""
+        return await self.db.read(
+            lambda conn: conn.execute(
+                select(writes.c.state).where(writes.c.id == entry_id)
+            ).scalar_one_or_none()
         )
 
     async def forget(self, entry_id: int) -> None:
@@ -221,7 +238,7 @@ class WriteLog:
         await self.submit(lambda conn: conn.execute(delete(writes).where(writes.c.id == entry_id)))
 
     async def unfinished(self, after: int = 0, limit: int = 500) -> list[Entry]:
-        """Return unfinished writes (intent, accepted, backlog) in log order."""
+        """Return unfinished writes (live ones, and those backfill took over) in log order."""
         rows = await self.db.read(
             lambda conn: conn.execute(
                 select(writes)
@@ -252,7 +269,7 @@ class WriteLog:
                 select(writes.c.state, func.count(), func.min(writes.c.at)).group_by(writes.c.state)
             ).all()
             by = {r[0]: (int(r[1]), int(r[2] or 0)) for r in rows}
-            waiting = [by[s] for s in (INTENT, BACKLOG) if s in by]
+            waiting = [by[s] for s in (INTENT, BACKLOG, COPYING) if s in by]
             return {
                 "backlog": sum(n for n, _ in waiting),
                 "divergent": by.get(DIVERGENT, (0, 0))[0],
