@@ -30,11 +30,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _refresh_loop(core: ProxyCore) -> None:
-    """Adopt control changes other instances made, within a second."""
+    """Adopt control changes other instances made, and pairs a repair replaced, within a second."""
     while True:
         await asyncio.sleep(REFRESH_EVERY_S)
         try:
             await core.plane.refresh()
+            if await core.idmap.sync():
+                log.info("id_map_reloaded", reason="pairs replaced by a repair")
         except Exception as exc:  # the state db may be briefly unreachable
             core.background_failed("control_refresh", exc)
 

@@ -2,8 +2,10 @@
 
 Clients always see legacy's ids. A pair is written once, when a create is mirrored (or
 a record backfilled), and never changes, because neither store reuses an id; so pairs
-are cached in memory without invalidation, up to ``cache_size`` per direction, and a
-cache miss reads the state db.
+are cached in memory, up to ``cache_size`` per direction, and a cache miss reads the
+state db. The one exception is a repair that re-creates a lost copy: it replaces the
+pair and bumps the map's generation in the state db, and ``sync`` (run by every proxy
+each second) then drops the cache.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from memshift.config.settings import StoreName
 from memshift.database import Database
-from memshift.statedb import id_map
+from memshift.statedb import id_map, migrate_state
+from memshift.timestamps import now_us
 
 _BATCH = 500
 
@@ -31,8 +34,10 @@ class IdMap:
         self.write: Callable[[Callable[[Connection], None]], Awaitable[None]] = db.write
         self._to_new: dict[tuple[str, int], int] = {}
         self._to_legacy: dict[tuple[str, int], int] = {}
+        self._generation: int | None = None
 
-    def _remember(self, kind: str, legacy_id: int, new_id: int) -> None:
+    def remember(self, kind: str, legacy_id: int, new_id: int) -> None:
+        """Cache the pair (legacy_id, new_id) of one ``kind``."""
         for cache, key, value in (
             (self._to_new, legacy_id, new_id),
             (self._to_legacy, new_id, legacy_id),
@@ -40,6 +45,18 @@ class IdMap:
             if len(cache) >= self.cache_size:
                 cache.pop(next(iter(cache)))
             cache[(kind, key)] = value
+
+    async def sync(self) -> bool:
+        """Drop the cache if a repair replaced pairs since the last call; return whether."""
+        generation = await self.db.read(read_generation)
+        if generation == self._generation:
+            return False
+        changed = self._generation is not None
+        self._generation = generation
+        if changed:
+            self._to_new.clear()
+            self._to_legacy.clear()
+        return changed
 
     async def record(self, kind: str, legacy_id: int, new_id: int) -> None:
         """Store the pair (legacy_id, new_id) of one ``kind``."""
@@ -54,7 +71,7 @@ class IdMap:
                 pass  # already paired: a replayed create mirrored twice maps the same way
 
         await self.write(write)
-        self._remember(kind, legacy_id, new_id)
+        self.remember(kind, legacy_id, new_id)
 
     async def translate(
         self, kind: str, ids: Iterable[int], source: StoreName, target: StoreName
@@ -69,7 +86,7 @@ class IdMap:
         if missing:
             rows = await self.db.read(lambda conn: self._lookup(conn, kind, missing, target))
             for legacy_id, new_id in rows:
-                self._remember(kind, legacy_id, new_id)
+                self.remember(kind, legacy_id, new_id)
                 found[legacy_id if target == "new" else new_id] = (
                     new_id if target == "new" else legacy_id
                 )
@@ -86,3 +103,21 @@ class IdMap:
                 )
             ).all()
         return rows
+
+
+GENERATION = "id_map.generation"
+
+
+def read_generation(conn: Connection) -> int:
+    """Return how many times a repair replaced pairs."""
+    found = conn.execute(
+        select(migrate_state.c.data).where(migrate_state.c.name == GENERATION)
+    ).scalar_one_or_none()
+    return int(found) if found is not None else 0
+
+
+def bump_generation(conn: Connection) -> None:
+    """Tell every proxy's id map that pairs were replaced."""
+    current = read_generation(conn)
+    conn.execute(delete(migrate_state).where(migrate_state.c.name == GENERATION))
+    conn.execute(insert(migrate_state).values(name=GENERATION, data=str(current + 1), at=now_us()))
