@@ -103,22 +103,32 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    import asyncio
+    from memshift.migrate.run import run_verify
 
-    from memshift.config.load import load_settings
-    from memshift.migrate.verify import summary, text, verify
-    from memshift.shadow.idmap import IdMap
-    from memshift.statedb import open_state
+    return run_verify(args.config, args.repair, args.json)
 
-    settings = load_settings(args.config)
-    state = open_state(settings.state.url)
-    try:
-        results = asyncio.run(verify(settings, IdMap(state)))
-    finally:
-        state.close()
-    doc = summary(results)
-    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if args.json else text(results))
-    return 0 if doc["equal"] else 1
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from memshift.migrate.backfill import Options
+    from memshift.migrate.run import run_backfill
+
+    options = Options(
+        batch=args.batch, resume=args.resume, rate=args.rate, check_every=args.check_every
+    )
+    return run_backfill(args.config, options, args.json)
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    return parse
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -216,15 +226,30 @@ def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     replay = sub.add_parser("replay", help="replay the write log to the secondary now")
     replay.add_argument("--config", required=True, help="the proxy's TOML config file")
     replay.set_defaults(func=_cmd_replay)
-    check = sub.add_parser("verify", help="compare both stores record by record")
-    check.add_argument("--config", required=True, help="the proxy's TOML config file")
-    check.add_argument("--json", action="store_true", help="print a JSON document")
-    check.set_defaults(func=_cmd_verify)
+    _migrate_parsers(sub)
     up = sub.add_parser("up", help="run legacy, new and the proxy on this machine")
     up.add_argument("--config", help="a config file (default: one made in the data dir)")
     up.add_argument("--data-dir", default="memshift-data", help="where data and settings live")
     up.add_argument("--port-base", type=int, default=8100, help="ports N, N+1, N+2 and N+9")
     up.set_defaults(func=_cmd_up)
+
+
+def _migrate_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fill = sub.add_parser("backfill", help="copy to the new store the records it lacks")
+    fill.add_argument("--config", type=Path, required=True, help="the proxy's TOML config file")
+    fill.add_argument("--batch", type=_positive(int), default=100, help="records per batch")
+    fill.add_argument("--resume", action="store_true", help="go on from the last checkpoint")
+    fill.add_argument("--rate", type=_positive(float), help="at most this many copies a second")
+    fill.add_argument(
+        "--check-every", type=_positive(int), default=10, help="read copies back every N batches"
+    )
+    fill.add_argument("--json", action="store_true", help="print the report as JSON")
+    fill.set_defaults(func=_cmd_backfill)
+    check = sub.add_parser("verify", help="compare both stores record by record")
+    check.add_argument("--config", type=Path, required=True, help="the proxy's TOML config file")
+    check.add_argument("--repair", action="store_true", help="fix the secondary, then verify")
+    check.add_argument("--json", action="store_true", help="print a JSON document")
+    check.set_defaults(func=_cmd_verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

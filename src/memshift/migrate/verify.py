@@ -1,8 +1,10 @@
 """``memshift verify``: both stores compared record by record, through their APIs.
 
-Every legacy record is looked up in new through the id map, its ids translated, both
-normalized with the compare rules, and diffed; then every new record without a pair is
-extra. Both stores are walked page by page, so memory does not grow with their size.
+Every record of the primary is looked up in the secondary through the id map, the
+copy's ids translated into the primary's, both normalized with the compare rules, and
+diffed; then every record of the secondary without a live original is extra. Both
+stores are walked page by page, so memory does not grow with their size. With a
+``Repairer``, each finding is fixed as it is found (``repair.py``).
 """
 
 from __future__ import annotations
@@ -11,17 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memshift.compare.compare import Observation, differences
-from memshift.compare.diff import DiffOptions
+from memshift.compare.diff import Difference, DiffOptions
 from memshift.compare.normalize import ignore, redact
-from memshift.config.settings import Settings
-from memshift.migrate.walk import KINDS, StoreReader
+from memshift.config.settings import Settings, StoreName, other
+from memshift.database import Database
+from memshift.migrate.copy import translate_ids
+from memshift.migrate.repair import Repairer
+from memshift.migrate.walk import KINDS, StoreClient
 from memshift.shadow.idmap import IdMap
 
-INNER = {
-    "context": (),
-    "memory": (("context_id", "context"),),
-    "relation": (("source_id", "memory"), ("target_id", "memory")),
-}
 SAMPLES = 20
 
 
@@ -41,79 +41,133 @@ class KindResult:
             self.samples.append({"problem": what, **sample})
 
 
-async def _translated(idmap: IdMap, kind: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Return a new-store record with its ids in legacy's (unmapped ids left as they are)."""
-    out = dict(record)
-    for name, inner in (("id", kind),) + INNER[kind]:
-        value = out.get(name)
-        if isinstance(value, int):
-            found = await idmap.translate(inner, [value], "new", "legacy")
-            out[name] = found.get(value, value)
-    return out
+class Verifier:
+    """Walks ``primary`` and ``secondary`` and diffs what it finds."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        idmap: IdMap,
+        primary: StoreName,
+        repairer: Repairer | None = None,
+    ) -> None:
+        self.idmap = idmap
+        self.primary = StoreClient(settings.stores[primary])
+        self.secondary = StoreClient(settings.stores[other(primary)])
+        self.rules = [ignore(settings.compare.ignore)]
+        self.options = DiffOptions(tolerance=settings.compare.tolerance)
+        self.repairer = repairer
+        self.results = {kind: KindResult() for kind in KINDS}
+
+    async def run(self) -> dict[str, KindResult]:
+        """Compare both stores (repairing as it goes, with a repairer); return the findings."""
+        try:
+            for kind in KINDS:
+                async for record in self.primary.records(kind):
+                    await self._check(kind, record)
+                async for record in self.secondary.records(kind):
+                    await self._extra(kind, record)
+            if self.repairer is not None:
+                await self.repairer.finish()
+            return self.results
+        finally:
+            await self.primary.close()
+            await self.secondary.close()
+
+    async def _check(self, kind: str, record: dict[str, Any]) -> None:
+        found = self.results[kind]
+        found.checked += 1
+        first, second = self.primary.name, self.secondary.name
+        pair = await self.idmap.translate(kind, [record["id"]], first, second)
+        copy = await self.secondary.one(kind, pair[record["id"]]) if pair else None
+        if copy is None:
+            found.note("missing", {"id": record["id"], first: redact(record)})
+            if self.repairer is not None:
+                await self.repairer.missing(kind, record)
+            return
+        back, _ = await translate_ids(self.idmap, kind, copy, second, first)
+        back["id"] = record["id"]
+        diffs = differences(
+            Observation(first, 200, record),
+            Observation(second, 200, back),
+            self.rules,
+            self.options,
+        )
+        if diffs:
+            found.note("differing", {"id": record["id"], "differences": self._shown(diffs)})
+            if self.repairer is not None:
+                await self.repairer.differing(kind, record, copy)
+
+    def _shown(self, diffs: list[Difference]) -> list[dict[str, Any]]:
+        return [
+            {
+                "path": d.path,
+                "kind": d.kind,
+                self.primary.name: redact(d.control),
+                self.secondary.name: redact(d.candidate),
+            }
+            for d in diffs[:10]
+        ]
+
+    async def _extra(self, kind: str, record: dict[str, Any]) -> None:
+        first, second = self.primary.name, self.secondary.name
+        back = await self.idmap.translate(kind, [record["id"]], second, first)
+        if back and await self.primary.one(kind, back[record["id"]]) is not None:
+            return
+        self.results[kind].note("extra", {f"{second}_id": record["id"], second: redact(record)})
+        if self.repairer is not None:
+            self.repairer.extra(kind, record["id"])
 
 
-async def verify(settings: Settings, idmap: IdMap) -> dict[str, KindResult]:
-    """Compare both stores; return what was found per kind."""
-    legacy, new = (StoreReader(settings.stores["legacy"]), StoreReader(settings.stores["new"]))
-    rules = [ignore(settings.compare.ignore)]
-    options = DiffOptions(tolerance=settings.compare.tolerance)
-    results = {kind: KindResult() for kind in KINDS}
+async def verify(
+    settings: Settings, state: Database, primary: StoreName, *, repair: bool = False
+) -> tuple[dict[str, KindResult], dict[str, Any] | None]:
+    """Compare both stores; with ``repair``, fix the secondary and compare again.
+
+    Return the (final) findings per kind, and what the repair did.
+    """
+    idmap = IdMap(state)
+    if not repair:
+        return await Verifier(settings, idmap, primary).run(), None
+    repairer = Repairer(settings, state, idmap, primary)
     try:
-        for kind in KINDS:
-            found = results[kind]
-            async for record in legacy.records(kind):
-                found.checked += 1
-                pair = await idmap.translate(kind, [record["id"]], "legacy", "new")
-                copy = await new.one(kind, pair[record["id"]]) if pair else None
-                if copy is None:
-                    found.note("missing", {"id": record["id"], "legacy": redact(record)})
-                    continue
-                diffs = differences(
-                    Observation("legacy", 200, record),
-                    Observation("new", 200, await _translated(idmap, kind, copy)),
-                    rules,
-                    options,
-                )
-                if diffs:
-                    found.note(
-                        "differing",
-                        {
-                            "id": record["id"],
-                            "differences": [
-                                {
-                                    "path": d.path,
-                                    "kind": d.kind,
-                                    "legacy": redact(d.control),
-                                    "new": redact(d.candidate),
-                                }
-                                for d in diffs[:10]
-                            ],
-                        },
-                    )
-            async for record in new.records(kind):
-                back = await idmap.translate(kind, [record["id"]], "new", "legacy")
-                if not back or await legacy.one(kind, back[record["id"]]) is None:
-                    found.note("extra", {"new_id": record["id"], "new": redact(record)})
-        return results
+        await Verifier(settings, idmap, primary, repairer).run()
     finally:
-        await legacy.close()
-        await new.close()
+        await repairer.close()
+    return await Verifier(settings, IdMap(state), primary).run(), repairer.done.document()
 
 
-def summary(results: dict[str, KindResult]) -> dict[str, Any]:
+def summary(
+    results: dict[str, KindResult], primary: StoreName, repaired: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Return verify's JSON document."""
     equal = all(not (r.missing or r.extra or r.differing) for r in results.values())
-    return {"equal": equal, "kinds": {k: vars(r) for k, r in results.items()}}
+    doc = {
+        "equal": equal,
+        "primary": primary,
+        "secondary": other(primary),
+        "kinds": {k: vars(r) for k, r in results.items()},
+    }
+    if repaired is not None:
+        doc["repaired"] = repaired
+    return doc
 
 
-def text(results: dict[str, KindResult]) -> str:
+def text(results: dict[str, KindResult], repaired: dict[str, Any] | None = None) -> str:
     """Return verify's findings as a table for people."""
-    lines = [f"{'kind':<10}{'checked':>9}{'missing':>9}{'extra':>7}{'differing':>11}"]
+    lines = []
+    if repaired is not None:
+        lines.append(
+            "repaired: "
+            + ", ".join(f"{n} {what}" for what, n in repaired.items() if isinstance(n, int))
+        )
+        lines += [f"  not repaired: {item}" for item in repaired.get("not_repaired", [])[:10]]
+    lines.append(f"{'kind':<10}{'checked':>9}{'missing':>9}{'extra':>7}{'differing':>11}")
     for kind, r in results.items():
         lines.append(f"{kind:<10}{r.checked:>9}{r.missing:>9}{r.extra:>7}{r.differing:>11}")
         for sample in r.samples[:5]:
-            where = sample.get("id", sample.get("new_id"))
+            where = sample.get("id", next((v for k, v in sample.items() if k.endswith("_id")), ""))
             detail = ", ".join(d["path"] for d in sample.get("differences", []))
             lines.append(f"  {sample['problem']:<9} {kind} {where} {detail}")
-    verdict = "equal" if summary(results)["equal"] else "NOT equal"
-    return "\n".join([*lines, f"stores are {verdict}"])
+    equal = all(not (r.missing or r.extra or r.differing) for r in results.values())
+    return "\n".join([*lines, f"stores are {'equal' if equal else 'NOT equal'}"])

@@ -1,4 +1,8 @@
-"""Reading a store's records through its API, as its admin, in id order, page by page."""
+"""A store read and written through its API with its service (admin) token.
+
+Lists are walked page by page in id order, from an opaque cursor, so that a walk can
+stop and resume and never holds a whole store in memory.
+"""
 
 from __future__ import annotations
 
@@ -12,63 +16,91 @@ from memshift.errors import UpstreamError
 from memshift.upstream import HttpUpstream, OutboundRequest
 
 KINDS = ("context", "memory", "relation")
+ITEM_PATHS = {
+    "context": "/v1/contexts/",
+    "memory": "/v1/memories/",
+    "relation": "/v1/relations/",
+}
+CREATE_PATHS = {"context": "/v1/contexts", "memory": "/v1/memories", "relation": "/v1/relations"}
 PAGE = 500
 
 
-class StoreReader:
-    """A store read with its service token."""
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+class StoreClient:
+    """One store, as memshift's own migration work reaches it."""
 
     def __init__(self, endpoint: StoreEndpoint) -> None:
         self.endpoint = endpoint
+        self.name = endpoint.name
         self.http = HttpUpstream(endpoint)
+
+    async def call(
+        self, method: str, path: str, doc: Any = None, key: str | None = None
+    ) -> tuple[int, Any]:
+        """Send one request; return the status and parsed JSON body. 5xx raises."""
+        headers = [("Authorization", f"Bearer {self.endpoint.token}")]
+        body = b"" if doc is None else orjson.dumps(doc)
+        if body:
+            headers.append(("Content-Type", "application/json"))
+        if key:
+            headers.append(("Idempotency-Key", key))
+        answer = await self.http.send(OutboundRequest(method, path, tuple(headers), body))
+        if answer.status >= 500:
+            raise UpstreamError(self.name, f"{method} {path} answered {answer.status}")
+        return answer.status, _json(answer.body)
 
     async def get(self, path: str) -> tuple[int, Any]:
         """GET ``path``; return the status and parsed JSON body."""
-        answer = await self.http.send(
-            OutboundRequest("GET", path, (("Authorization", f"Bearer {self.endpoint.token}"),), b"")
-        )
-        if answer.status >= 500:
-            raise UpstreamError(self.endpoint.name, f"GET {path} answered {answer.status}")
-        return answer.status, orjson.loads(answer.body) if answer.body else None
+        return await self.call("GET", path)
 
-    async def pages(self, path: str) -> AsyncIterator[dict[str, Any]]:
-        """Yield every item of a paged list, in id order."""
-        cursor = ""
+    async def pages(
+        self, path: str, cursor: str = "", limit: int = PAGE
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """Yield each page of a list with the cursor after it ("" after the last)."""
         while True:
-            _, page = await self.get(f"{path}?limit={PAGE}&cursor={cursor}")
-            for item in page["items"]:
-                yield item
-            if not page.get("next_cursor"):
+            sep = "&" if "?" in path else "?"
+            _, page = await self.get(f"{path}{sep}limit={limit}&cursor={cursor}")
+            cursor = page.get("next_cursor") or ""
+            yield page["items"], cursor
+            if not cursor:
                 return
-            cursor = page["next_cursor"]
+
+    async def batches(
+        self, kind: str, cursor: str = "", limit: int = PAGE
+    ) -> AsyncIterator[tuple[list[int], str]]:
+        """Yield the ids of ``kind`` in batches, each with the cursor to resume after it.
+
+        Relations are found through the memories they start from, so their cursor is
+        the memories' one.
+        """
+        source = "/v1/contexts" if kind == "context" else "/v1/memories"
+        async for items, after in self.pages(source, cursor, limit):
+            if kind != "relation":
+                yield [item["id"] for item in items], after
+                continue
+            ids: list[int] = []
+            for item in items:
+                _, rels = await self.get(f"/v1/memories/{item['id']}/relations")
+                ids += [r["id"] for r in rels["items"] if r["source_id"] == item["id"]]
+            yield ids, after
 
     async def records(self, kind: str) -> AsyncIterator[dict[str, Any]]:
-        """Yield every record of ``kind`` whole (memories with content), in id order."""
-        if kind == "context":
-            async for item in self.pages("/v1/contexts"):
-                yield item
-        elif kind == "memory":
-            async for item in self.pages("/v1/memories"):
-                status, whole = await self.get(f"/v1/memories/{item['id']}")
-                if status == 200:
+        """Yield every record of ``kind`` whole (memories with content), in walk order."""
+        async for ids, _ in self.batches(kind):
+            for record_id in ids:
+                whole = await self.one(kind, record_id)
+                if whole is not None:
                     yield whole
-        else:
-            seen: set[int] = set()
-            async for item in self.pages("/v1/memories"):
-                _, rels = await self.get(f"/v1/memories/{item['id']}/relations")
-                for rel in rels["items"]:
-                    if rel["source_id"] == item["id"] and rel["id"] not in seen:
-                        seen.add(rel["id"])
-                        yield rel
 
     async def one(self, kind: str, record_id: int) -> dict[str, Any] | None:
         """Return one record whole, or None if the store does not have it."""
-        path = {
-            "context": "/v1/contexts/",
-            "memory": "/v1/memories/",
-            "relation": "/v1/relations/",
-        }[kind]
-        status, body = await self.get(f"{path}{record_id}")
+        status, body = await self.get(f"{ITEM_PATHS[kind]}{record_id}")
         return body if status == 200 else None
 
     async def close(self) -> None:

@@ -1,0 +1,201 @@
+"""Copying one record from one store to the other, exactly once, and pairing the ids.
+
+A copy is planned in the state db first (the exact body and ``Idempotency-Key`` it will
+send, and the backlog writes it takes over), then created on the target as the
+target's admin with the source's owner, version and timestamps, then finished in one
+transaction: the id pair recorded, the taken-over writes marked copied, the plan
+dropped. A crash between plan and finish leaves the plan, and ``resume`` sends the
+same request again, which the store's idempotency turns into the same record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from memshift.config.settings import StoreName
+from memshift.database import Database
+from memshift.migrate.walk import CREATE_PATHS, StoreClient
+from memshift.shadow.idmap import IdMap
+from memshift.shadow.writelog import BACKLOG, COPIED, COPYING
+from memshift.statedb import copy_plans, id_map, writes
+from memshift.timestamps import now_us
+
+# The fields of each kind that hold ids of other records, and their kinds.
+INNER: dict[str, tuple[tuple[str, str], ...]] = {
+    "context": (),
+    "memory": (("context_id", "context"),),
+    "relation": (("source_id", "memory"), ("target_id", "memory")),
+}
+
+
+class Conflict(Exception):
+    """Someone else changed what a copy meant to take over; try the record later."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One planned copy: what is sent, under which key, and what it takes over."""
+
+    kind: str
+    source_id: int
+    target: StoreName
+    key: str
+    body: dict[str, Any]
+    adopted: tuple[int, ...] = ()
+
+
+async def translate_ids(
+    idmap: IdMap, kind: str, record: dict[str, Any], source: StoreName, target: StoreName
+) -> tuple[dict[str, Any], list[str]]:
+    """Return ``record`` with its inner ids in ``target``'s space, and those with no pair."""
+    out, unmapped = dict(record), []
+    for name, inner in INNER[kind]:
+        value = out.get(name)
+        if isinstance(value, int):
+            found = await idmap.translate(inner, [value], source, target)
+            if value in found:
+                out[name] = found[value]
+            else:
+                unmapped.append(f"{inner}:{value}")
+    return out, unmapped
+
+
+class Copier:
+    """Creates copies of records on ``target`` and pairs them with their originals."""
+
+    def __init__(
+        self, state: Database, idmap: IdMap, source: StoreClient, target: StoreClient
+    ) -> None:
+        self.state = state
+        self.idmap = idmap
+        self.source = source
+        self.target = target
+
+    async def plan(
+        self, kind: str, record: dict[str, Any], key: str, adopted: tuple[int, ...] = ()
+    ) -> Plan | None:
+        """Plan the copy of ``record``; None while one of its inner ids has no pair."""
+        body, unmapped = await translate_ids(
+            self.idmap, kind, record, self.source.name, self.target.name
+        )
+        if unmapped:
+            return None
+        body.pop("id", None)
+        plan = Plan(kind, record["id"], self.target.name, key, body, adopted)
+        try:
+            await self.state.write(lambda conn: _save_plan(conn, plan))
+        except SAIntegrityError as exc:
+            raise Conflict(f"{kind} {plan.source_id}: another copy of it is planned") from exc
+        return plan
+
+    async def run(self, plan: Plan) -> tuple[int | None, str]:
+        """Create the planned copy and finish; return its id (None if refused) and why."""
+        status, answer = await self.target.call(
+            "POST", CREATE_PATHS[plan.kind], plan.body, plan.key
+        )
+        if status not in (200, 201) or not isinstance(answer, dict):
+            await self.state.write(lambda conn: _drop_plan(conn, plan, restore=True))
+            code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
+            return None, f"{status} {code or ''}".strip()
+        copy_id = int(answer["id"])
+        await self.state.write(lambda conn: _finish(conn, plan, copy_id))
+        legacy_id, new_id = self._pair(plan, copy_id)
+        self.idmap.remember(plan.kind, legacy_id, new_id)
+        return copy_id, "created"
+
+    async def drop(self, adopted: tuple[int, ...]) -> bool:
+        """Mark backlog writes done without a copy (their record is gone); all or none."""
+
+        def run(conn: Connection) -> bool:
+            taken = conn.execute(
+                update(writes)
+                .where(writes.c.id.in_(adopted), writes.c.state == BACKLOG)
+                .values(state=COPIED)
+            ).rowcount
+            if taken != len(adopted):
+                raise Conflict("backlog writes moved on")
+            return True
+
+        try:
+            return await self.state.write(run)
+        except Conflict:
+            return False
+
+    @staticmethod
+    def _pair(plan: Plan, copy_id: int) -> tuple[int, int]:
+        return (copy_id, plan.source_id) if plan.target == "legacy" else (plan.source_id, copy_id)
+
+    async def pending(self) -> list[Plan]:
+        """Return the plans a previous run left unfinished."""
+        rows = await self.state.read(lambda conn: conn.execute(select(copy_plans)).all())
+        return [
+            Plan(
+                r.kind,
+                r.source_id,
+                "legacy" if r.target == "legacy" else "new",
+                r.idem_key,
+                orjson.loads(r.body),
+                tuple(orjson.loads(r.adopted)),
+            )
+            for r in rows
+        ]
+
+
+def _save_plan(conn: Connection, plan: Plan) -> None:
+    if plan.adopted:
+        taken = conn.execute(
+            update(writes)
+            .where(writes.c.id.in_(plan.adopted), writes.c.state == BACKLOG)
+            .values(state=COPYING)
+        ).rowcount
+        if taken != len(plan.adopted):
+            raise Conflict(f"{plan.kind} {plan.source_id}: its backlog writes moved on")
+    conn.execute(
+        insert(copy_plans).values(
+            kind=plan.kind,
+            source_id=plan.source_id,
+            target=plan.target,
+            idem_key=plan.key,
+            body=orjson.dumps(plan.body),
+            adopted=orjson.dumps(list(plan.adopted)).decode(),
+            at=now_us(),
+        )
+    )
+
+
+def _drop_plan(conn: Connection, plan: Plan, *, restore: bool) -> None:
+    if restore and plan.adopted:
+        conn.execute(
+            update(writes)
+            .where(writes.c.id.in_(plan.adopted), writes.c.state == COPYING)
+            .values(state=BACKLOG)
+        )
+    conn.execute(
+        delete(copy_plans).where(
+            copy_plans.c.kind == plan.kind, copy_plans.c.source_id == plan.source_id
+        )
+    )
+
+
+def _finish(conn: Connection, plan: Plan, copy_id: int) -> None:
+    legacy_id, new_id = Copier._pair(plan, copy_id)
+    # A pair a repair replaces (its copy was lost) goes; a pair is otherwise written once.
+    conn.execute(
+        delete(id_map).where(
+            id_map.c.kind == plan.kind,
+            (id_map.c.legacy_id == legacy_id) | (id_map.c.new_id == new_id),
+        )
+    )
+    conn.execute(insert(id_map).values(kind=plan.kind, legacy_id=legacy_id, new_id=new_id))
+    if plan.adopted:
+        conn.execute(
+            update(writes)
+            .where(writes.c.id.in_(plan.adopted), writes.c.state == COPYING)
+            .values(state=COPIED)
+        )
+    _drop_plan(conn, plan, restore=False)

@@ -1,0 +1,60 @@
+"""The migration commands as the CLI runs them: open the state db, run, print, exit status."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import orjson
+
+from memshift.config.load import load_settings
+from memshift.config.settings import StoreName
+from memshift.control.state import read_state
+from memshift.database import Database
+from memshift.migrate import backfill, verify
+from memshift.statedb import open_state
+
+
+def _dumps(doc: object) -> str:
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+
+
+def _primary(state: Database, configured: StoreName) -> StoreName:
+    """Return the primary the proxies obey now (the config's before they first ran)."""
+    found = state.read_sync(read_state)
+    return found[0].primary if found is not None else configured
+
+
+def run_backfill(config: Path, options: backfill.Options, as_json: bool) -> int:
+    """``memshift backfill``: 0 when every record is copied or present, 1 otherwise."""
+    settings = load_settings(config)
+    state = open_state(settings.state.url)
+    try:
+
+        async def run() -> dict[str, object]:
+            return await backfill.Backfill(settings, state, options, sys.stderr).run()
+
+        try:
+            report = asyncio.run(run())
+        except KeyboardInterrupt:
+            print("\nmemshift: backfill interrupted; run again with --resume", file=sys.stderr)
+            return 130
+    finally:
+        state.close()
+    print(_dumps(report) if as_json else backfill.text(report))
+    return 0 if report["complete"] else 1
+
+
+def run_verify(config: Path, repair: bool, as_json: bool) -> int:
+    """``memshift verify``: 0 when both stores agree (after the repair, with one), else 1."""
+    settings = load_settings(config)
+    state = open_state(settings.state.url)
+    try:
+        primary = _primary(state, settings.routing.primary)
+        results, repaired = asyncio.run(verify.verify(settings, state, primary, repair=repair))
+    finally:
+        state.close()
+    doc = verify.summary(results, primary, repaired)
+    print(_dumps(doc) if as_json else verify.text(results, repaired))
+    return 0 if doc["equal"] else 1
