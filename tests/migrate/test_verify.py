@@ -13,17 +13,20 @@ from memshift import logs
 from memshift.cli import main
 from memshift.store.api import STATE
 from memshift.store.call import Call
+from memshift.store.contexts import create_context
 from memshift.store.memories import create_memory, delete_memory, update_memory
+from memshift.store.relations import delete_relation
 from memshift.store.tokens import Principal
-from tests.proxy.conftest import USERS, MakeStack
+from tests.proxy.conftest import SERVICE, USERS, MakeStack, auth
 from tests.proxy.test_workload import drained, user_session
 
 ADMIN = Principal("ops", admin=True)
 
 
-async def _verify(config: Any, capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
+async def _verify(config: Any, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, Any]:
     capsys.readouterr()  # what the stack logged before: not verify's output
-    code = await asyncio.to_thread(main, ["verify", "--config", str(config), "--json"])
+    argv = ["verify", "--config", str(config), "--json", *extra]
+    code = await asyncio.to_thread(main, argv)
     return code, orjson.loads(capsys.readouterr().out)
 
 
@@ -67,3 +70,62 @@ async def test_verify_names_each_difference(
     assert {("missing", first), ("differing", second)} <= problems
     differing = next(s for s in memory["samples"] if s["problem"] == "differing")
     assert {"$.title", "$.version"} <= {d["path"] for d in differing["differences"]}
+
+
+async def test_verify_repair_makes_the_secondary_match(
+    make_stack: MakeStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Missing, extra and differing records of each kind are fixed; verify then exits 0."""
+    logs.configure(level="warning", json=True)
+    stack = await make_stack(seed=0, read_percent=100)
+    await asyncio.gather(
+        *(user_session(stack.proxy, u, random.Random(i)) for i, u in enumerate(USERS[:2]))
+    )
+    await drained(stack)
+    legacy = await (await stack.legacy.get("/v1/memories?limit=1000", headers=SERVICE)).json()
+    lost, changed = legacy["items"][0]["id"], legacy["items"][1]["id"]
+    pairs = await stack.core.idmap.translate("memory", [lost, changed], "legacy", "new")
+    rels = await (await stack.new.get("/v1/memories?limit=1000", headers=SERVICE)).json()
+    found = []
+    for memory in rels["items"]:
+        path = f"/v1/memories/{memory['id']}/relations"
+        found += (await (await stack.new.get(path, headers=SERVICE)).json())["items"]
+    relation = found[0]
+    store = stack.new.server.app[STATE]
+    call = Call(ADMIN, store.content)
+
+    def tamper(conn: Any) -> None:
+        delete_relation(conn, call, relation["id"])
+        delete_memory(conn, call, pairs[lost])
+        update_memory(conn, call, pairs[changed], {"title": "x", "metadata": {"k": 1}})
+        create_memory(conn, call, {"title": "stray", "content": "only in new"})
+        ctx = create_context(conn, call, {"name": "stray context"})
+        create_memory(conn, call, {"title": "in stray", "content": "c", "context_id": ctx["id"]})
+
+    store.db.write_sync(tamper)
+    code, doc = await _verify(stack.config, capsys)
+    assert (1, 1, 1, 2, 1, 1) == (
+        code,
+        doc["kinds"]["memory"]["missing"],
+        doc["kinds"]["memory"]["differing"],
+        doc["kinds"]["memory"]["extra"],
+        doc["kinds"]["context"]["extra"],
+        doc["kinds"]["relation"]["missing"] + doc["kinds"]["relation"]["differing"],
+    )
+    code, doc = await _verify(stack.config, capsys, "--repair")
+    assert (0, True) == (code, doc["equal"]), doc
+    repaired = doc["repaired"]
+    assert (2, 1, 3, []) == (
+        repaired["created"],
+        repaired["updated"],
+        repaired["deleted"],
+        repaired["not_repaired"],
+    )
+    code, doc = await _verify(stack.config, capsys)
+    assert (0, True) == (code, doc["equal"])
+    async with asyncio.timeout(5):  # proxies reload pairs a repair replaced
+        while True:
+            resp = await stack.proxy.get(f"/v1/memories/{lost}", headers=auth(USERS[0]))
+            if resp.status == 200 and resp.headers["X-Memshift-Served-By"] == "new":
+                break
+            await asyncio.sleep(0.1)
