@@ -3,12 +3,14 @@
 Every record of the primary is looked up in the secondary through the id map, the
 copy's ids translated into the primary's, both normalized with the compare rules, and
 diffed; then every record of the secondary without a live original is extra. Both
-stores are walked page by page, so memory does not grow with their size. With a
+stores are walked a page at a time (checked concurrently), so memory does not grow
+with their size. With a
 ``Repairer``, each finding is fixed as it is found (``repair.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,10 +65,10 @@ class Verifier:
         """Compare both stores (repairing as it goes, with a repairer); return the findings."""
         try:
             for kind in KINDS:
-                async for record in self.primary.records(kind):
-                    await self._check(kind, record)
-                async for record in self.secondary.records(kind):
-                    await self._extra(kind, record)
+                async for records in self.primary.records(kind):
+                    await asyncio.gather(*(self._check(kind, r) for r in records))
+                async for records in self.secondary.records(kind):
+                    await asyncio.gather(*(self._extra(kind, r) for r in records))
             if self.repairer is not None:
                 await self.repairer.finish()
             return self.results

@@ -1,11 +1,13 @@
 """A store read and written through its API with its service (admin) token.
 
 Lists are walked page by page in id order, from an opaque cursor, so that a walk can
-stop and resume and never holds a whole store in memory.
+stop and resume and never holds more than a page of a store in memory; up to
+``IN_FLIGHT`` requests run at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +25,7 @@ ITEM_PATHS = {
 }
 CREATE_PATHS = {"context": "/v1/contexts", "memory": "/v1/memories", "relation": "/v1/relations"}
 PAGE = 500
+IN_FLIGHT = 16
 
 
 def _json(body: bytes) -> Any:
@@ -39,6 +42,7 @@ class StoreClient:
         self.endpoint = endpoint
         self.name = endpoint.name
         self.http = HttpUpstream(endpoint)
+        self.limit = asyncio.Semaphore(IN_FLIGHT)
 
     async def call(
         self, method: str, path: str, doc: Any = None, key: str | None = None
@@ -50,7 +54,8 @@ class StoreClient:
             headers.append(("Content-Type", "application/json"))
         if key:
             headers.append(("Idempotency-Key", key))
-        answer = await self.http.send(OutboundRequest(method, path, tuple(headers), body))
+        async with self.limit:
+            answer = await self.http.send(OutboundRequest(method, path, tuple(headers), body))
         if answer.status >= 500:
             raise UpstreamError(self.name, f"{method} {path} answered {answer.status}")
         return answer.status, _json(answer.body)
@@ -84,19 +89,22 @@ class StoreClient:
             if kind != "relation":
                 yield [item["id"] for item in items], after
                 continue
-            ids: list[int] = []
-            for item in items:
-                _, rels = await self.get(f"/v1/memories/{item['id']}/relations")
-                ids += [r["id"] for r in rels["items"] if r["source_id"] == item["id"]]
+            lists = await asyncio.gather(
+                *(self.get(f"/v1/memories/{item['id']}/relations") for item in items)
+            )
+            ids = [
+                r["id"]
+                for item, (_, rels) in zip(items, lists, strict=True)
+                for r in rels["items"]
+                if r["source_id"] == item["id"]
+            ]
             yield ids, after
 
-    async def records(self, kind: str) -> AsyncIterator[dict[str, Any]]:
-        """Yield every record of ``kind`` whole (memories with content), in walk order."""
-        async for ids, _ in self.batches(kind):
-            for record_id in ids:
-                whole = await self.one(kind, record_id)
-                if whole is not None:
-                    yield whole
+    async def records(self, kind: str, batch: int = 100) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield every record of ``kind`` whole (memories with content), a batch at a time."""
+        async for ids, _ in self.batches(kind, limit=batch):
+            found = await asyncio.gather(*(self.one(kind, i) for i in ids))
+            yield [record for record in found if record is not None]
 
     async def one(self, kind: str, record_id: int) -> dict[str, Any] | None:
         """Return one record whole, or None if the store does not have it."""
