@@ -5,17 +5,18 @@
 The legacy store's SQLite file is filled directly (through the store's own code, one
 transaction) with contexts, memories of real text (200 B to 8 KiB, a few of 64 KiB) and
 relations; then both stores run as processes, and ``memshift backfill`` and ``memshift
-verify`` run as processes against them. Peak memory is each command's maximum RSS.
+verify`` run as processes against them. Peak memory is each command's own VmHWM.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from benchmarks.harness import corpus, report, slices, store_process
+from benchmarks.harness import StoreProcess, corpus, report, slices, store_process
 from memshift.database import Database
 from memshift.store.app import content_store
 from memshift.store.call import Call
@@ -81,13 +82,23 @@ def timed(args: list[str]) -> tuple[float, int, bytes]:
         stdout=subprocess.PIPE,
     )
     assert proc.stdout is not None
+    peak = [0]
+
+    def watch() -> None:  # VmHWM of the command itself (ru_maxrss would count the fork)
+        while proc.poll() is None:
+            with contextlib.suppress(OSError, KeyError):
+                peak[0] = max(peak[0], StoreProcess(proc, "").status("VmHWM"))
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.wait()
+    watcher.join()
     seconds = time.monotonic() - started
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"memshift {args[0]} exited {proc.returncode}")
-    return seconds, usage.ru_maxrss * 1024, out
+    return seconds, peak[0], out
 
 
 def main() -> None:
