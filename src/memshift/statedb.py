@@ -10,9 +10,13 @@ own log and checkpoints. SQLite by default; PostgreSQL when several instances sh
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Index,
     Integer,
     LargeBinary,
@@ -20,9 +24,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
+    insert,
+    select,
 )
 
 from memshift.database import Database
+from memshift.timestamps import now_us
 
 metadata = MetaData()
 
@@ -119,6 +127,27 @@ reports = Table(
     Column("data", Text, nullable=False),
     Column("at", BigInteger, nullable=False),
 )
+
+
+def save_doc(conn: Connection, name: str, doc: Any) -> None:
+    """Store one ``migrate_state`` document (a checkpoint, a report, a counter) as JSON."""
+    conn.execute(delete(migrate_state).where(migrate_state.c.name == name))
+    conn.execute(
+        insert(migrate_state).values(name=name, data=orjson.dumps(doc).decode(), at=now_us())
+    )
+
+
+def load_doc(conn: Connection, name: str) -> Any:
+    """Return the ``migrate_state`` document stored under ``name``, or None."""
+    data = conn.execute(
+        select(migrate_state.c.data).where(migrate_state.c.name == name)
+    ).scalar_one_or_none()
+    return orjson.loads(data) if data is not None else None
+
+
+def drop_doc(conn: Connection, name: str) -> None:
+    """Remove the ``migrate_state`` document stored under ``name``."""
+    conn.execute(delete(migrate_state).where(migrate_state.c.name == name))
 
 
 def open_state(url: str) -> Database:

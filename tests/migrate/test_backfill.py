@@ -19,9 +19,9 @@ from memshift import logs
 from memshift.cli import main
 from memshift.config.load import load_settings
 from memshift.errors import IntegrityError
-from memshift.migrate.backfill import CHECKPOINT, Backfill, Options, load_doc
+from memshift.migrate.backfill import CHECKPOINT, Backfill, Options
 from memshift.migrate.verify import summary, verify
-from memshift.statedb import open_state
+from memshift.statedb import load_doc, open_state
 from tests.migrate.conftest import Seeded, seed_store
 from tests.proxy.conftest import SERVICE, USERS, MakeForwarder, MakeStack, Stack, auth
 from tests.proxy.test_workload import TOLERANT, drained, user_session
@@ -166,7 +166,7 @@ async def test_backfill_killed_midway_resumes_without_duplicates(make_stack: Mak
     finally:
         process.send_signal(signal.SIGKILL)
         await process.wait()
-    assert 600 > await count(stack.new, "/v1/memories")
+    assert 500 > await count(stack.new, "/v1/memories")  # killed before it was done
     resumed = await asyncio.create_subprocess_exec(*command, *args[:4], "--resume")
     assert 0 == await resumed.wait()
     assert (await verified(stack.config))["equal"]

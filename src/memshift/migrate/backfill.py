@@ -21,9 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
-import orjson
 import structlog
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection
 
 from memshift.compare.compare import Observation, differences
 from memshift.compare.diff import DiffOptions
@@ -36,7 +35,7 @@ from memshift.migrate.fence import Fence, moot, verdict
 from memshift.migrate.progress import Pacer, Progress
 from memshift.migrate.walk import KINDS, StoreClient
 from memshift.shadow.idmap import IdMap
-from memshift.statedb import migrate_state
+from memshift.statedb import drop_doc, load_doc, save_doc
 from memshift.timestamps import format_ts, now_us
 
 log = structlog.get_logger("memshift.migrate")
@@ -98,22 +97,6 @@ class Checkpoint:
             failures=doc["failures"],
             started_at=doc["started_at"],
         )
-
-
-def save_doc(conn: Connection, name: str, doc: dict[str, Any]) -> None:
-    """Store one migration document (checkpoint or report) under ``name``."""
-    conn.execute(delete(migrate_state).where(migrate_state.c.name == name))
-    conn.execute(
-        insert(migrate_state).values(name=name, data=orjson.dumps(doc).decode(), at=now_us())
-    )
-
-
-def load_doc(conn: Connection, name: str) -> dict[str, Any] | None:
-    """Return the migration document stored under ``name``."""
-    data = conn.execute(
-        select(migrate_state.c.data).where(migrate_state.c.name == name)
-    ).scalar_one_or_none()
-    return orjson.loads(data) if data is not None else None
 
 
 class Backfill:
@@ -191,7 +174,6 @@ class Backfill:
                 await self._save()
         self.point.walked = True
         await self._sweep()
-        await self._check()
         await self._save()
 
     async def _retry(self, progress: Progress) -> None:
@@ -220,7 +202,7 @@ class Backfill:
             return
         keys = [f"{kind}:{i}" for i in todo]
         before = await self.fence.look(keys)
-        records = await asyncio.gather(*(self._read(kind, i) for i in todo))
+        records = await asyncio.gather(*(self.legacy.one(kind, i) for i in todo))
         after, unknown = await self.fence.settled(keys)
         paired = await self.idmap.translate(kind, todo, "legacy", "new")  # after the look
         jobs = []
@@ -260,10 +242,6 @@ class Backfill:
             if dropped and await self.copier.drop(dropped):
                 self.point.counts[kind].writes_dropped += len(dropped)
                 log.info("backfill_dropped_moot_writes", record=key, writes=len(dropped))
-
-    async def _read(self, kind: str, record_id: int) -> dict[str, Any] | None:
-        async with self.limit:
-            return await self.legacy.one(kind, record_id)
 
     async def _copy(self, kind: str, record: dict[str, Any], adopted: tuple[int, ...]) -> None:
         async with self.limit:
@@ -338,7 +316,7 @@ class Backfill:
         def save(conn: Connection) -> None:
             save_doc(conn, REPORT, report)
             if report["complete"]:
-                conn.execute(delete(migrate_state).where(migrate_state.c.name == CHECKPOINT))
+                drop_doc(conn, CHECKPOINT)
 
         await self.state.write(save)
         return report

@@ -110,21 +110,11 @@ class Copier:
 
     async def drop(self, adopted: tuple[int, ...]) -> bool:
         """Mark backlog writes done without a copy (their record is gone); all or none."""
-
-        def run(conn: Connection) -> bool:
-            taken = conn.execute(
-                update(writes)
-                .where(writes.c.id.in_(adopted), writes.c.state == BACKLOG)
-                .values(state=COPIED)
-            ).rowcount
-            if taken != len(adopted):
-                raise Conflict("backlog writes moved on")
-            return True
-
         try:
-            return await self.state.write(run)
+            await self.state.write(lambda conn: _take(conn, adopted, BACKLOG, COPIED))
         except Conflict:
             return False
+        return True
 
     @staticmethod
     def _pair(plan: Plan, copy_id: int) -> tuple[int, int]:
@@ -146,15 +136,27 @@ class Copier:
         ]
 
 
-def _save_plan(conn: Connection, plan: Plan) -> None:
-    if plan.adopted:
-        taken = conn.execute(
+def _move(conn: Connection, ids: tuple[int, ...], source: str, target: str) -> int:
+    """Move the writes ``ids`` that are in state ``source`` to ``target``; return how many."""
+    if not ids:
+        return 0
+    return int(
+        conn.execute(
             update(writes)
-            .where(writes.c.id.in_(plan.adopted), writes.c.state == BACKLOG)
-            .values(state=COPYING)
+            .where(writes.c.id.in_(ids), writes.c.state == source)
+            .values(state=target)
         ).rowcount
-        if taken != len(plan.adopted):
-            raise Conflict(f"{plan.kind} {plan.source_id}: its backlog writes moved on")
+    )
+
+
+def _take(conn: Connection, ids: tuple[int, ...], source: str, target: str) -> None:
+    """Move all of ``ids`` from ``source`` to ``target``, or raise ``Conflict`` (rolled back)."""
+    if _move(conn, ids, source, target) != len(ids):
+        raise Conflict("its backlog writes moved on")
+
+
+def _save_plan(conn: Connection, plan: Plan) -> None:
+    _take(conn, plan.adopted, BACKLOG, COPYING)
     conn.execute(
         insert(copy_plans).values(
             kind=plan.kind,
@@ -169,12 +171,8 @@ def _save_plan(conn: Connection, plan: Plan) -> None:
 
 
 def _drop_plan(conn: Connection, plan: Plan, *, restore: bool) -> None:
-    if restore and plan.adopted:
-        conn.execute(
-            update(writes)
-            .where(writes.c.id.in_(plan.adopted), writes.c.state == COPYING)
-            .values(state=BACKLOG)
-        )
+    if restore:
+        _move(conn, plan.adopted, COPYING, BACKLOG)
     conn.execute(
         delete(copy_plans).where(
             copy_plans.c.kind == plan.kind, copy_plans.c.source_id == plan.source_id
@@ -192,10 +190,5 @@ def _finish(conn: Connection, plan: Plan, copy_id: int) -> None:
         )
     )
     conn.execute(insert(id_map).values(kind=plan.kind, legacy_id=legacy_id, new_id=new_id))
-    if plan.adopted:
-        conn.execute(
-            update(writes)
-            .where(writes.c.id.in_(plan.adopted), writes.c.state == COPYING)
-            .values(state=COPIED)
-        )
+    _move(conn, plan.adopted, COPYING, COPIED)
     _drop_plan(conn, plan, restore=False)

@@ -130,8 +130,7 @@ def verdict(
         return "copy", ()
     if any(p.creates for p in mine):
         return "mirror", ()
-    applied = {p.id for p in before if p.state in (ACCEPTED, BACKLOG)}
-    if all(p.state == BACKLOG and p.id in applied for p in mine):
+    if _waiting_since_before(mine, before):
         return "adopt", tuple(p.id for p in mine)
     return "in_flight", ()
 
@@ -146,7 +145,12 @@ def moot(
     them is still moving.
     """
     mine = [p for p in after if p.record_key == key]
-    applied = {p.id for p in before if p.state in (ACCEPTED, BACKLOG)}
-    if unknown or not all(p.state == BACKLOG and p.id in applied for p in mine):
+    if unknown or not _waiting_since_before(mine, before):
         return ()
     return tuple(p.id for p in mine)
+
+
+def _waiting_since_before(mine: list[Pending], before: list[Pending]) -> bool:
+    """Whether every write is in the backlog now and was applied by legacy before the reads."""
+    applied = {p.id for p in before if p.state in (ACCEPTED, BACKLOG)}
+    return all(p.state == BACKLOG and p.id in applied for p in mine)

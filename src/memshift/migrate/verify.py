@@ -139,13 +139,17 @@ async def verify(
     return await Verifier(settings, IdMap(state), primary).run(), repairer.done.document()
 
 
+def all_equal(results: dict[str, KindResult]) -> bool:
+    """Whether verify found nothing missing, extra or differing."""
+    return all(not (r.missing or r.extra or r.differing) for r in results.values())
+
+
 def summary(
     results: dict[str, KindResult], primary: StoreName, repaired: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Return verify's JSON document."""
-    equal = all(not (r.missing or r.extra or r.differing) for r in results.values())
     doc = {
-        "equal": equal,
+        "equal": all_equal(results),
         "primary": primary,
         "secondary": other(primary),
         "kinds": {k: vars(r) for k, r in results.items()},
@@ -171,5 +175,5 @@ def text(results: dict[str, KindResult], repaired: dict[str, Any] | None = None)
             where = sample.get("id", next((v for k, v in sample.items() if k.endswith("_id")), ""))
             detail = ", ".join(d["path"] for d in sample.get("differences", []))
             lines.append(f"  {sample['problem']:<9} {kind} {where} {detail}")
-    equal = all(not (r.missing or r.extra or r.differing) for r in results.values())
-    return "\n".join([*lines, f"stores are {'equal' if equal else 'NOT equal'}"])
+    verdict = "equal" if all_equal(results) else "NOT equal"
+    return "\n".join([*lines, f"stores are {verdict}"])

@@ -18,12 +18,8 @@ from memshift.errors import UpstreamError
 from memshift.upstream import HttpUpstream, OutboundRequest
 
 KINDS = ("context", "memory", "relation")
-ITEM_PATHS = {
-    "context": "/v1/contexts/",
-    "memory": "/v1/memories/",
-    "relation": "/v1/relations/",
-}
 CREATE_PATHS = {"context": "/v1/contexts", "memory": "/v1/memories", "relation": "/v1/relations"}
+ITEM_PATHS = {kind: f"{path}/" for kind, path in CREATE_PATHS.items()}
 PAGE = 500
 IN_FLIGHT = 16
 

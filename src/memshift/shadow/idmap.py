@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from memshift.config.settings import StoreName
 from memshift.database import Database
-from memshift.statedb import id_map, migrate_state
-from memshift.timestamps import now_us
+from memshift.statedb import id_map, load_doc, save_doc
 
 _BATCH = 500
 
@@ -110,14 +109,9 @@ GENERATION = "id_map.generation"
 
 def read_generation(conn: Connection) -> int:
     """Return how many times a repair replaced pairs."""
-    found = conn.execute(
-        select(migrate_state.c.data).where(migrate_state.c.name == GENERATION)
-    ).scalar_one_or_none()
-    return int(found) if found is not None else 0
+    return int(load_doc(conn, GENERATION) or 0)
 
 
 def bump_generation(conn: Connection) -> None:
     """Tell every proxy's id map that pairs were replaced."""
-    current = read_generation(conn)
-    conn.execute(delete(migrate_state).where(migrate_state.c.name == GENERATION))
-    conn.execute(insert(migrate_state).values(name=GENERATION, data=str(current + 1), at=now_us()))
+    save_doc(conn, GENERATION, read_generation(conn) + 1)

@@ -52,6 +52,11 @@ def _json(body: bytes) -> object:
         return None
 
 
+def _wait_behind(skipped: set[str], *keys: str | None) -> None:
+    """Skip every later write of ``keys`` in this pass, so that order is kept."""
+    skipped.update(k for k in keys if k)
+
+
 class Replayer:
     """Replays what the secondary has not taken yet."""
 
@@ -87,7 +92,7 @@ class Replayer:
                     continue
                 if row.state == ACCEPTED or (row.state == INTENT and row.id not in self.orphans):
                     # a live write, still in its request's hands: later ones wait behind it
-                    skipped.update(k for k in (row.record_key,) if k)
+                    _wait_behind(skipped, row.record_key)
                     result.skipped += 1
                     continue
                 stop = await self._replay(row, result, skipped)
@@ -111,7 +116,7 @@ class Replayer:
             result.copied += 1
             return None
         if row.state == COPYING:  # backfill is copying the record: wait behind it
-            skipped.update(k for k in (row.record_key, *row.depends) if k)
+            _wait_behind(skipped, row.record_key, *row.depends)
             result.skipped += 1
             return None
         write = Write(match, row.method, row.path, row.body, row.idem_key, row.user)
@@ -172,7 +177,7 @@ class Replayer:
             lanes.release(row.record_key)
             result.divergent += 1
         elif outcome.kind is Kind.UNMAPPED:
-            skipped.update(k for k in (own, *row.depends) if k)
+            _wait_behind(skipped, own, *row.depends)
             result.skipped += 1
         else:
             await log_.backlog(row.id, outcome.reason)
