@@ -22,6 +22,22 @@ PG_ENV = "MEMSHIFT_TEST_PG_URL"
 REQUIRE_PG_ENV = "MEMSHIFT_REQUIRE_PG"
 
 
+_configure = structlog.configure
+
+
+def _configure_uncached(**settings: Any) -> None:
+    """``structlog.configure`` without logger caching, in tests only.
+
+    The CLI caches each logger on first use (it is faster); a logger cached while one
+    test had configured structlog would keep that set-up for every later test, and
+    ``capture_logs`` would no longer see its events.
+    """
+    _configure(**{**settings, "cache_logger_on_first_use": False})
+
+
+structlog.configure = _configure_uncached
+
+
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
     """Undo any structlog set-up a test made (the CLI configures it globally)."""
