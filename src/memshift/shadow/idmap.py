@@ -33,7 +33,7 @@ class IdMap:
         self.write: Callable[[Callable[[Connection], None]], Awaitable[None]] = db.write
         self._to_new: dict[tuple[str, int], int] = {}
         self._to_legacy: dict[tuple[str, int], int] = {}
-        self._generation: int | None = None
+        self._generation = 0  # a generation other than the state db's drops the cache
 
     def remember(self, kind: str, legacy_id: int, new_id: int) -> None:
         """Cache the pair (legacy_id, new_id) of one ``kind``."""
@@ -50,12 +50,10 @@ class IdMap:
         generation = await self.db.read(read_generation)
         if generation == self._generation:
             return False
-        changed = self._generation is not None
         self._generation = generation
-        if changed:
-            self._to_new.clear()
-            self._to_legacy.clear()
-        return changed
+        self._to_new.clear()
+        self._to_legacy.clear()
+        return True
 
     async def record(self, kind: str, legacy_id: int, new_id: int) -> None:
         """Store the pair (legacy_id, new_id) of one ``kind``."""
