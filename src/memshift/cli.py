@@ -36,6 +36,7 @@ def _cmd_store(args: argparse.Namespace) -> int:
         db_url=args.db,
         zstd_level=args.zstd_level,
         max_body_bytes=args.max_body_mib * MIB,
+        mcp_hosts=(*StoreSettings.mcp_hosts, f"{host}:*", f"{host}:{port}"),
     )
     run_store(settings, load_tokens(args.tokens), host, port)
     return 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +42,16 @@ class UpstreamResponse:
     elapsed_s: float
 
 
+@dataclass(frozen=True)
+class StreamedResponse:
+    """A store's answer whose body is read as it arrives (an SSE stream, say)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    chunks: AsyncIterator[bytes]
+    elapsed_s: float
+
+
 class Upstream(Protocol):
     """One store, as the proxy reaches it."""
 
@@ -48,6 +59,9 @@ class Upstream(Protocol):
 
     async def send(self, request: OutboundRequest) -> UpstreamResponse:
         """Send ``request``; raise ``UpstreamError`` when no answer comes."""
+
+    def stream(self, request: OutboundRequest) -> AbstractAsyncContextManager[StreamedResponse]:
+        """Send ``request``; the body is read while the context is open."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -109,6 +123,37 @@ class HttpUpstream:
         except aiohttp.ClientError as exc:
             raise UpstreamError(self.name, f"unreachable: {type(exc).__name__}") from exc
 
+    @asynccontextmanager
+    async def stream(self, request: OutboundRequest) -> AsyncIterator[StreamedResponse]:
+        started = time.perf_counter()
+        try:
+            async with self._session.request(
+                request.method,
+                self.url(request.path_qs),
+                headers=request.headers,
+                data=request.body or None,
+                allow_redirects=False,
+            ) as resp:
+                yield StreamedResponse(
+                    resp.status,
+                    tuple(resp.headers.items()),
+                    self._chunks(resp),
+                    time.perf_counter() - started,
+                )
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamError(self.name, "timed out", timeout=True) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(self.name, f"unreachable: {type(exc).__name__}") from exc
+
+    async def _chunks(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in resp.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamError(self.name, "timed out", timeout=True) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(self.name, f"unreachable: {type(exc).__name__}") from exc
+
     async def close(self) -> None:
         await self._session.close()
 
@@ -128,6 +173,15 @@ class FunctionUpstream:
         self.requests.append(request)
         await asyncio.sleep(0)
         return await self.handler(request)
+
+    @asynccontextmanager
+    async def stream(self, request: OutboundRequest) -> AsyncIterator[StreamedResponse]:
+        answer = await self.send(request)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield answer.body
+
+        yield StreamedResponse(answer.status, answer.headers, chunks(), answer.elapsed_s)
 
     async def close(self) -> None:
         return None

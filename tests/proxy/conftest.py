@@ -148,13 +148,17 @@ def make_stack(aiohttp_client: Any, make_proxy: MakeProxy, tmp_path: Path) -> Ma
         seed: int = 3,
         state_url: str | None = None,
         sections: dict[str, dict[str, Any]] | None = None,
+        store_options: dict[str, Any] | None = None,
         **routing: Any,
     ) -> Stack:
         clients = {}
         for name in ("legacy", "new"):
-            app = make_app(
-                StoreSettings(engine=name, db_url=f"sqlite:///{tmp_path}/{name}.db"), TOKENS
-            )  # type: ignore[arg-type]
+            settings = StoreSettings(
+                engine=name,  # type: ignore[arg-type]
+                db_url=f"sqlite:///{tmp_path}/{name}.db",
+                **(store_options or {}),
+            )
+            app = make_app(settings, TOKENS)
             clients[name] = await aiohttp_client(app)
         await seed_new_store(clients["new"], seed)
         proxy, admin = await make_proxy(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from memshift import jsonpath
 from memshift.config.addresses import parse_listen
-from memshift.config.routes import DEFAULT_ROUTES
+from memshift.config.routes import DEFAULT_ROUTES, DEFAULT_TOOLS
 from memshift.config.settings import (
     STORE_NAMES,
     AdminSettings,
@@ -163,6 +163,48 @@ def _route(table: Table) -> RouteSpec:
     return spec
 
 
+TOOL_ROUTE_PREFIX = "mcp:tools/call "
+
+
+def _tool(table: Table, name: str) -> RouteSpec:
+    if not re.fullmatch(r"[A-Za-z0-9_.\-/]{1,128}", name):
+        raise ConfigError(table.prefix, "a tool name is 1..128 letters, digits or _-./")
+    record = table.get("record_argument", str, None, "an argument name")
+    arguments = _kind_map(table, "id_arguments", str)
+    kinds = dict(arguments)
+    for argument in kinds:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", argument):
+            raise ConfigError(f"{table.key('id_arguments')}.{argument}", "must be an argument name")
+    if record is not None and record not in kinds:
+        raise ConfigError(table.key("record_argument"), "must be one of id_arguments")
+    path = f"/mcp/tools/{name}"
+    spec = RouteSpec(
+        name=TOOL_ROUTE_PREFIX + name,
+        methods=frozenset({"TOOL"}),
+        path=path,
+        pattern=re.compile(re.escape(path) + r"\Z"),
+        path_kinds=(),
+        creates=table.get("creates", str, None, "an id kind"),
+        request_ids=tuple((jsonpath.parse(f"$.{a}"), k) for a, k in arguments),
+        response_ids=_kind_map(table, "result_ids", jsonpath.parse),
+        copy_from_answer=table.strings("copy_from_answer", ()),
+        record=None if record is None else (jsonpath.parse(f"$.{record}"), kinds[record]),
+        tool=name,
+    )
+    table.done()
+    return spec
+
+
+def _tools(mcp: Table, classified: tuple[str, ...]) -> tuple[RouteSpec, ...]:
+    tables = mcp.table("tools")
+    raw = tables.data or DEFAULT_TOOLS
+    specs = {n: _tool(Table(raw[n], f"mcp.tools.{n}"), n) for n in list(raw)}
+    tables.read.update(raw)
+    for name in classified:  # a listed tool with no ids still gets a route
+        specs.setdefault(name, _tool(Table({}, f"mcp.tools.{name}"), name))
+    return tuple(specs.values())
+
+
 def _routes(raw: Any) -> tuple[RouteSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError("routes", "must be a non-empty array of tables ([[routes]])")
@@ -234,12 +276,20 @@ def parse_settings(
             read_tools=mcp.strings("read_tools", McpSettings.read_tools),
         ),
         routes=_routes(doc.get("routes", DEFAULT_ROUTES)),
+        tools=_tools(
+            mcp,
+            (
+                *mcp.strings("write_tools", McpSettings.write_tools),
+                *mcp.strings("read_tools", McpSettings.read_tools),
+            ),
+        ),
         source=source,
     )
     normalize_url(settings.state.url, "state.url")
     if not settings.mcp.path.startswith("/"):
         raise ConfigError("mcp.path", "must start with /")
-    unknown = set(settings.compare.routes) - {r.name for r in settings.routes}
+    known = {r.name for r in (*settings.routes, *settings.tools)}
+    unknown = set(settings.compare.routes) - known
     if unknown:
         raise ConfigError(f"compare.routes.{sorted(unknown)[0]}", "names no configured route")
     both = set(settings.mcp.write_tools) & set(settings.mcp.read_tools)

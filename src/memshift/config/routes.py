@@ -1,7 +1,7 @@
-"""The route table of the reference store: where its ids sit in paths, bodies and answers.
+"""The route and tool tables of the reference store: where its ids sit.
 
-It is data in the same form as a config file's ``[[routes]]``, parsed by the same code;
-a config file that names its own ``[[routes]]`` replaces it whole.
+They are data in the same form as a config file's ``[[routes]]`` and ``[mcp.tools.*]``,
+parsed by the same code; a config file that names its own replaces the table whole.
 """
 
 from __future__ import annotations
@@ -10,6 +10,11 @@ from typing import Any
 
 _MEMORY_IDS = {"$.id": "memory", "$.context_id": "context"}
 _RELATION_IDS = {"$.id": "relation", "$.source_id": "memory", "$.target_id": "memory"}
+_RELATION_ITEMS = {
+    "$.items[*].id": "relation",
+    "$.items[*].source_id": "memory",
+    "$.items[*].target_id": "memory",
+}
 # An admin may set these on create: a mirrored create copies them from the primary.
 _PROVENANCE = ["owner", "version", "created_at", "updated_at"]
 
@@ -61,11 +66,7 @@ DEFAULT_ROUTES: list[dict[str, Any]] = [
         "name": "memories.relations",
         "methods": ["GET", "HEAD"],
         "path": "/v1/memories/{memory}/relations",
-        "response_ids": {
-            "$.items[*].id": "relation",
-            "$.items[*].source_id": "memory",
-            "$.items[*].target_id": "memory",
-        },
+        "response_ids": _RELATION_ITEMS,
     },
     {
         "name": "relations.create",
@@ -93,3 +94,53 @@ DEFAULT_ROUTES: list[dict[str, Any]] = [
     {"name": "healthz", "methods": ["GET", "HEAD"], "path": "/healthz"},
     {"name": "whoami", "methods": ["GET", "HEAD"], "path": "/v1/whoami"},
 ]
+
+# MCP tools: ids among the arguments, in the result document, and which argument
+# names the record a tool changes (or reads).
+DEFAULT_TOOLS: dict[str, dict[str, Any]] = {
+    "create_memory": {
+        "creates": "memory",
+        "id_arguments": {"context_id": "context"},
+        "result_ids": _MEMORY_IDS,
+        "copy_from_answer": _PROVENANCE,
+    },
+    "get_memory": {
+        "record_argument": "memory_id",
+        "id_arguments": {"memory_id": "memory"},
+        "result_ids": _MEMORY_IDS,
+    },
+    "update_memory": {
+        "record_argument": "memory_id",
+        "id_arguments": {"memory_id": "memory", "context_id": "context"},
+        "result_ids": _MEMORY_IDS,
+    },
+    "delete_memory": {
+        "record_argument": "memory_id",
+        "id_arguments": {"memory_id": "memory"},
+        "result_ids": {"$.id": "memory"},
+    },
+    "search_memories": {
+        "id_arguments": {"context_id": "context"},
+        "result_ids": {"$.results[*].id": "memory"},
+    },
+    "list_memories": {
+        "id_arguments": {"context_id": "context"},
+        "result_ids": {"$.items[*].id": "memory", "$.items[*].context_id": "context"},
+    },
+    "create_context": {
+        "creates": "context",
+        "result_ids": {"$.id": "context"},
+        "copy_from_answer": _PROVENANCE,
+    },
+    "create_relation": {
+        "creates": "relation",
+        "id_arguments": {"source_memory_id": "memory", "target_memory_id": "memory"},
+        "result_ids": _RELATION_IDS,
+        "copy_from_answer": _PROVENANCE,
+    },
+    "get_memory_relations": {
+        "record_argument": "memory_id",
+        "id_arguments": {"memory_id": "memory"},
+        "result_ids": _RELATION_ITEMS,
+    },
+}

@@ -159,6 +159,10 @@ class McpSettings:
 class RouteSpec:
     """``[[routes]]``: one REST route of the stores and where its ids sit.
 
+    An MCP tool is a route too (``tool`` set, method ``TOOL``): its JSON paths are
+    within the tool's arguments and result document, and ``record`` is the argument
+    naming the record it changes.
+
     ``path`` is a template whose ``{kind}`` segments are ids of that kind; ``creates``
     names the kind whose new id the answer's ``$.id`` holds; the ``*_ids`` pairs map
     JSON paths (or query parameters) to the kind of id found there; a mirrored create
@@ -176,6 +180,8 @@ class RouteSpec:
     response_ids: tuple[tuple[Path, str], ...] = ()
     query_ids: tuple[tuple[str, str], ...] = ()
     copy_from_answer: tuple[str, ...] = ()
+    record: tuple[Path, str] | None = None
+    tool: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,4 +198,12 @@ class Settings:
     state: StateSettings
     mcp: McpSettings
     routes: tuple[RouteSpec, ...]
+    tools: tuple[RouteSpec, ...] = ()
     source: str = ""
+
+    def tool(self, name: str) -> RouteSpec | None:
+        """Return the route of MCP tool ``name``, if it is a configured one."""
+        for spec in self.tools:
+            if spec.tool == name:
+                return spec
+        return None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import structlog
 
@@ -21,6 +23,9 @@ from memshift.control.rollback import CompareWindow, Verdict, judge
 from memshift.control.schedule import Schedule
 from memshift.database import Database
 from memshift.errors import UpstreamError
+from memshift.mcp import protocol
+from memshift.mcp.link import StoreLink
+from memshift.mcp.sessions import Sessions
 from memshift.proxy.metrics import ProxyMetrics
 from memshift.scheduler import Scheduler
 from memshift.shadow.dispatch import Mirroring
@@ -32,7 +37,13 @@ from memshift.shadow.replay import Replayer
 from memshift.shadow.translate import Translator
 from memshift.shadow.writelog import WriteLog
 from memshift.timestamps import now_us
-from memshift.upstream import HttpUpstream, OutboundRequest, Upstream, UpstreamResponse
+from memshift.upstream import (
+    HttpUpstream,
+    OutboundRequest,
+    StreamedResponse,
+    Upstream,
+    UpstreamResponse,
+)
 
 log = structlog.get_logger("memshift.proxy")
 
@@ -66,6 +77,8 @@ class ProxyCore:
         self.upstreams: dict[StoreName, Upstream] = upstreams or {
             name: HttpUpstream(settings.stores[name]) for name in STORE_NAMES
         }
+        self.links = {name: self._link(name) for name in STORE_NAMES}
+        self.sessions = Sessions()
         self.background = Scheduler(
             name="proxy",
             limit=64,
@@ -86,7 +99,10 @@ class ProxyCore:
             settings=lambda: self.holder.current.mirror,
             counted=self.count_outcome,
         )
-        self.replayer = Replayer(self.mirroring, routes=lambda: self.holder.current.routes)
+        self.replayer = Replayer(
+            self.mirroring,
+            routes=lambda: (*self.holder.current.routes, *self.holder.current.tools),
+        )
         self.report = Report()
         self.instance = f"{socket.gethostname()}:{settings.proxy.listen}"
         self.shadows = Scheduler(
@@ -105,6 +121,13 @@ class ProxyCore:
         )
         self._retiring: set[Upstream] = set()
         self.holder.listeners.append(self.reconfigure)
+
+    def _link(self, name: StoreName) -> StoreLink:
+        return StoreLink(
+            name,
+            lambda: self.holder.current.mcp.path,
+            lambda request: self.upstreams[name].send(request),
+        )
 
     def count_outcome(self, store: StoreName, outcome: Outcome) -> None:
         """Count what came of a mirrored write."""
@@ -136,7 +159,10 @@ class ProxyCore:
     ) -> UpstreamResponse:
         """Send ``request`` to ``store``, recording the outcome; raise ``UpstreamError``."""
         try:
-            answer = await self.upstreams[store].send(request)
+            if request.method == protocol.TOOL:
+                answer = await self.links[store].call(request)
+            else:
+                answer = await self.upstreams[store].send(request)
         except UpstreamError as exc:
             outcome = "timeout" if exc.timeout else "unreachable"
             self.health[store].record(0.0, error=True)
@@ -146,6 +172,24 @@ class ProxyCore:
         self.metrics.requests.labels(store, route, purpose, f"{answer.status // 100}xx").inc()
         self.metrics.latency.labels(store, route).observe(answer.elapsed_s)
         return answer
+
+    @asynccontextmanager
+    async def open_stream(
+        self, store: StoreName, request: OutboundRequest, route: str, purpose: str
+    ) -> AsyncIterator[StreamedResponse]:
+        """Send ``request`` to ``store``; its body is read while the context is open."""
+        try:
+            async with self.upstreams[store].stream(request) as answer:
+                self.health[store].record(answer.elapsed_s, error=answer.status >= 500)
+                outcome = f"{answer.status // 100}xx"
+                self.metrics.requests.labels(store, route, purpose, outcome).inc()
+                self.metrics.latency.labels(store, route).observe(answer.elapsed_s)
+                yield answer
+        except UpstreamError as exc:
+            self.health[store].record(0.0, error=True)
+            outcome = "timeout" if exc.timeout else "unreachable"
+            self.metrics.requests.labels(store, route, purpose, outcome).inc()
+            raise
 
     async def log_figures(self) -> dict[str, int]:
         """Return backlog size and age, divergent writes and group-commit counts."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -26,8 +25,10 @@ from memshift.control.ramp import reads_from_new
 from memshift.errors import UpstreamError
 from memshift.proxy.core import ProxyCore
 from memshift.proxy.headers import SERVED_BY, inbound, outbound, request_id, with_header
+from memshift.proxy.mcp import handle_mcp
 from memshift.proxy.shadowread import ReadCopy, shadow_read
-from memshift.shadow.dispatch import created_key, record_keys
+from memshift.proxy.writes import Accepted, identity, mirrored
+from memshift.shadow.dispatch import record_keys
 from memshift.shadow.mirror import Write
 from memshift.shadow.routes import match_route
 from memshift.upstream import OutboundRequest, UpstreamResponse
@@ -147,23 +148,28 @@ async def _serve_read(ex: Exchange) -> web.Response:
     return answer
 
 
-async def _identity(ex: Exchange, primary: StoreName) -> str | None:
-    """Return the user behind the client's credentials, asked of the primary once per token."""
-    authorization = ex.request.headers.get("Authorization")
-    if not authorization:
-        return None
-    whoami = ex.core.holder.current.mirror.whoami_path
+async def _write(ex: Exchange) -> web.Response:
+    assert ex.match is not None
+    core = ex.core
+    primary = core.plane.state.primary
+    key = ex.request.headers.get("Idempotency-Key") or f"memshift-{uuid.uuid4().hex}"
+    headers = with_header(ex.headers, "Idempotency-Key", key)
+    user = await identity(core, ex.request.headers.get("Authorization"), ex.rid, primary)
+    if user is None:  # the primary does not know this caller: it refuses, nothing to mirror
+        return await _answer_write(ex, primary, await ex.send(primary, "write", headers))
+    own, depends = record_keys(ex.match, _json(ex.body))
+    write = Write(
+        ex.match, ex.request.method, ex.request.rel_url.raw_path_qs, ex.body, key, user, ex.rid
+    )
 
-    async def fetch() -> str | None:
-        request = OutboundRequest(
-            "GET", whoami, (("Authorization", authorization), ("X-Request-Id", ex.rid)), b""
-        )
-        answer = await ex.core.send(primary, request, "whoami", "identity")
-        doc = _json(answer.body) if answer.status == 200 else None
-        user = doc.get("user") if isinstance(doc, dict) else None
-        return user if isinstance(user, str) else None
+    async def forward() -> Accepted[UpstreamResponse | None]:
+        upstream = await ex.send(primary, "write", headers)
+        if upstream is None:
+            return Accepted(False, 0, b"", None)
+        return Accepted(200 <= upstream.status < 300, upstream.status, upstream.body, upstream)
 
-    return await ex.core.identities.user(authorization, fetch)
+    upstream = await mirrored(core, write, own, depends, primary, forward)
+    return await _answer_write(ex, primary, upstream)
 
 
 def _json(body: bytes) -> Any:
@@ -171,62 +177,6 @@ def _json(body: bytes) -> Any:
         return orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return None
-
-
-async def _write(ex: Exchange) -> web.Response:
-    assert ex.match is not None
-    core, spec = ex.core, ex.match.spec
-    state = core.plane.state
-    primary = state.primary
-    key = ex.request.headers.get("Idempotency-Key") or f"memshift-{uuid.uuid4().hex}"
-    headers = with_header(ex.headers, "Idempotency-Key", key)
-    user = await _identity(ex, primary)
-    if user is None:  # the primary does not know this caller: it refuses, nothing to mirror
-        return await _answer_write(ex, primary, await ex.send(primary, "write", headers))
-    own, depends = record_keys(ex.match, _json(ex.body))
-    write = Write(
-        ex.match, ex.request.method, ex.request.rel_url.raw_path_qs, ex.body, key, user, ex.rid
-    )
-    job: Coroutine[Any, Any, None] | None = None
-    async with core.lanes.lock(own):
-        entry = await core.log.intent(
-            idem_key=key,
-            user=user,
-            route=spec.name,
-            method=write.method,
-            path=write.path_qs,
-            body=ex.body,
-            record_key=own,
-            depends=depends,
-            primary=primary,
-        )
-        try:
-            upstream = await ex.send(primary, "write", headers)
-        except UpstreamError as exc:
-            if exc.timeout:  # it may have been applied: replay resolves it, in order
-                core.lanes.block(own)
-            else:
-                await core.log.forget(entry)
-            raise
-        if upstream is None or not 200 <= upstream.status < 300:
-            await core.log.forget(entry)
-            return await _answer_write(ex, primary, upstream)
-        own = own or created_key(ex.match, primary, _json(upstream.body))
-        queued = state.write_mode == "async" and primary == "legacy"
-        if queued and core.mirror_jobs.full:
-            job = core.mirroring.hold(
-                entry, primary, own, upstream.status, upstream.body, "queue_full"
-            )
-        else:
-            job = core.mirroring.job(
-                write, entry, primary, upstream.body, upstream.status, own, depends
-            )
-            if queued:
-                core.mirror_jobs.spawn(job, spec.name)
-                job = None
-    if job is not None:
-        await job
-    return await _answer_write(ex, primary, upstream)
 
 
 async def _answer_write(
@@ -265,6 +215,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     core = request.app[CORE]
     rid = request_id(request.headers)
+    if request.path == core.holder.current.mcp.path:
+        return await _mcp(core, request, rid, started)
     ex = Exchange(core, request, await request.read(), rid)
     with structlog.contextvars.bound_contextvars(request_id=rid, route=ex.route):
         try:
@@ -284,6 +236,31 @@ async def handle(request: web.Request) -> web.StreamResponse:
             response.headers[SERVED_BY] = exc.store
         served = response.headers.get(SERVED_BY, "")
         core.metrics.client_requests.labels(ex.route, served, f"{response.status // 100}xx").inc()
+        log.info(
+            "request",
+            method=request.method,
+            store=served,
+            status=response.status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+    return response
+
+
+async def _mcp(
+    core: ProxyCore, request: web.Request, rid: str, started: float
+) -> web.StreamResponse:
+    body = await request.read()
+    headers = outbound(
+        request.headers,
+        request.headers.items(),
+        remote=request.remote,
+        scheme=request.scheme,
+        rid=rid,
+    )
+    with structlog.contextvars.bound_contextvars(request_id=rid, route="mcp"):
+        response = await handle_mcp(core, request, body, headers, rid)
+        served = response.headers.get(SERVED_BY, "")
+        core.metrics.client_requests.labels("mcp", served, f"{response.status // 100}xx").inc()
         log.info(
             "request",
             method=request.method,

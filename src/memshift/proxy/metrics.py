@@ -73,6 +73,22 @@ class ProxyMetrics:
             ["reason"],
             registry=r,
         )
+        self.mcp_unclassified = Counter(
+            "memshift_mcp_unclassified_tool_calls",
+            "MCP tool calls of tools in neither write_tools nor read_tools (primary only).",
+            ["tool"],
+            registry=r,
+        )
+        self.mcp_sessions = Gauge(
+            "memshift_mcp_sessions",
+            "Open MCP client sessions of this instance.",
+            registry=r,
+        )
+        self.mcp_dropped_replies = Counter(
+            "memshift_mcp_dropped_notification_replies",
+            "Error replies a store sent to a notification, dropped.",
+            registry=r,
+        )
         self.unrouted = Counter(
             "memshift_unrouted_requests",
             "Requests matching no configured route (primary only).",

@@ -34,7 +34,11 @@ def record_keys(match: RouteMatch, body_doc: Any) -> tuple[str | None, tuple[str
     own = keys.pop() if keys else None
     if isinstance(body_doc, dict):
         for path, kind in spec.request_ids:
-            keys += [f"{kind}:{v}" for v in jsonpath.values(body_doc, path) if type(v) is int]
+            found = [f"{kind}:{v}" for v in jsonpath.values(body_doc, path) if type(v) is int]
+            if spec.record is not None and path == spec.record[0] and found:
+                own = found[0]  # a tool names its record among its arguments
+                continue
+            keys += found
     return own, tuple(sorted(set(keys)))
 
 

@@ -142,15 +142,14 @@ async def read(request: web.Request, op: Operation) -> web.Response:
     return json_response(result)
 
 
-async def write(request: web.Request, op: Operation, status: int = 200) -> web.Response:
-    """Run ``op`` in a write transaction, honouring ``Idempotency-Key``; answer its result."""
-    state = request.app[STATE]
-    call = call_of(request)
-    key = request.headers.get("Idempotency-Key")
-    fp = ""
-    if key is not None:
-        idempotency.check_key(key)
-        fp = idempotency.fingerprint(request.method, request.path_qs, await request.read())
+async def run_write(
+    state: StoreState, call: Call, op: Operation, status: int, key: str | None, fp: str
+) -> tuple[idempotency.Answer, bool]:
+    """Run ``op`` in a write transaction, honouring an idempotency key.
+
+    Return the answer and whether it was replayed from an earlier request with the
+    same key. REST and MCP writes both come through here.
+    """
 
     def transaction(conn: Connection) -> tuple[idempotency.Answer, bool]:
         if call.now - state.last_purge > PURGE_EVERY_US:
@@ -167,12 +166,22 @@ async def write(request: web.Request, op: Operation, status: int = 200) -> web.R
         return answer, False
 
     try:
-        answer, replayed = await state.db.write(transaction)
+        return await state.db.write(transaction)
     except SAIntegrityError:
         if key is None:
             raise
         # A concurrent request with the same key committed first: answer as it did.
-        answer, replayed = await state.db.write(transaction)
+        return await state.db.write(transaction)
+
+
+async def write(request: web.Request, op: Operation, status: int = 200) -> web.Response:
+    """Run ``op`` in a write transaction, honouring ``Idempotency-Key``; answer its result."""
+    key = request.headers.get("Idempotency-Key")
+    fp = ""
+    if key is not None:
+        idempotency.check_key(key)
+        fp = idempotency.fingerprint(request.method, request.path_qs, await request.read())
+    answer, replayed = await run_write(request.app[STATE], call_of(request), op, status, key, fp)
     response = web.Response(status=answer.status, body=answer.body or None)
     if answer.body:
         response.content_type = "application/json"

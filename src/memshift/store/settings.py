@@ -24,3 +24,7 @@ class StoreSettings:
     chunk_bytes: int = 1 * MIB
     idempotency_ttl_s: int = 24 * 3600
     readers: int = 4
+    # Host header values the MCP endpoint accepts (DNS-rebinding protection).
+    mcp_hosts: tuple[str, ...] = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+    # An MCP session with no request for this long is ended (the client gets 404).
+    mcp_session_idle_s: float = 30 * 60

@@ -1,0 +1,1 @@
+"""MCP Streamable HTTP as memshift speaks it: messages, store links, client sessions."""

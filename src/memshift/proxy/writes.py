@@ -1,0 +1,114 @@
+"""The write path shared by REST and MCP: identify, log, send to the primary, mirror.
+
+``mirrored`` runs one write under its record's lock: the intent goes into the write
+log before the primary sees the write, the primary's acceptance is queued, and the
+mirroring is awaited (``sync``) or scheduled (``async``). How the write reaches the
+primary, and what counts as accepted, is the caller's ``forward``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from memshift.config.settings import StoreName
+from memshift.errors import UpstreamError
+from memshift.proxy.core import ProxyCore
+from memshift.shadow.dispatch import created_key
+from memshift.shadow.mirror import Write
+from memshift.upstream import OutboundRequest
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Accepted(Generic[T]):
+    """What the primary made of a write: whether it took it, its status and document."""
+
+    ok: bool
+    status: int
+    document: bytes
+    result: T
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+async def identity(
+    core: ProxyCore, authorization: str | None, rid: str, primary: StoreName
+) -> str | None:
+    """Return the user behind the client's credentials, asked of the primary once per token."""
+    if not authorization:
+        return None
+    whoami = core.holder.current.mirror.whoami_path
+
+    async def fetch() -> str | None:
+        request = OutboundRequest(
+            "GET", whoami, (("Authorization", authorization), ("X-Request-Id", rid)), b""
+        )
+        answer = await core.send(primary, request, "whoami", "identity")
+        doc = _json(answer.body) if answer.status == 200 else None
+        user = doc.get("user") if isinstance(doc, dict) else None
+        return user if isinstance(user, str) else None
+
+    return await core.identities.user(authorization, fetch)
+
+
+async def mirrored(
+    core: ProxyCore,
+    write: Write,
+    own: str | None,
+    depends: tuple[str, ...],
+    primary: StoreName,
+    forward: Callable[[], Awaitable[Accepted[T]]],
+) -> T:
+    """Log ``write``, have ``forward`` send it to the primary, mirror what it accepted."""
+    spec = write.match.spec
+    state = core.plane.state
+    job: Coroutine[Any, Any, None] | None = None
+    async with core.lanes.lock(own):
+        entry = await core.log.intent(
+            idem_key=write.idempotency_key,
+            user=write.user,
+            route=spec.name,
+            method=write.method,
+            path=write.path_qs,
+            body=write.body,
+            record_key=own,
+            depends=depends,
+            primary=primary,
+        )
+        try:
+            accepted = await forward()
+        except UpstreamError as exc:
+            if exc.timeout:  # it may have been applied: replay resolves it, in order
+                core.lanes.block(own)
+            else:
+                await core.log.forget(entry)
+            raise
+        if not accepted.ok:
+            await core.log.forget(entry)
+            return accepted.result
+        own = own or created_key(write.match, primary, _json(accepted.document))
+        queued = state.write_mode == "async" and primary == "legacy"
+        if queued and core.mirror_jobs.full:
+            job = core.mirroring.hold(
+                entry, primary, own, accepted.status, accepted.document, "queue_full"
+            )
+        else:
+            job = core.mirroring.job(
+                write, entry, primary, accepted.document, accepted.status, own, depends
+            )
+            if queued:
+                core.mirror_jobs.spawn(job, spec.name)
+                job = None
+    if job is not None:
+        await job
+    return accepted.result

@@ -1,0 +1,140 @@
+"""MCP through the proxy: the official client, in both protocol eras, to two real stores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import TextContent
+from structlog.testing import capture_logs
+
+from tests.proxy.conftest import SERVICE, MakeStack, Stack, auth
+from tests.proxy.test_compare import _compared
+from tests.proxy.test_workload import TOLERANT, assert_stores_match, drained
+
+ERAS = ["legacy", "auto"]  # 2025 sessions; 2026-07-28 (discovered)
+
+
+@asynccontextmanager
+async def mcp_client(url: str, user: str, mode: str) -> AsyncIterator[Client]:
+    """The official client, as a given user, in one protocol era."""
+    http = httpx2.AsyncClient(headers=auth(user), timeout=httpx2.Timeout(10.0))
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+        yield client
+
+
+def mcp_url(stack: Stack) -> str:
+    return str(stack.proxy.make_url("/mcp"))
+
+
+async def call(client: Client, tool: str, **args: Any) -> Any:
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, result
+    return result.structured_content
+
+
+async def legacy_get(stack: Stack, path: str) -> Any:
+    answer = await stack.legacy.get(path, headers=SERVICE)
+    return answer.status, await answer.json()
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_tools_are_mirrored_and_ids_are_legacy(make_stack: MakeStack, mode: str) -> None:
+    """Create, update, relate, search and delete through MCP; both stores end identical."""
+    stack = await make_stack(seed=3, sections=TOLERANT)
+    async with mcp_client(mcp_url(stack), "user1", mode) as client:
+        expected = "2026-07-28" if mode == "auto" else client.protocol_version
+        assert client.protocol_version == expected
+        ctx = await call(client, "create_context", name="work")
+        first = await call(
+            client, "create_memory", title="a", content="alpha beta", context_id=ctx["id"]
+        )
+        second = await call(client, "create_memory", title="b", content="beta gamma")
+        # legacy's ids: the new store was seeded, its ids are three higher
+        assert (await legacy_get(stack, f"/v1/memories/{first['id']}"))[1]["title"] == "a"
+        assert first["context_id"] == ctx["id"]
+        updated = await call(client, "update_memory", memory_id=first["id"], title="a2")
+        assert (updated["version"], updated["title"]) == (2, "a2")
+        rel = await call(
+            client,
+            "create_relation",
+            name="next",
+            source_memory_id=first["id"],
+            target_memory_id=second["id"],
+        )
+        listed = await call(client, "get_memory_relations", memory_id=first["id"])
+        assert [r["id"] for r in listed["items"]] == [rel["id"]]
+        found = await call(client, "search_memories", query="beta")
+        assert {r["id"] for r in found["results"]} == {first["id"], second["id"]}
+        await call(client, "delete_memory", memory_id=second["id"])
+        missing = await client.call_tool("get_memory", {"memory_id": second["id"]})
+        assert missing.is_error
+        assert missing.structured_content["error"]["code"] == "not_found"
+    await drained(stack)
+    await assert_stores_match(stack)
+    pair = await stack.core.idmap.translate("memory", {first["id"]}, "legacy", "new")
+    assert pair[first["id"]] == first["id"] + 3
+
+
+async def test_reads_ramp_to_new_and_are_compared(make_stack: MakeStack) -> None:
+    """At 100% reads come from new with ids translated back; shadow reads are compared."""
+    stack = await make_stack(seed=3, sections=TOLERANT, read_percent=100, shadow_read_percent=100)
+    async with mcp_client(mcp_url(stack), "user2", "legacy") as client:
+        made = await call(client, "create_memory", title="ramp", content="ramped read")
+        await drained(stack)
+        result = await client.call_tool("get_memory", {"memory_id": made["id"]})
+        got = result.structured_content
+        assert got["id"] == made["id"]  # legacy's id, though new served it
+        text = result.content[0]
+        assert isinstance(text, TextContent)
+        assert f'"id":{made["id"]}' in text.text  # the text copy too
+    await _compared(stack.core)
+    routes = {r["route"]: r for r in stack.core.report.document()["routes"]}
+    compared = routes["mcp:tools/call get_memory"]
+    assert (compared["compared"], compared["mismatched"]) == (1, 0)
+    served = stack.core.metrics.client_requests.labels("mcp", "new", "2xx")._value.get()
+    assert served >= 1
+
+
+async def test_store_session_expiring_is_renewed_unseen(make_stack: MakeStack) -> None:
+    """A store forgets the client's session mid-conversation; the proxy opens another."""
+    stack = await make_stack(
+        seed=3,
+        sections=TOLERANT,
+        store_options={"mcp_session_idle_s": 0.5},
+        read_percent=100,
+        shadow_read_percent=0,
+    )
+    served = stack.core.metrics.client_requests.labels("mcp", "new", "2xx")
+    with capture_logs() as logged:
+        async with mcp_client(mcp_url(stack), "user3", "legacy") as client:
+            made = await call(client, "create_memory", title="s", content="kept")
+            await drained(stack)
+            before = served._value.get()
+            assert (await call(client, "get_memory", memory_id=made["id"]))["title"] == "s"
+            await asyncio.sleep(1.5)  # new's session for this client expires meanwhile
+            assert (await call(client, "get_memory", memory_id=made["id"]))["title"] == "s"
+            assert served._value.get() == before + 2  # both served by new, no fallback
+    events = [e["event"] for e in logged]
+    assert "mcp_store_session_expired" in events
+    assert stack.core.metrics.read_fallbacks.labels("new_unavailable")._value.get() == 0
+
+
+async def test_unclassified_tool_goes_to_primary_only(make_stack: MakeStack) -> None:
+    """A tool in neither list is served by the primary, not mirrored, and counted."""
+    writes = ["create_memory", "update_memory", "delete_memory", "create_relation"]
+    stack = await make_stack(seed=0, sections={"mcp": {"write_tools": writes}})
+    async with mcp_client(mcp_url(stack), "user4", "legacy") as client:
+        made = await call(client, "create_context", name="only-legacy")
+    await drained(stack)
+    assert (await legacy_get(stack, f"/v1/contexts/{made['id']}"))[0] == 200
+    new_contexts = await (await stack.new.get("/v1/contexts", headers=SERVICE)).json()
+    assert new_contexts["items"] == []
+    counted = stack.core.metrics.mcp_unclassified.labels(tool="create_context")
+    assert counted._value.get() == 1
