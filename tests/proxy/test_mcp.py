@@ -8,13 +8,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
+import orjson
 import pytest
+from aiohttp import web
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
 from structlog.testing import capture_logs
 
-from tests.proxy.conftest import SERVICE, MakeStack, Stack, auth
+from memshift.mcp import protocol
+from tests.proxy.conftest import SERVICE, MakeProxy, MakeStack, Stack, auth, echo_server
 from tests.proxy.test_compare import _compared
 from tests.proxy.test_workload import TOLERANT, assert_stores_match, drained
 
@@ -138,3 +141,107 @@ async def test_unclassified_tool_goes_to_primary_only(make_stack: MakeStack) -> 
     assert new_contexts["items"] == []
     counted = stack.core.metrics.mcp_unclassified.labels(tool="create_context")
     assert counted._value.get() == 1
+
+
+PROGRESS = {
+    "jsonrpc": "2.0",
+    "method": "notifications/progress",
+    "params": {"progressToken": 1, "progress": 0.5},
+}
+MODERN = {
+    "MCP-Protocol-Version": "2026-07-28",
+    "Mcp-Method": "tools/call",
+    "Mcp-Name": "get_memory",
+    "Accept": protocol.ACCEPT,
+    **auth("user5"),
+}
+
+
+async def test_sse_streams_through_and_bogus_replies_are_dropped(
+    aiohttp_server: Any, make_proxy: MakeProxy
+) -> None:
+    """The client reads the first event while the store is still working on the answer."""
+    release = asyncio.Event()
+
+    async def slow_store(request: web.Request) -> web.StreamResponse:
+        if request.path != "/mcp":
+            return web.json_response({"user": "user5"})
+        msg = await request.json()
+        if "id" not in msg:  # a notification: this store answers it, against the protocol
+            bogus = {"jsonrpc": "2.0", "id": "unknown", "error": {"code": -32600, "message": "?"}}
+            return web.json_response(bogus, status=400)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"event: message\ndata: " + orjson.dumps(PROGRESS) + b"\n\n")
+        await release.wait()  # finishes only once the client has seen the first event
+        doc = {"id": 7, "title": "slow"}
+        result = {"content": [{"type": "text", "text": orjson.dumps(doc).decode()}]}
+        result["structuredContent"] = doc
+        final = {"jsonrpc": "2.0", "id": msg["id"], "result": result}
+        await response.write(b"event: message\ndata: " + orjson.dumps(final) + b"\n\n")
+        await response.write_eof()
+        return response
+
+    stores = [await echo_server(aiohttp_server, slow_store) for _ in range(2)]
+    proxy, _admin = await make_proxy(
+        *(str(s.make_url("")).rstrip("/") for s in stores), shadow_read_percent=0
+    )
+    call_body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "get_memory", "arguments": {"memory_id": 7}},
+    }
+    async with asyncio.timeout(10):
+        answer = await proxy.post("/mcp", json=call_body, headers=MODERN)
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        first = await answer.content.readuntil(b"\n\n")
+        assert orjson.loads(first.split(b"data: ", 1)[1]) == PROGRESS
+        release.set()
+        rest = await answer.read()
+    final = orjson.loads(rest.split(b"data: ", 1)[1])
+    assert final["result"]["structuredContent"] == {"id": 7, "title": "slow"}
+    cancelled = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {}}
+    notified = await proxy.post("/mcp", json=cancelled, headers=MODERN)
+    assert (notified.status, await notified.read()) == (202, b"")
+
+
+async def test_client_sees_only_the_proxy_session(make_stack: MakeStack) -> None:
+    """One proxy session id for the client; DELETE ends both store sessions behind it."""
+    stack = await make_stack(seed=0)
+    init = protocol.initialize_request("c1")
+    headers = {"Accept": protocol.ACCEPT, **auth("user6")}
+    answer = await stack.proxy.post("/mcp", json=init, headers=headers)
+    assert answer.status == 200
+    mine = answer.headers[protocol.SESSION_HEADER]
+    behind = stack.core.sessions.get(mine)
+    assert behind is not None
+    store_ids = {s.id for s in behind.stores.values() if s is not None}
+    assert len(store_ids) == 2 and mine not in store_ids
+    session = {
+        **headers,
+        protocol.SESSION_HEADER: mine,
+        protocol.VERSION_HEADER: protocol.HANDSHAKE_VERSION,
+    }
+    done = await stack.proxy.post("/mcp", json=dict(protocol.INITIALIZED), headers=session)
+    assert done.status == 202
+    ping = await stack.proxy.post(
+        "/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, headers=session
+    )
+    assert ping.status == 200 and mine == ping.headers.get(protocol.SESSION_HEADER, mine)
+    assert (await stack.proxy.delete("/mcp", headers=session)).status == 200
+    for store, client in (("legacy", stack.legacy), ("new", stack.new)):
+        sid = behind.stores[store].id  # type: ignore[union-attr]
+        direct = {
+            **headers,
+            protocol.SESSION_HEADER: sid,
+            protocol.VERSION_HEADER: protocol.HANDSHAKE_VERSION,
+        }
+        gone = await client.post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 3, "method": "ping"}, headers=direct
+        )
+        assert gone.status == 404, store
+    again = await stack.proxy.post(
+        "/mcp", json={"jsonrpc": "2.0", "id": 4, "method": "ping"}, headers=session
+    )
+    assert again.status == 404
