@@ -206,9 +206,12 @@ async def make_forwarder(aiohttp_server: Any) -> AsyncIterator[MakeForwarder]:
             async with session.request(
                 request.method, target + request.path_qs, data=body, headers=headers
             ) as r:
-                return web.Response(
-                    status=r.status, body=await r.read(), content_type=r.content_type
-                )
+                kept = {
+                    k: v
+                    for k, v in r.headers.items()
+                    if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+                }
+                return web.Response(status=r.status, body=await r.read(), headers=kept)
 
         server = await echo_server(aiohttp_server, handle)
         return str(server.make_url("")).rstrip("/")

@@ -17,9 +17,18 @@ from mcp_types import TextContent
 from structlog.testing import capture_logs
 
 from memshift.mcp import protocol
-from tests.proxy.conftest import SERVICE, MakeProxy, MakeStack, Stack, auth, echo_server
+from memshift.proxy.handler import CORE
+from tests.proxy.conftest import (
+    SERVICE,
+    MakeForwarder,
+    MakeProxy,
+    MakeStack,
+    Stack,
+    auth,
+    echo_server,
+)
 from tests.proxy.test_compare import _compared
-from tests.proxy.test_workload import TOLERANT, assert_stores_match, drained
+from tests.proxy.test_workload import TOLERANT, assert_equal_stores, assert_stores_match, drained
 
 ERAS = ["legacy", "auto"]  # 2025 sessions; 2026-07-28 (discovered)
 
@@ -245,3 +254,34 @@ async def test_client_sees_only_the_proxy_session(make_stack: MakeStack) -> None
         "/mcp", json={"jsonrpc": "2.0", "id": 4, "method": "ping"}, headers=session
     )
     assert again.status == 404
+
+
+async def test_tool_writes_while_new_is_down_are_replayed(
+    make_stack: MakeStack, make_proxy: MakeProxy, make_forwarder: MakeForwarder
+) -> None:
+    """Tool writes new could not take go to the backlog and reach it, in order, later."""
+    stack = await make_stack(seed=2)
+    down = True
+
+    async def outage(request: web.Request) -> web.StreamResponse | None:
+        if down and request.path == "/mcp":
+            return web.json_response({"error": {"code": "down", "message": "down"}}, status=503)
+        return None
+
+    faulty = await make_forwarder(str(stack.new.make_url("")).rstrip("/"), outage)
+    proxy, _admin = await make_proxy(
+        str(stack.legacy.make_url("")).rstrip("/"), faulty, shadow_read_percent=0
+    )
+    core = proxy.server.app[CORE]
+    async with mcp_client(str(proxy.make_url("/mcp")), "user7", "auto") as client:
+        made = await call(client, "create_memory", title="while down", content="x")
+        await call(client, "update_memory", memory_id=made["id"], content="y")
+    assert (await core.log.figures())["backlog"] == 2
+    down = False
+    async with asyncio.timeout(20):
+        while (await core.log.figures())["backlog"] or core.mirror_jobs.active:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    await assert_equal_stores(stack.legacy, stack.new, core.idmap)
+    pair = await core.idmap.translate("memory", {made["id"]}, "legacy", "new")
+    copy = await (await stack.new.get(f"/v1/memories/{pair[made['id']]}", headers=SERVICE)).json()
+    assert (copy["content"], copy["version"]) == ("y", 2)
