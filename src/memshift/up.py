@@ -89,6 +89,7 @@ def run_up(data_dir: Path, port_base: int, config: Path | None) -> None:
         print(
             f"memshift up: a migration from legacy to new is running (data in {data_dir})\n"
             f"  proxy   http://{settings.proxy.listen}    user token: {user}\n"
+            f"  MCP     http://{settings.proxy.listen}{settings.mcp.path}  (Streamable HTTP)\n"
             f"  admin   http://{settings.admin.listen}    admin token: {settings.admin.token}\n"
             f"  legacy  {settings.stores['legacy'].url}\n"
             f"  new     {settings.stores['new'].url}\n"
