@@ -501,7 +501,7 @@ async def _dispatch(ex: McpExchange) -> web.StreamResponse:
             return await _tool_write(ex, spec, args)
         if spec is not None and name in settings.mcp.read_tools:
             return await _tool_read(ex, spec, args)
-        core.metrics.mcp_unclassified.labels(tool=name[:64]).inc()
+        core.metrics.unclassified_tool(name)
         log.warning("mcp_unclassified_tool", tool=name)
         return await _passthrough(ex, "mcp:tools/call (unclassified)")
 

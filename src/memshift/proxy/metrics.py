@@ -79,6 +79,7 @@ class ProxyMetrics:
             ["tool"],
             registry=r,
         )
+        self._unclassified_seen: set[str] = set()
         self.mcp_sessions = Gauge(
             "memshift_mcp_sessions",
             "Open MCP client sessions of this instance.",
@@ -128,6 +129,19 @@ class ProxyMetrics:
         self.wal_operations = Gauge(
             "memshift_write_log_operations", "Write log operations since start.", registry=r
         )
+
+    def unclassified_tool(self, name: str) -> None:
+        """Count a call of an unclassified tool; past 100 names, under ``other``.
+
+        Tool names come from clients: the label set must stay bounded.
+        """
+        label = name[:64]
+        if label not in self._unclassified_seen:
+            if len(self._unclassified_seen) >= 100:
+                label = "other"
+            else:
+                self._unclassified_seen.add(label)
+        self.mcp_unclassified.labels(tool=label).inc()
 
     def render(self, state: ControlState, log: dict[str, int]) -> bytes:
         """Return the exposition text, with the control gauges set from ``state``."""
