@@ -103,47 +103,36 @@ class HttpUpstream:
 
     async def send(self, request: OutboundRequest) -> UpstreamResponse:
         started = time.perf_counter()
-        try:
-            async with self._session.request(
-                request.method,
-                self.url(request.path_qs),
-                headers=request.headers,
-                data=request.body or None,
-                allow_redirects=False,
-            ) as resp:
-                body = await resp.read()
-                return UpstreamResponse(
-                    resp.status,
-                    tuple(resp.headers.items()),
-                    body,
-                    time.perf_counter() - started,
-                )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamError(self.name, "timed out", timeout=True) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(self.name, f"unreachable: {type(exc).__name__}") from exc
+        async with self.stream(request) as answer:
+            body = b"".join([chunk async for chunk in answer.chunks])
+        return UpstreamResponse(answer.status, answer.headers, body, time.perf_counter() - started)
 
     @asynccontextmanager
     async def stream(self, request: OutboundRequest) -> AsyncIterator[StreamedResponse]:
+        """Only the store's failures become ``UpstreamError``: what the caller does
+        with the answer (writing it to a client that went away) stays the caller's."""
         started = time.perf_counter()
         try:
-            async with self._session.request(
+            resp = await self._session.request(
                 request.method,
                 self.url(request.path_qs),
                 headers=request.headers,
                 data=request.body or None,
                 allow_redirects=False,
-            ) as resp:
-                yield StreamedResponse(
-                    resp.status,
-                    tuple(resp.headers.items()),
-                    self._chunks(resp),
-                    time.perf_counter() - started,
-                )
+            )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamError(self.name, "timed out", timeout=True) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(self.name, f"unreachable: {type(exc).__name__}") from exc
+        try:
+            yield StreamedResponse(
+                resp.status,
+                tuple(resp.headers.items()),
+                self._chunks(resp),
+                time.perf_counter() - started,
+            )
+        finally:
+            resp.release()
 
     async def _chunks(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -40,6 +41,16 @@ CORE = web.AppKey("proxy_core", ProxyCore)
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def _outbound(request: web.Request, rid: str) -> list[tuple[str, str]]:
+    return outbound(
+        request.headers,
+        request.headers.items(),
+        remote=request.remote,
+        scheme=request.scheme,
+        rid=rid,
+    )
+
+
 class Exchange:
     """One client request on its way through the proxy."""
 
@@ -51,13 +62,7 @@ class Exchange:
         settings = core.holder.current
         self.match = match_route(settings.routes, request.method, request.path)
         self.route = self.match.spec.name if self.match else "unrouted"
-        self.headers = outbound(
-            request.headers,
-            request.headers.items(),
-            remote=request.remote,
-            scheme=request.scheme,
-            rid=rid,
-        )
+        self.headers = _outbound(request, rid)
 
     async def _target(self, store: StoreName) -> tuple[str, bytes] | None:
         """Return path and body for ``store`` with ids translated; None if one is unmapped."""
@@ -210,22 +215,30 @@ async def _unrouted(ex: Exchange) -> web.Response:
     return web.Response(status=upstream.status, body=upstream.body, headers=headers)
 
 
+def _rest(ex: Exchange) -> Coroutine[Any, Any, web.StreamResponse]:
+    if ex.match is None:
+        return _unrouted(ex)
+    if ex.request.method in WRITES:
+        return _write(ex)
+    return _read(ex)
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
-    """Serve one client request through the proxy."""
+    """Serve one client request (REST or MCP) through the proxy."""
     started = time.perf_counter()
     core = request.app[CORE]
     rid = request_id(request.headers)
+    body = await request.read()
     if request.path == core.holder.current.mcp.path:
-        return await _mcp(core, request, rid, started)
-    ex = Exchange(core, request, await request.read(), rid)
-    with structlog.contextvars.bound_contextvars(request_id=rid, route=ex.route):
+        route = "mcp"
+        work = handle_mcp(core, request, body, _outbound(request, rid), rid)
+    else:
+        ex = Exchange(core, request, body, rid)
+        route = ex.route
+        work = _rest(ex)
+    with structlog.contextvars.bound_contextvars(request_id=rid, route=route):
         try:
-            if ex.match is None:
-                response = await _unrouted(ex)
-            elif request.method in WRITES:
-                response = await _write(ex)
-            else:
-                response = await _read(ex)
+            response = await work
         except UpstreamError as exc:
             code = "upstream_timeout" if exc.timeout else "upstream_unavailable"
             response = error_response(
@@ -235,32 +248,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             )
             response.headers[SERVED_BY] = exc.store
         served = response.headers.get(SERVED_BY, "")
-        core.metrics.client_requests.labels(ex.route, served, f"{response.status // 100}xx").inc()
-        log.info(
-            "request",
-            method=request.method,
-            store=served,
-            status=response.status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
-    return response
-
-
-async def _mcp(
-    core: ProxyCore, request: web.Request, rid: str, started: float
-) -> web.StreamResponse:
-    body = await request.read()
-    headers = outbound(
-        request.headers,
-        request.headers.items(),
-        remote=request.remote,
-        scheme=request.scheme,
-        rid=rid,
-    )
-    with structlog.contextvars.bound_contextvars(request_id=rid, route="mcp"):
-        response = await handle_mcp(core, request, body, headers, rid)
-        served = response.headers.get(SERVED_BY, "")
-        core.metrics.client_requests.labels("mcp", served, f"{response.status // 100}xx").inc()
+        core.metrics.client_requests.labels(route, served, f"{response.status // 100}xx").inc()
         log.info(
             "request",
             method=request.method,

@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -75,11 +76,15 @@ class McpExchange:
     headers: list[tuple[str, str]]
     rid: str
     session: ClientSession | None = None
-    served: dict[str, Any] = field(default_factory=dict)
+    response: dict[str, Any] | None = None  # the JSON-RPC response the client got
 
     @property
     def msg_id(self) -> Any:
         return self.msg.get("id") if isinstance(self.msg, dict) else None
+
+    def caller_headers(self) -> list[tuple[str, str]]:
+        """The headers that say who calls: what a store needs to open a session."""
+        return [(k, v) for k, v in self.headers if k.lower() in ("authorization", "x-request-id")]
 
     def store_headers(
         self, store: StoreName, session: StoreSession | None
@@ -99,7 +104,9 @@ class McpExchange:
             out.append((protocol.VERSION_HEADER, version))
         return out
 
-    async def store_session(self, store: StoreName, stale: StoreSession | None = None) -> Any:
+    async def store_session(
+        self, store: StoreName, stale: StoreSession | None = None
+    ) -> StoreSession | None:
         """Return this client's session with ``store``, opening it when there is none.
 
         ``stale`` is a session the store answered 404 for: it is replaced.
@@ -111,13 +118,10 @@ class McpExchange:
             current = session.stores.get(store)
             if current is not None and current != stale:
                 return current
-            auth = [
-                (k, v) for k, v in self.headers if k.lower() in ("authorization", "x-request-id")
-            ]
             opened, _answer = await open_session(
                 lambda r: self.core.send(store, r, "mcp:initialize", "session"),
                 self.core.holder.current.mcp.path,
-                auth,
+                self.caller_headers(),
                 session.init,
                 notify=True,
             )
@@ -125,6 +129,7 @@ class McpExchange:
             log.info("mcp_store_session_opened", store=store, renewed=stale is not None)
             return opened
 
+    @asynccontextmanager
     async def open(
         self,
         store: StoreName,
@@ -132,11 +137,10 @@ class McpExchange:
         purpose: str,
         route: str,
         extra: list[tuple[str, str]] | None = None,
-    ) -> tuple[StreamedResponse, Any]:
+    ) -> AsyncIterator[StreamedResponse]:
         """Send the request to ``store`` in this client's session; re-open it once on 404.
 
-        Return the streamed answer (its body not yet read) and an async context to
-        close when done.
+        The answer's body is read while the context is open.
         """
         path = self.core.holder.current.mcp.path
         for attempt in (1, 2):
@@ -145,15 +149,25 @@ class McpExchange:
                 raise UpstreamError(store, "refused to open an MCP session")
             headers = self.store_headers(store, session) + (extra or [])
             request = OutboundRequest(self.request.method, path, tuple(headers), body)
-            context = self.core.open_stream(store, request, route, purpose)
-            answer = await context.__aenter__()
-            if answer.status == 404 and session is not None and session.id and attempt == 1:
-                await context.__aexit__(None, None, None)
-                log.info("mcp_store_session_expired", store=store)
-                await self.store_session(store, stale=session)
-                continue
-            return answer, context
-        raise AssertionError("unreachable: the second attempt returns")
+            async with self.core.open_stream(store, request, route, purpose) as answer:
+                expired = answer.status == 404 and session is not None and bool(session.id)
+                if not expired or attempt == 2:
+                    yield answer
+                    return
+            log.info("mcp_store_session_expired", store=store)
+            await self.store_session(store, stale=session)
+
+    async def fetch(
+        self,
+        store: StoreName,
+        body: bytes,
+        purpose: str,
+        route: str,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> tuple[StreamedResponse, bytes]:
+        """Send the request to ``store`` and read its whole answer."""
+        async with self.open(store, body, purpose, route, extra) as answer:
+            return answer, b"".join([chunk async for chunk in answer.chunks])
 
 
 def _answer_headers(
@@ -187,26 +201,23 @@ async def relay(
         msg = protocol.loads(body)
         if rewrite is not None and protocol.is_response(msg) and msg.get("id") == ex.msg_id:
             final = await rewrite(msg) or _unanswerable(ex.msg_id)
-            ex.served["response"] = final
+            ex.response = final
             body = orjson.dumps(final)
         elif protocol.is_response(msg):
-            ex.served["response"] = msg
+            ex.response = msg
         return web.Response(status=upstream.status, body=body, headers=headers)
     response = web.StreamResponse(status=upstream.status, headers=headers)
     await response.prepare(ex.request)
     reader = protocol.SseReader()
     try:
         async for chunk in upstream.chunks:
-            if rewrite is None and "response" in ex.served:
-                await response.write(chunk)
-                continue
             for event in reader.feed(chunk):
                 msg = event.message
                 if protocol.is_response(msg) and msg.get("id") == ex.msg_id:
                     final = msg
                     if rewrite is not None:
                         final = await rewrite(msg) or _unanswerable(ex.msg_id)
-                    ex.served["response"] = final
+                    ex.response = final
                     if rewrite is not None:
                         await response.write(protocol.with_message(event, final))
                         continue
@@ -217,6 +228,15 @@ async def relay(
         log.warning("mcp_stream_cut", store=store, error=str(exc))
     await response.write_eof()
     return response
+
+
+def whole(upstream: StreamedResponse, body: bytes) -> StreamedResponse:
+    """``upstream`` again, its body already read, for ``relay``."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body
+
+    return StreamedResponse(upstream.status, upstream.headers, chunks(), upstream.elapsed_s)
 
 
 def _unanswerable(msg_id: Any) -> dict[str, Any]:
@@ -263,11 +283,8 @@ async def _arguments_for(
 async def _passthrough(ex: McpExchange, route: str) -> web.StreamResponse:
     """Send the request to the primary; the client gets its answer, streamed."""
     primary = ex.core.plane.state.primary
-    upstream, context = await ex.open(primary, ex.body, "mcp", route)
-    try:
+    async with ex.open(primary, ex.body, "mcp", route) as upstream:
         return await relay(ex, primary, upstream, None)
-    finally:
-        await context.__aexit__(None, None, None)
 
 
 async def _initialize(ex: McpExchange) -> web.StreamResponse:
@@ -275,14 +292,13 @@ async def _initialize(ex: McpExchange) -> web.StreamResponse:
     core = ex.core
     primary = core.plane.state.primary
     path = core.holder.current.mcp.path
-    auth = [(k, v) for k, v in ex.headers if k.lower() in ("authorization", "x-request-id")]
 
     async def secondary() -> StoreSession | None:
         try:
             opened, _ = await open_session(
                 lambda r: core.send(other(primary), r, "mcp:initialize", "session"),
                 path,
-                auth,
+                ex.caller_headers(),
                 ex.msg,
                 notify=False,
             )
@@ -329,11 +345,7 @@ async def _notify(ex: McpExchange) -> web.StreamResponse:
                 await core.send(other(primary), request, "mcp:notification", "session")
             except UpstreamError:
                 session.stores[other(primary)] = None  # opened again when needed
-    upstream, context = await ex.open(primary, ex.body, "mcp", "mcp:notification")
-    try:
-        body = b"".join([chunk async for chunk in upstream.chunks])
-    finally:
-        await context.__aexit__(None, None, None)
+    upstream, body = await ex.fetch(primary, ex.body, "mcp", "mcp:notification")
     if body and protocol.bogus_reply(body):
         log.warning("mcp_bogus_notification_reply", store=primary, method=ex.msg.get("method"))
         core.metrics.mcp_dropped_replies.inc()
@@ -377,37 +389,24 @@ async def _tool_write(ex: McpExchange, spec: RouteSpec, args: dict[str, Any]) ->
     own, depends = record_keys(match, args)
     args_body = orjson.dumps(args)
     write = Write(match, protocol.TOOL, spec.path, args_body, key, user, ex.rid)
-    held: dict[str, Any] = {}
 
-    async def forward() -> Accepted[None]:
+    async def forward() -> Accepted[tuple[StreamedResponse, bytes] | None]:
         body = await _arguments_for(ex, spec, args, primary)
         if body is None:
             return Accepted(False, 409, b"", None)
-        upstream, context = await ex.open(primary, body, "write", spec.name, extra)
-        try:
-            content = b"".join([chunk async for chunk in upstream.chunks])
-        finally:
-            await context.__aexit__(None, None, None)
-        held["answer"] = (upstream, content)
-        sse = protocol.is_sse(upstream.headers)
-        msg = protocol.response_to(content, sse, ex.msg_id)
-        status, doc = (
-            protocol.tool_outcome(msg) if upstream.status == 200 else (upstream.status, None)
-        )
-        return Accepted(status == 200, status, orjson.dumps(doc), None)
+        upstream, content = await ex.fetch(primary, body, "write", spec.name, extra)
+        status, doc = upstream.status, None
+        if status == 200:
+            sse = protocol.is_sse(upstream.headers)
+            status, doc = protocol.tool_outcome(protocol.response_to(content, sse, ex.msg_id))
+        return Accepted(status == 200, status, orjson.dumps(doc), (upstream, content))
 
-    await mirrored(core, write, own, depends, primary, forward)
-    if "answer" not in held:
+    answered = await mirrored(core, write, own, depends, primary, forward)
+    if answered is None:
         return rpc_error(
             ex.msg_id, 409, -32603, "the record is not in the primary store yet", primary
         )
-    upstream, content = held["answer"]
-
-    async def chunks() -> Any:
-        yield content
-
-    replay = StreamedResponse(upstream.status, upstream.headers, chunks(), upstream.elapsed_s)
-    return await relay(ex, primary, replay, _translating(ex, spec, primary))
+    return await relay(ex, primary, whole(*answered), _translating(ex, spec, primary))
 
 
 async def _tool_read(ex: McpExchange, spec: RouteSpec, args: dict[str, Any]) -> web.StreamResponse:
@@ -424,12 +423,9 @@ async def _tool_read(ex: McpExchange, spec: RouteSpec, args: dict[str, Any]) -> 
         answer = await _read_from_new(ex, spec, args)
         served = "new" if answer is not None else "legacy"
     if answer is None:
-        upstream, context = await ex.open("legacy", ex.body, "read", spec.name)
-        try:
+        async with ex.open("legacy", ex.body, "read", spec.name) as upstream:
             answer = await relay(ex, "legacy", upstream, None)
-        finally:
-            await context.__aexit__(None, None, None)
-    final = ex.served.get("response")
+    final = ex.response
     if final is not None and random.random() * 100 < state.shadow_read_percent:
         status, doc = protocol.tool_outcome(final)
         copy = ReadCopy(
@@ -451,36 +447,29 @@ async def _read_from_new(
     if body is None:
         core.metrics.read_fallbacks.labels("unmapped_request").inc()
         return None
+    translate = _translating(ex, spec, "new")
+
+    async def rewrite(msg: dict[str, Any]) -> dict[str, Any] | None:
+        final = await translate(msg) if translate is not None else msg
+        if final is not None:
+            return final
+        core.metrics.read_fallbacks.labels("unmapped_answer").inc()
+        return await _legacy_response(ex, spec)
+
     try:
-        upstream, context = await ex.open("new", body, "read", spec.name)
+        async with ex.open("new", body, "read", spec.name) as upstream:
+            if upstream.status >= 500:
+                core.metrics.read_fallbacks.labels("new_error").inc()
+                return None
+            return await relay(ex, "new", upstream, rewrite)
     except UpstreamError:
         core.metrics.read_fallbacks.labels("new_unavailable").inc()
         return None
-    try:
-        if upstream.status >= 500:
-            core.metrics.read_fallbacks.labels("new_error").inc()
-            return None
-        translate = _translating(ex, spec, "new")
-
-        async def rewrite(msg: dict[str, Any]) -> dict[str, Any] | None:
-            final = await translate(msg) if translate is not None else msg
-            if final is not None:
-                return final
-            core.metrics.read_fallbacks.labels("unmapped_answer").inc()
-            return await _legacy_response(ex, spec)
-
-        return await relay(ex, "new", upstream, rewrite)
-    finally:
-        await context.__aexit__(None, None, None)
 
 
 async def _legacy_response(ex: McpExchange, spec: RouteSpec) -> dict[str, Any] | None:
     """Return legacy's response message to this request (the fallback for one from new)."""
-    upstream, context = await ex.open("legacy", ex.body, "read", spec.name)
-    try:
-        body = b"".join([chunk async for chunk in upstream.chunks])
-    finally:
-        await context.__aexit__(None, None, None)
+    upstream, body = await ex.fetch("legacy", ex.body, "read", spec.name)
     return protocol.response_to(body, protocol.is_sse(upstream.headers), ex.msg_id)
 
 
