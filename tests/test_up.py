@@ -29,9 +29,10 @@ def _free_base() -> int:
     raise RuntimeError("no free port range")
 
 
-def _start(data: Path, base: int) -> tuple[subprocess.Popen[str], str]:
+def _start(data: Path, base: int, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    argv = ["up", "--data-dir", str(data), "--port-base", str(base), *extra]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "memshift", "up", "--data-dir", str(data), "--port-base", str(base)],
+        [sys.executable, "-m", "memshift", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -94,3 +95,34 @@ def test_up_runs_the_migration_and_keeps_its_data(tmp_path: Path) -> None:
         assert ["first"] == [m["title"] for m in copy["items"]]
     finally:
         _stop(proc)
+
+
+def test_demo_traffic_moves_the_report_and_the_metrics(tmp_path: Path) -> None:
+    """With --demo-traffic, a newcomer sees comparisons and requests without sending any."""
+    base = _free_base()
+    proc, banner = _start(tmp_path / "data", base, "--demo-traffic")
+    try:
+        admin = re.search(r"admin token: (\S+)", banner)
+        assert admin and "Demo traffic" in banner, banner
+        deadline = time.monotonic() + 30
+        compared = 0
+        while time.monotonic() < deadline and compared < 5:
+            time.sleep(0.5)
+            report, _ = _call(f"http://127.0.0.1:{base + 9}/report", admin[1])
+            compared = report["totals"]["compared"]
+        assert compared >= 5, report
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{base + 9}/metrics",
+            headers={"Authorization": f"Bearer {admin[1]}"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            metrics = resp.read().decode()
+        served = [
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("memshift_client_requests_total{")
+        ]
+        assert sum(served) >= 10, metrics[:2000]
+    finally:
+        err = _stop(proc)
+    assert "Traceback" not in err

@@ -132,12 +132,65 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from memshift.loadtest.command import run_command
+    from memshift.loadtest.mix import parse_mix, parse_sizes
+    from memshift.loadtest.run import TOKEN_ENV, Options
+
+    target = urlsplit(args.target)
+    if target.scheme not in ("http", "https") or not target.hostname:
+        raise ConfigError("--target", f"not an http(s) URL: {args.target!r}")
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        raise ConfigError("--token", f"a bearer token is needed (or set ${TOKEN_ENV})")
+    options = Options(
+        target=args.target,
+        token=token,
+        duration_s=args.duration,
+        concurrency=args.concurrency,
+        mix=parse_mix(args.mix),
+        sizes=parse_sizes(args.sizes),
+        rate=args.rate,
+        timeout_s=args.timeout,
+        seed=args.seed,
+    )
+    return run_command(options, args.json)
+
+
+def _loadtest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from memshift.loadtest.mix import DEFAULT_MIX, DEFAULT_SIZES
+
+    load = sub.add_parser(
+        "loadtest", help="drive a memory-service workload at a store or the proxy"
+    )
+    load.add_argument("--target", required=True, help="base URL: the proxy or a store")
+    load.add_argument("--token", help="a user's bearer token (default: $MEMSHIFT_TOKEN)")
+    load.add_argument("--duration", type=_positive(float), default=30.0, help="seconds")
+    load.add_argument("--concurrency", type=_positive(int), default=8, help="requests in flight")
+    load.add_argument(
+        "--mix", default=DEFAULT_MIX, help=f"operation weights (default {DEFAULT_MIX})"
+    )
+    load.add_argument(
+        "--sizes",
+        default=DEFAULT_SIZES,
+        help=f"content sizes in bytes, optionally weighted (default {DEFAULT_SIZES})",
+    )
+    load.add_argument("--rate", type=_positive(float), help="at most this many requests a second")
+    load.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per request")
+    load.add_argument("--seed", type=int, default=1, help="random seed (same seed, same requests)")
+    load.add_argument("--json", action="store_true", help="print the report as JSON")
+    load.set_defaults(func=_cmd_loadtest)
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from memshift.up import run_up
 
     if not 1 <= args.port_base <= 65535 - 9:
         raise ConfigError("--port-base", "must leave room for N..N+9 below 65536")
-    run_up(Path(args.data_dir), args.port_base, Path(args.config) if args.config else None)
+    config = Path(args.config) if args.config else None
+    run_up(Path(args.data_dir), args.port_base, config, args.demo_traffic)
     return 0
 
 
@@ -232,6 +285,9 @@ def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     up.add_argument("--config", help="a config file (default: one made in the data dir)")
     up.add_argument("--data-dir", default="memshift-data", help="where data and settings live")
     up.add_argument("--port-base", type=int, default=8100, help="ports N, N+1, N+2 and N+9")
+    up.add_argument(
+        "--demo-traffic", action="store_true", help="send a gentle load test through the proxy"
+    )
     up.set_defaults(func=_cmd_up)
 
 
@@ -263,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     _proxy_parsers(sub)
     _admin_parsers(sub)
     _store_parser(sub)
+    _loadtest_parser(sub)
     return parser
 
 

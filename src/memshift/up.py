@@ -9,7 +9,6 @@ file is watched like any other: edits apply within two seconds.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from pathlib import Path
@@ -18,8 +17,10 @@ from aiohttp import web
 
 from memshift.config.load import load_settings
 from memshift.config.settings import Listen, Settings
+from memshift.loadtest.demo import demo_traffic as demo_traffic_to
 from memshift.proxy.app import make_apps, make_core
 from memshift.proxy.serve import serve_apps
+from memshift.runtime import run_async
 from memshift.store.app import make_app
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal, load_tokens
@@ -74,7 +75,7 @@ def _store_listen(settings: Settings, name: str) -> Listen:
     return Listen(host=host, port=int(port))
 
 
-def run_up(data_dir: Path, port_base: int, config: Path | None) -> None:
+def run_up(data_dir: Path, port_base: int, config: Path | None, demo_traffic: bool = False) -> None:
     """Run both stores and the proxy until Ctrl-C or SIGTERM."""
     tokens_path, generated = prepare_data_dir(data_dir, port_base)
     config_path = config or generated
@@ -97,7 +98,13 @@ def run_up(data_dir: Path, port_base: int, config: Path | None) -> None:
             f"Try:  curl -H 'Authorization: Bearer {user}' http://{settings.proxy.listen}/v1/stats\n"
             f"      MEMSHIFT_ADMIN_TOKEN={settings.admin.token} memshift status "
             f"--admin http://{settings.admin.listen}\n"
-            "Ctrl-C stops everything.",
+            + (
+                "Demo traffic: a gentle load test runs through the proxy "
+                f"(report: http://{settings.admin.listen}/report.html).\n"
+                if demo_traffic
+                else ""
+            )
+            + "Ctrl-C stops everything.",
             flush=True,
         )
 
@@ -114,6 +121,9 @@ def run_up(data_dir: Path, port_base: int, config: Path | None) -> None:
         ]
         proxy_app, admin_app = make_apps(make_core(settings))
         apps += [(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)]
-        await serve_apps(apps, ready)
+        alongside = []
+        if demo_traffic and user:
+            alongside.append(demo_traffic_to(f"http://{settings.proxy.listen}", user))
+        await serve_apps(apps, ready, alongside)
 
-    asyncio.run(main())
+    run_async(main())

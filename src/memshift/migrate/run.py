@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from memshift.config.settings import StoreName
 from memshift.control.state import read_state
 from memshift.database import Database
 from memshift.migrate import backfill, verify
+from memshift.runtime import run_async
 from memshift.statedb import open_state
 
 
@@ -36,7 +36,7 @@ def run_backfill(config: Path, options: backfill.Options, as_json: bool) -> int:
             return await backfill.Backfill(settings, state, options, sys.stderr).run()
 
         try:
-            report = asyncio.run(run())
+            report = run_async(run())
         except KeyboardInterrupt:
             print("\nmemshift: backfill interrupted; run again with --resume", file=sys.stderr)
             return 130
@@ -52,7 +52,7 @@ def run_verify(config: Path, repair: bool, as_json: bool) -> int:
     state = open_state(settings.state.url)
     try:
         primary = _primary(state, settings.routing.primary)
-        results, repaired = asyncio.run(verify.verify(settings, state, primary, repair=repair))
+        results, repaired = run_async(verify.verify(settings, state, primary, repair=repair))
     finally:
         state.close()
     doc = verify.summary(results, primary, repaired)

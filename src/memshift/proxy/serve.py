@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from aiohttp import web
 
 from memshift.config.settings import Listen
+from memshift.runtime import run_async
 
 
 async def serve_apps(
-    apps: list[tuple[web.Application, Listen]], on_ready: Callable[[], None] | None = None
+    apps: list[tuple[web.Application, Listen]],
+    on_ready: Callable[[], None] | None = None,
+    alongside: Sequence[Coroutine[Any, Any, None]] = (),
 ) -> None:
-    """Start every app on its listener, wait for a stop signal, then stop them in reverse."""
+    """Start every app on its listener, wait for a stop signal, then stop them in reverse.
+
+    ``alongside`` runs once every app is listening and is cancelled before they stop.
+    """
     runners: list[web.AppRunner] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -28,7 +35,11 @@ async def serve_apps(
             await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
         if on_ready:
             on_ready()
-        await stop.wait()
+        async with asyncio.TaskGroup() as group:
+            extra = [group.create_task(work) for work in alongside]
+            await stop.wait()
+            for task in extra:
+                task.cancel()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -56,7 +67,7 @@ def run_proxy(settings_path: str) -> None:
         apps = [(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)]
         await serve_apps(apps, ready)
 
-    asyncio.run(main())
+    run_async(main())
 
 
 def run_replay(settings_path: str) -> int:
@@ -90,4 +101,4 @@ def run_replay(settings_path: str) -> int:
             await core.close()
             await asyncio.to_thread(core.state_db.close)
 
-    return asyncio.run(main())
+    return run_async(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from memshift.runtime import loop_factory
 from memshift.store.app import make_app
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal
@@ -16,4 +17,6 @@ def run_store(settings: StoreSettings, tokens: dict[str, Principal], host: str, 
     """Serve the store on ``host:port``; return after a clean shutdown."""
     app = make_app(settings, tokens)
     log.info("store_listening", engine=settings.engine, url=f"http://{host}:{port}")
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    factory = loop_factory()
+    loop = factory() if factory else None
+    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop)

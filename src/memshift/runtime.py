@@ -1,0 +1,38 @@
+"""The event loop memshift's commands run on: uvloop where it is installed.
+
+uvloop runs aiohttp's servers and clients markedly faster than the standard loop.
+``MEMSHIFT_EVENT_LOOP=asyncio`` keeps the standard one (to compare, or to debug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+LOOP_ENV = "MEMSHIFT_EVENT_LOOP"
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Return uvloop's loop factory, or None for the standard loop."""
+    if os.environ.get(LOOP_ENV, "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def loop_name() -> str:
+    """``uvloop`` or ``asyncio``: what :func:`run_async` runs on here."""
+    return "asyncio" if loop_factory() is None else "uvloop"
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on a new event loop, like :func:`asyncio.run`."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
