@@ -6,12 +6,18 @@ On SQLite all writes of a process go through a single writer thread and start wi
 ``BEGIN IMMEDIATE`` (WAL, a 30 s busy timeout), so concurrent writers queue instead
 of failing with "database is locked"; other processes on the same file (a backup, a
 check) wait on the busy timeout. PostgreSQL gets a few writer threads.
+
+Each thread keeps its connection between transactions (a pool checkout costs more
+than a small transaction); one that broke is replaced on the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +29,7 @@ from sqlalchemy.engine import make_url
 from memshift.errors import ConfigError
 
 T = TypeVar("T")
+BUSY_TIMEOUT_S = 30.0
 
 
 def normalize_url(url: str, key: str = "db") -> str:
@@ -45,13 +52,26 @@ def _sqlite_engine(url: str) -> Engine:
     path = make_url(url).database
     assert path is not None
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(
+        url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # transactions are begun explicitly below
         cur = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        # Switching a new file to WAL does not wait on the busy timeout: when another
+        # process opens the same new file at that moment, try again for a while.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
             cur.execute(f"PRAGMA {pragma}")
         cur.close()
 
@@ -85,18 +105,43 @@ class Database:
             )
         self._writer = ThreadPoolExecutor(writers, thread_name_prefix="store-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="store-reader")
+        self._local = threading.local()
+        self._kept: list[Connection] = []
+        self._kept_lock = threading.Lock()
+
+    def _connection(self, write: bool) -> Connection:
+        """This thread's connection for reads or writes, opened on first use."""
+        name = "writes" if write else "reads"
+        conn: Connection | None = getattr(self._local, name, None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect()
+            if write:
+                conn.execution_options(immediate=True)
+            setattr(self._local, name, conn)
+            with self._kept_lock:
+                self._kept.append(conn)
+        return conn
+
+    def _transaction(self, write: bool, fn: Callable[[Connection], T]) -> T:
+        conn = self._connection(write)
+        try:
+            with conn.begin():
+                return fn(conn)
+        except BaseException:
+            if conn.invalidated or conn.in_transaction():  # broken: the next call reconnects
+                setattr(self._local, "writes" if write else "reads", None)
+                with self._kept_lock:
+                    self._kept.remove(conn)
+                conn.close()
+            raise
 
     def read_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a read transaction on this thread and return its result."""
-        with self.engine.connect() as conn, conn.begin():
-            return fn(conn)
+        return self._transaction(False, fn)
 
     def write_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a write transaction on this thread; commit if it returns."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(immediate=True)
-            with conn.begin():
-                return fn(conn)
+        return self._transaction(True, fn)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a read transaction on a reader thread."""
@@ -120,4 +165,8 @@ class Database:
         """Stop the threads and close every pooled connection."""
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+        for conn in kept:
+            conn.close()
         self.engine.dispose()

@@ -10,6 +10,7 @@ own log and checkpoints. SQLite by default; PostgreSQL when several instances sh
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 
 from memshift.database import Database
 from memshift.timestamps import now_us
@@ -151,7 +153,20 @@ def drop_doc(conn: Connection, name: str) -> None:
 
 
 def open_state(url: str) -> Database:
-    """Open the state database at ``url`` and create its missing tables."""
+    """Open the state database at ``url`` and create its missing tables.
+
+    Several processes may open it at once (``serve --workers``, instances started
+    together): tables are created in a write transaction, and a process that lost a
+    race to create one finds it there when it tries again.
+    """
     db = Database(url, readers=2, key="state.url")
-    metadata.create_all(db.engine)
+    for attempt in range(5):
+        try:
+            db.write_sync(lambda conn: metadata.create_all(conn))
+            return db
+        except DBAPIError:
+            if attempt == 4:
+                db.close()
+                raise
+            time.sleep(0.1 * (attempt + 1))
     return db

@@ -23,6 +23,9 @@ from memshift.statedb import id_map, load_doc, save_doc
 _BATCH = 500
 
 
+_PAIR = insert(id_map)  # built once, compiled once
+
+
 class IdMap:
     """Pairs of legacy and new ids, backed by the state db, cached in memory."""
 
@@ -61,9 +64,7 @@ class IdMap:
         def write(conn: Connection) -> None:
             try:
                 with conn.begin_nested():
-                    conn.execute(
-                        insert(id_map).values(kind=kind, legacy_id=legacy_id, new_id=new_id)
-                    )
+                    conn.execute(_PAIR, {"kind": kind, "legacy_id": legacy_id, "new_id": new_id})
             except SAIntegrityError:
                 pass  # already paired: a replayed create mirrored twice maps the same way
 

@@ -13,8 +13,9 @@ it makes already holds their effect, it marks them ``copying`` and then ``copied
 which replay forgets instead of applying them twice.
 
 Operations are group-committed: a single flusher takes every operation queued since
-its last commit and runs them in one transaction (each in a savepoint), so that many
-concurrent writes share one commit.
+its last commit and runs them in one transaction, so that many concurrent writes share
+one commit. Should one operation fail, the group is run again with each operation in
+a savepoint of its own, so that only that one fails.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from memshift.database import Database
 from memshift.statedb import writes
@@ -38,6 +39,21 @@ INTENT, ACCEPTED, BACKLOG, DIVERGENT = "intent", "accepted", "backlog", "diverge
 COPYING, COPIED = "copying", "copied"
 LIVE = (INTENT, ACCEPTED, BACKLOG)
 UNFINISHED = (*LIVE, COPYING, COPIED)
+
+
+# Built once: SQLAlchemy compiles each statement once and reuses it for every write.
+_APPEND = insert(writes)
+_ACCEPT = (
+    update(writes)
+    .where(writes.c.id == bindparam("entry_id"))
+    .values(
+        state=ACCEPTED,
+        record_key=bindparam("key"),
+        primary_status=bindparam("status"),
+        primary_body=bindparam("answer"),
+    )
+)
+_FORGET = delete(writes).where(writes.c.id == bindparam("entry_id"))
 
 
 @dataclass(frozen=True)
@@ -102,7 +118,10 @@ class WriteLog:
             self._flushing = False
 
     async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
-        def run(conn: Connection) -> list[tuple[bool, Any]]:
+        def together(conn: Connection) -> list[tuple[bool, Any]]:
+            return [(True, op(conn)) for op, _ in batch]
+
+        def isolated(conn: Connection) -> list[tuple[bool, Any]]:
             out: list[tuple[bool, Any]] = []
             for op, _ in batch:
                 try:
@@ -113,9 +132,12 @@ class WriteLog:
             return out
 
         try:
-            results = await self.db.write(run)
-        except Exception as exc:
-            results = [(False, exc)] * len(batch)
+            results = await self.db.write(together)
+        except Exception:
+            try:
+                results = await self.db.write(isolated)
+            except Exception as exc:
+                results = [(False, exc)] * len(batch)
         self.commits += 1
         self.operations += len(batch)
         for (_, future), (ok, value) in zip(batch, results, strict=True):
@@ -171,7 +193,7 @@ class WriteLog:
         }
 
         def op(conn: Connection) -> int:
-            key = conn.execute(insert(writes).values(**values)).inserted_primary_key
+            key = conn.execute(_APPEND, values).inserted_primary_key
             assert key is not None
             return int(key[0])
 
@@ -193,17 +215,8 @@ class WriteLog:
         self, entry_id: int, record_key: str | None, status: int, body: bytes
     ) -> asyncio.Future[Any]:
         """Queue the primary's answer now, ahead of anything queued later for the write."""
-        values = {
-            "state": ACCEPTED,
-            "record_key": record_key,
-            "primary_status": status,
-            "primary_body": body,
-        }
-        return self.post(
-            lambda conn: conn.execute(
-                update(writes).where(writes.c.id == entry_id).values(**values)
-            )
-        )
+        values = {"entry_id": entry_id, "key": record_key, "status": status, "answer": body}
+        return self.post(lambda conn: conn.execute(_ACCEPT, values))
 
     async def backlog(self, entry_id: int, error: str) -> None:
         """Keep a write the secondary did not take, for replay in order."""
@@ -235,7 +248,7 @@ class WriteLog:
 
     async def forget(self, entry_id: int) -> None:
         """Drop a write that is done: mirrored, or never applied by the primary."""
-        await self.submit(lambda conn: conn.execute(delete(writes).where(writes.c.id == entry_id)))
+        await self.submit(lambda conn: conn.execute(_FORGET, {"entry_id": entry_id}))
 
     async def unfinished(self, after: int = 0, limit: int = 500) -> list[Entry]:
         """Return unfinished writes (live ones, and those backfill took over) in log order."""
