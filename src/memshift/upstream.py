@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -83,6 +83,9 @@ class HttpUpstream:
             connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
+            # A store's cookies belong to the client that caused them, never to the
+            # next caller on this shared session: the proxy keeps none.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     def url(self, path_qs: str) -> URL:
@@ -101,29 +104,43 @@ class HttpUpstream:
             encoded=True,
         )
 
-    async def send(self, request: OutboundRequest) -> UpstreamResponse:
-        started = time.perf_counter()
-        async with self.stream(request) as answer:
-            body = b"".join([chunk async for chunk in answer.chunks])
-        return UpstreamResponse(answer.status, answer.headers, body, time.perf_counter() - started)
-
-    @asynccontextmanager
-    async def stream(self, request: OutboundRequest) -> AsyncIterator[StreamedResponse]:
-        """Only the store's failures become ``UpstreamError``: what the caller does
-        with the answer (writing it to a client that went away) stays the caller's."""
-        started = time.perf_counter()
+    @contextmanager
+    def _store_failures(self) -> Iterator[None]:
+        """Turn aiohttp's failures while talking to the store into ``UpstreamError``."""
         try:
-            resp = await self._session.request(
+            yield
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamError(self.name, "timed out", timeout=True) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(self.name, f"unreachable: {type(exc).__name__}") from exc
+
+    async def _open(self, request: OutboundRequest) -> aiohttp.ClientResponse:
+        with self._store_failures():
+            return await self._session.request(
                 request.method,
                 self.url(request.path_qs),
                 headers=request.headers,
                 data=request.body or None,
                 allow_redirects=False,
             )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamError(self.name, "timed out", timeout=True) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(self.name, f"unreachable: {type(exc).__name__}") from exc
+
+    async def send(self, request: OutboundRequest) -> UpstreamResponse:
+        started = time.perf_counter()
+        resp = await self._open(request)
+        try:
+            with self._store_failures():
+                body = await resp.read()
+        finally:
+            resp.release()
+        headers = tuple(resp.headers.items())
+        return UpstreamResponse(resp.status, headers, body, time.perf_counter() - started)
+
+    @asynccontextmanager
+    async def stream(self, request: OutboundRequest) -> AsyncIterator[StreamedResponse]:
+        """Only the store's failures become ``UpstreamError``: what the caller does
+        with the answer (writing it to a client that went away) stays the caller's."""
+        started = time.perf_counter()
+        resp = await self._open(request)
         try:
             yield StreamedResponse(
                 resp.status,
@@ -135,13 +152,9 @@ class HttpUpstream:
             resp.release()
 
     async def _chunks(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        try:
+        with self._store_failures():
             async for chunk in resp.content.iter_any():
                 yield chunk
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamError(self.name, "timed out", timeout=True) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(self.name, f"unreachable: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
         await self._session.close()

@@ -136,3 +136,24 @@ async def test_primary_down_is_502(aiohttp_server: Any, make_proxy: MakeProxy) -
         )
         assert (502, "upstream_unavailable") == (resp.status, (await resp.json())["error"]["code"])
     assert [] == reached  # a write the primary did not take is not mirrored
+
+
+async def test_a_store_cookie_goes_to_its_client_and_never_to_the_next(
+    aiohttp_server: Any, make_proxy: MakeProxy
+) -> None:
+    """The proxy's sessions towards a store are shared by every caller: they keep no cookie."""
+    seen: list[str | None] = []
+
+    async def store(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        answer = web.json_response({"items": [], "next_cursor": None})
+        answer.set_cookie("session", f"for-{request.headers.get('Authorization', '')[-5:]}")
+        return answer
+
+    legacy = await echo_server(aiohttp_server, store)
+    proxy, _ = await make_proxy(_url(legacy), _url(legacy))
+    first = await proxy.get("/v1/memories", headers=auth("user1"))
+    assert "session=for-user1" in first.headers["Set-Cookie"]
+    proxy.session.cookie_jar.clear()  # the second caller is someone else
+    await proxy.get("/v1/memories", headers=auth("user2"))
+    assert len(seen) >= 2 and {None} == set(seen)  # neither caller's request carried one

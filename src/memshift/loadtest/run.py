@@ -77,6 +77,7 @@ class LoadTest:
                 "User-Agent": f"memshift-loadtest/{__version__}",
             },
             skip_auto_headers=("Accept-Encoding",),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self
 

@@ -26,7 +26,7 @@ from memshift.errors import UpstreamError
 from memshift.mcp import protocol
 from memshift.mcp.link import StoreLink
 from memshift.mcp.sessions import Sessions
-from memshift.proxy.metrics import ProxyMetrics
+from memshift.proxy.metrics import STATUS_CLASS, ProxyMetrics
 from memshift.scheduler import Scheduler
 from memshift.shadow.dispatch import Mirroring
 from memshift.shadow.identity import Identities
@@ -58,6 +58,7 @@ class ProxyCore:
         settings: Settings,
         state_db: Database,
         upstreams: dict[StoreName, Upstream] | None = None,
+        worker: int | None = None,
     ) -> None:
         self.holder = SettingsHolder(settings)
         self.state_db = state_db
@@ -104,7 +105,9 @@ class ProxyCore:
             routes=lambda: (*self.holder.current.routes, *self.holder.current.tools),
         )
         self.report = Report()
-        self.instance = f"{socket.gethostname()}:{settings.proxy.listen}"
+        self.instance = f"{socket.gethostname()}:{settings.proxy.listen}" + (
+            f"/worker{worker}" if worker is not None else ""
+        )
         self.shadows = Scheduler(
             name="shadow",
             limit=settings.compare.workers,
@@ -166,11 +169,12 @@ class ProxyCore:
         except UpstreamError as exc:
             outcome = "timeout" if exc.timeout else "unreachable"
             self.health[store].record(0.0, error=True)
-            self.metrics.requests.labels(store, route, purpose, outcome).inc()
+            self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
             raise
         self.health[store].record(answer.elapsed_s, error=answer.status >= 500)
-        self.metrics.requests.labels(store, route, purpose, f"{answer.status // 100}xx").inc()
-        self.metrics.latency.labels(store, route).observe(answer.elapsed_s)
+        outcome = STATUS_CLASS[answer.status // 100]
+        self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
+        self.metrics.upstream_latency(store, route).observe(answer.elapsed_s)
         return answer
 
     @asynccontextmanager
@@ -181,14 +185,14 @@ class ProxyCore:
         try:
             async with self.upstreams[store].stream(request) as answer:
                 self.health[store].record(answer.elapsed_s, error=answer.status >= 500)
-                outcome = f"{answer.status // 100}xx"
-                self.metrics.requests.labels(store, route, purpose, outcome).inc()
-                self.metrics.latency.labels(store, route).observe(answer.elapsed_s)
+                outcome = STATUS_CLASS[answer.status // 100]
+                self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
+                self.metrics.upstream_latency(store, route).observe(answer.elapsed_s)
                 yield answer
         except UpstreamError as exc:
             self.health[store].record(0.0, error=True)
             outcome = "timeout" if exc.timeout else "unreachable"
-            self.metrics.requests.labels(store, route, purpose, outcome).inc()
+            self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
             raise
 
     async def log_figures(self) -> dict[str, int]:

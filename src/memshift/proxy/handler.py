@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Coroutine
 from typing import Any
 
@@ -25,8 +24,16 @@ from memshift.config.settings import StoreName
 from memshift.control.ramp import reads_from_new
 from memshift.errors import UpstreamError
 from memshift.proxy.core import ProxyCore
-from memshift.proxy.headers import SERVED_BY, inbound, outbound, request_id, with_header
+from memshift.proxy.headers import (
+    SERVED_BY,
+    fresh_id,
+    inbound,
+    outbound,
+    request_id,
+    with_header,
+)
 from memshift.proxy.mcp import handle_mcp
+from memshift.proxy.metrics import STATUS_CLASS
 from memshift.proxy.shadowread import ReadCopy, shadow_read
 from memshift.proxy.writes import Accepted, identity, mirrored
 from memshift.shadow.dispatch import record_keys
@@ -105,25 +112,26 @@ class Exchange:
 async def _read(ex: Exchange) -> web.Response:
     """Serve a read; schedule its shadow comparison once the answer is ready."""
     core, state = ex.core, ex.core.plane.state
-    fence = record_keys(ex.match, None)[0] if ex.match else None
+    if ex.match is None or random.random() * 100 >= state.shadow_read_percent:
+        return await _serve_read(ex)
+    fence = record_keys(ex.match, None)[0]
     before = core.lanes.snapshot(fence)
     answer = await _serve_read(ex)
-    if ex.match is not None and random.random() * 100 < state.shadow_read_percent:
-        copy = ReadCopy(
-            ex.match,
-            ex.request.method,
-            ex.request.rel_url.raw_path_qs,
-            ex.body,
-            tuple(ex.headers),
-            fence,
-            before,
-        )
-        served: StoreName = "new" if answer.headers[SERVED_BY] == "new" else "legacy"
-        body = answer.body if isinstance(answer.body, bytes | bytearray) else b""
-        job = shadow_read(core, copy, served, answer.status, bytes(body))
-        if not core.shadows.spawn(job, ex.route):
-            core.metrics.shadow_dropped.inc()
-            core.report.dropped += 1
+    copy = ReadCopy(
+        ex.match,
+        ex.request.method,
+        ex.request.rel_url.raw_path_qs,
+        ex.body,
+        tuple(ex.headers),
+        fence,
+        before,
+    )
+    served: StoreName = "new" if answer.headers[SERVED_BY] == "new" else "legacy"
+    body = answer.body if isinstance(answer.body, bytes | bytearray) else b""
+    job = shadow_read(core, copy, served, answer.status, bytes(body))
+    if not core.shadows.spawn(job, ex.route):
+        core.metrics.shadow_dropped.inc()
+        core.report.dropped += 1
     return answer
 
 
@@ -157,7 +165,7 @@ async def _write(ex: Exchange) -> web.Response:
     assert ex.match is not None
     core = ex.core
     primary = core.plane.state.primary
-    key = ex.request.headers.get("Idempotency-Key") or f"memshift-{uuid.uuid4().hex}"
+    key = ex.request.headers.get("Idempotency-Key") or f"memshift-{fresh_id()}"
     headers = with_header(ex.headers, "Idempotency-Key", key)
     user = await identity(core, ex.request.headers.get("Authorization"), ex.rid, primary)
     if user is None:  # the primary does not know this caller: it refuses, nothing to mirror
@@ -248,7 +256,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             )
             response.headers[SERVED_BY] = exc.store
         served = response.headers.get(SERVED_BY, "")
-        core.metrics.client_requests.labels(route, served, f"{response.status // 100}xx").inc()
+        core.metrics.client_outcome(route, served, STATUS_CLASS[response.status // 100]).inc()
         log.info(
             "request",
             method=request.method,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from memshift.mcp import protocol
 from memshift.mcp.link import StoreSession, header, open_session
 from memshift.mcp.sessions import ClientSession
 from memshift.proxy.core import ProxyCore
-from memshift.proxy.headers import SERVED_BY, inbound, with_header
+from memshift.proxy.headers import SERVED_BY, fresh_id, inbound, with_header
 from memshift.proxy.shadowread import ReadCopy, shadow_read
 from memshift.proxy.writes import Accepted, identity, mirrored
 from memshift.shadow.dispatch import record_keys
@@ -379,7 +378,7 @@ async def _end(ex: McpExchange) -> web.StreamResponse:
 async def _tool_write(ex: McpExchange, spec: RouteSpec, args: dict[str, Any]) -> web.StreamResponse:
     core = ex.core
     primary = core.plane.state.primary
-    key = ex.request.headers.get("Idempotency-Key") or f"memshift-{uuid.uuid4().hex}"
+    key = ex.request.headers.get("Idempotency-Key") or f"memshift-{fresh_id()}"
     extra = [("Idempotency-Key", key)]
     ex.headers = [(k, v) for k, v in ex.headers if k.lower() != "idempotency-key"]
     user = await identity(core, ex.request.headers.get("Authorization"), ex.rid, primary)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Generic, TypeVar
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -9,6 +12,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
 )
 
 from memshift.control.state import ControlState
@@ -17,6 +21,32 @@ from memshift.control.state import ControlState
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+M = TypeVar("M", Counter, Histogram)
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# "2xx" of status 2xx (index: status // 100), built once.
+STATUS_CLASS = tuple(f"{n}xx" for n in range(10))
+
+
+class Children(Generic[M]):
+    """The label children of one metric, each looked up once.
+
+    ``labels()`` validates and locks on every call; on the request path a dict lookup
+    does. Only for label sets memshift bounds itself (stores, routes, purposes).
+    """
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *labels: str) -> M:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self.metric.labels(*labels)
+        return child
 
 
 class ProxyMetrics:
@@ -44,6 +74,9 @@ class ProxyMetrics:
             ["route", "served_by", "status_class"],
             registry=r,
         )
+        self.upstream_outcome = Children(self.requests)
+        self.upstream_latency = Children(self.latency)
+        self.client_outcome = Children(self.client_requests)
         self.mirror_failures = Counter(
             "memshift_mirror_failures",
             "Mirrored writes the secondary did not take.",
@@ -84,6 +117,7 @@ class ProxyMetrics:
             "memshift_mcp_sessions",
             "Open MCP client sessions of this instance.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.mcp_dropped_replies = Counter(
             "memshift_mcp_dropped_notification_replies",
@@ -99,35 +133,66 @@ class ProxyMetrics:
         self.failbacks = Counter(
             "memshift_failbacks", "Automatic failbacks this instance triggered.", registry=r
         )
-        self.epoch = Gauge("memshift_control_epoch", "Epoch of the control state.", registry=r)
+        self.epoch = Gauge(
+            "memshift_control_epoch",
+            "Epoch of the control state.",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.read_percent = Gauge(
-            "memshift_read_percent", "Share of reads served by new.", registry=r
+            "memshift_read_percent",
+            "Share of reads served by new.",
+            registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.shadow_percent = Gauge(
-            "memshift_shadow_read_percent", "Share of reads compared.", registry=r
+            "memshift_shadow_read_percent",
+            "Share of reads compared.",
+            registry=r,
+            multiprocess_mode="livemostrecent",
         )
-        self.primary = Gauge("memshift_primary", "1 for the primary store.", ["store"], registry=r)
-        self.failed_back = Gauge("memshift_failed_back", "1 while failback is latched.", registry=r)
+        self.primary = Gauge(
+            "memshift_primary",
+            "1 for the primary store.",
+            ["store"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.failed_back = Gauge(
+            "memshift_failed_back",
+            "1 while failback is latched.",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.repair_backlog = Gauge(
-            "memshift_repair_backlog", "Mirrored writes waiting for replay.", registry=r
+            "memshift_repair_backlog",
+            "Mirrored writes waiting for replay.",
+            registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.repair_age = Gauge(
             "memshift_repair_backlog_age_seconds",
             "Age of the oldest write waiting for replay.",
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.divergent = Gauge(
             "memshift_divergent_writes",
             "Writes the secondary refused, kept for an operator.",
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.wal_commits = Gauge(
             "memshift_write_log_commits",
             "Group commits of the write log since start.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.wal_operations = Gauge(
-            "memshift_write_log_operations", "Write log operations since start.", registry=r
+            "memshift_write_log_operations",
+            "Write log operations since start.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
 
     def unclassified_tool(self, name: str) -> None:
@@ -156,4 +221,8 @@ class ProxyMetrics:
         self.divergent.set(log["divergent"])
         self.wal_commits.set(log["commits"])
         self.wal_operations.set(log["operations"])
+        if os.environ.get(MULTIPROCESS_ENV):  # serve --workers: every worker's figures
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(merged))
         return bytes(generate_latest(self.registry))

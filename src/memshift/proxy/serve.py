@@ -10,13 +10,15 @@ from typing import Any
 from aiohttp import web
 
 from memshift.config.settings import Listen
-from memshift.runtime import run_async
+from memshift.runtime import run_async, settle_heap
 
 
 async def serve_apps(
     apps: list[tuple[web.Application, Listen]],
     on_ready: Callable[[], None] | None = None,
     alongside: Sequence[Coroutine[Any, Any, None]] = (),
+    *,
+    reuse_port: bool = False,
 ) -> None:
     """Start every app on its listener, wait for a stop signal, then stop them in reverse.
 
@@ -32,7 +34,11 @@ async def serve_apps(
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
+            site = web.TCPSite(
+                runner, listen.host, listen.port, reuse_address=True, reuse_port=reuse_port or None
+            )
+            await site.start()
+        settle_heap()
         if on_ready:
             on_ready()
         async with asyncio.TaskGroup() as group:
@@ -47,8 +53,11 @@ async def serve_apps(
             await runner.cleanup()
 
 
-def run_proxy(settings_path: str) -> None:
-    """``memshift serve``: the proxy and its admin API in front of running stores."""
+def run_proxy(settings_path: str, worker: int | None = None) -> None:
+    """``memshift serve``: the proxy and its admin API in front of running stores.
+
+    A ``worker`` of ``serve --workers`` shares both ports with its siblings.
+    """
     from memshift.config.load import load_settings
     from memshift.proxy.app import make_apps, make_core
 
@@ -57,15 +66,16 @@ def run_proxy(settings_path: str) -> None:
     def ready() -> None:
         print(
             f"memshift proxy on http://{settings.proxy.listen}, "
-            f"admin on http://{settings.admin.listen}",
+            f"admin on http://{settings.admin.listen}"
+            + (f" (worker {worker})" if worker is not None else ""),
             flush=True,
         )
 
     async def main() -> None:
         # Client sessions need a running loop: build everything inside it.
-        proxy_app, admin_app = make_apps(make_core(settings))
+        proxy_app, admin_app = make_apps(make_core(settings, worker=worker))
         apps = [(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)]
-        await serve_apps(apps, ready)
+        await serve_apps(apps, ready, reuse_port=worker is not None)
 
     run_async(main())
 
