@@ -93,6 +93,11 @@ def _store_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _cmd_serve(args: argparse.Namespace) -> int:
     from memshift.proxy.serve import run_proxy
 
+    if args.workers > 1:
+        from memshift.proxy.workers import run_workers
+
+        log_options = {"level": args.log_level, "json": True if args.log_json else None}
+        return run_workers(args.config, args.workers, log_options)
     run_proxy(args.config)
     return 0
 
@@ -276,6 +281,12 @@ def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the proxy in front of running stores")
     serve.add_argument("--config", required=True, help="the proxy's TOML config file")
+    serve.add_argument(
+        "--workers",
+        type=_positive(int),
+        default=1,
+        help="processes sharing the port and the state db (default 1)",
+    )
     serve.set_defaults(func=_cmd_serve)
     replay = sub.add_parser("replay", help="replay the write log to the secondary now")
     replay.add_argument("--config", required=True, help="the proxy's TOML config file")

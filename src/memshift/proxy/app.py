@@ -70,9 +70,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(core.state_db.close)
 
 
-def make_core(settings: Settings, upstreams: dict[StoreName, Upstream] | None = None) -> ProxyCore:
+def make_core(
+    settings: Settings,
+    upstreams: dict[StoreName, Upstream] | None = None,
+    worker: int | None = None,
+) -> ProxyCore:
     """Return the core of a proxy instance for ``settings`` (opens the state db)."""
-    return ProxyCore(settings, open_state(settings.state.url), upstreams)
+    return ProxyCore(settings, open_state(settings.state.url), upstreams, worker)
 
 
 def make_apps(core: ProxyCore) -> tuple[web.Application, web.Application]:
