@@ -20,6 +20,7 @@ from yarl import URL
 
 from memshift.config.settings import StoreEndpoint, StoreName
 from memshift.errors import UpstreamError
+from memshift.httpclient import HttpFailure, HttpPool
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,13 @@ class HttpUpstream:
             # next caller on this shared session: the proxy keeps none.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        self._pool = HttpPool(
+            self._base.scheme,
+            self._base.raw_host or "",
+            self._base.port or 80,
+            connect_timeout_s=endpoint.connect_timeout_s,
+            read_timeout_s=endpoint.read_timeout_s,
+        )
 
     def url(self, path_qs: str) -> URL:
         """Return the absolute URL of ``path_qs`` on this store, whatever the path says.
@@ -124,16 +132,22 @@ class HttpUpstream:
                 allow_redirects=False,
             )
 
+    def target(self, path_qs: str) -> str:
+        """The request target of ``path_qs``: an absolute path, never another host."""
+        return "/" + path_qs.lstrip("/")
+
     async def send(self, request: OutboundRequest) -> UpstreamResponse:
         started = time.perf_counter()
-        resp = await self._open(request)
         try:
-            with self._store_failures():
-                body = await resp.read()
-        finally:
-            resp.release()
-        headers = tuple(resp.headers.items())
-        return UpstreamResponse(resp.status, headers, body, time.perf_counter() - started)
+            answer = await self._pool.request(
+                request.method, self.target(request.path_qs), request.headers, request.body
+            )
+        except HttpFailure as exc:
+            message = "timed out" if exc.timeout else f"unreachable: {exc}"
+            raise UpstreamError(self.name, message, timeout=exc.timeout) from exc
+        return UpstreamResponse(
+            answer.status, tuple(answer.headers), answer.body, time.perf_counter() - started
+        )
 
     @asynccontextmanager
     async def stream(self, request: OutboundRequest) -> AsyncIterator[StreamedResponse]:
@@ -157,6 +171,7 @@ class HttpUpstream:
                 yield chunk
 
     async def close(self) -> None:
+        self._pool.close()
         await self._session.close()
 
 
