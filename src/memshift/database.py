@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from memshift.errors import ConfigError
 
@@ -78,9 +80,33 @@ def _sqlite_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        raw = conn.connection.driver_connection  # straight to SQLite: this runs per transaction
+        assert raw is not None
+        raw.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+@functools.lru_cache(maxsize=64)
+def _for_style(sql: str, paramstyle: str) -> str:
+    return sql if paramstyle == "qmark" else sql.replace("?", "%s")
+
+
+def driver_execute(conn: Connection, sql: str, params: Sequence[Any]) -> Any:
+    """Run ``sql`` (``?`` placeholders) on the driver's own connection; return its cursor.
+
+    For the few statements run on every request: SQLAlchemy's execution machinery
+    costs more than the database's own work for them. The statement joins the
+    transaction ``conn`` is in. Quote column names: the SQL is not translated.
+    """
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    return raw.execute(_for_style(sql, conn.dialect.paramstyle), params)
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
 
 
 def inserted_id(result: CursorResult[Any]) -> int:
@@ -108,6 +134,7 @@ class Database:
         self._local = threading.local()
         self._kept: list[Connection] = []
         self._kept_lock = threading.Lock()
+        self._quick: Connection | None = None
 
     def _connection(self, write: bool) -> Connection:
         """This thread's connection for reads or writes, opened on first use."""
@@ -142,6 +169,38 @@ class Database:
     def write_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a write transaction on this thread; commit if it returns."""
         return self._transaction(True, fn)
+
+    async def write_quick(self, fn: Callable[[Connection], T]) -> T:
+        """A short write: on SQLite, run right here when the lock is free; else as ``write``.
+
+        Handing a transaction to the writer thread costs more than a small SQLite
+        transaction: each statement gives the GIL up and must win it back from a busy
+        event loop. Here it never waits: with the lock held elsewhere (another process,
+        or the writer thread) it goes to the writer thread, which waits its turn.
+        ``fn`` may run twice: its first transaction was rolled back.
+        """
+        if self.is_sqlite:
+            conn = self._quick_connection()
+            try:
+                with conn.begin():
+                    return fn(conn)
+            except OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+        return await self.write(fn)
+
+    def _quick_connection(self) -> Connection:
+        conn = self._quick
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect()
+            conn.execution_options(immediate=True)
+            raw = conn.connection.driver_connection  # not through SQLAlchemy: no BEGIN
+            assert raw is not None
+            raw.execute("PRAGMA busy_timeout = 0")
+            self._quick = conn
+            with self._kept_lock:
+                self._kept.append(conn)
+        return conn
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a read transaction on a reader thread."""

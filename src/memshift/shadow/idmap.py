@@ -13,17 +13,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy import Connection, select
 
 from memshift.config.settings import StoreName
-from memshift.database import Database
+from memshift.database import Database, driver_execute
 from memshift.statedb import id_map, load_doc, save_doc
 
 _BATCH = 500
 
 
-_PAIR = insert(id_map)  # built once, compiled once
+# On every mirrored create: straight to the driver; a pair already there stays as it is.
+_PAIR = 'INSERT INTO id_map ("kind", "legacy_id", "new_id") VALUES (?, ?, ?) ON CONFLICT DO NOTHING'
 
 
 class IdMap:
@@ -62,11 +62,8 @@ class IdMap:
         """Store the pair (legacy_id, new_id) of one ``kind``."""
 
         def write(conn: Connection) -> None:
-            try:
-                with conn.begin_nested():
-                    conn.execute(_PAIR, {"kind": kind, "legacy_id": legacy_id, "new_id": new_id})
-            except SAIntegrityError:
-                pass  # already paired: a replayed create mirrored twice maps the same way
+            # Already paired (a replayed create mirrored twice maps the same way): kept.
+            driver_execute(conn, _PAIR, (kind, legacy_id, new_id))
 
         await self.write(write)
         self.remember(kind, legacy_id, new_id)

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
-from memshift.database import Database
+from memshift.database import Database, driver_execute
 from memshift.statedb import writes
 from memshift.timestamps import now_us
 
@@ -41,19 +41,30 @@ LIVE = (INTENT, ACCEPTED, BACKLOG)
 UNFINISHED = (*LIVE, COPYING, COPIED)
 
 
-# Built once: SQLAlchemy compiles each statement once and reuses it for every write.
-_APPEND = insert(writes)
-_ACCEPT = (
-    update(writes)
-    .where(writes.c.id == bindparam("entry_id"))
-    .values(
-        state=ACCEPTED,
-        record_key=bindparam("key"),
-        primary_status=bindparam("status"),
-        primary_body=bindparam("answer"),
-    )
+# On every write: straight to the driver (``driver_execute``).
+_COLUMNS = (
+    "at",
+    "state",
+    "idem_key",
+    "user",
+    "route",
+    "method",
+    "path",
+    "body",
+    "record_key",
+    "depends",
+    "primary_store",
+    "attempts",
 )
-_FORGET = delete(writes).where(writes.c.id == bindparam("entry_id"))
+_APPEND = (
+    f"INSERT INTO writes ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in _COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)}) RETURNING id"
+)
+_ACCEPT = (
+    'UPDATE writes SET "state" = ?, "record_key" = ?, "primary_status" = ?, '
+    '"primary_body" = ? WHERE id = ?'
+)
+_FORGET = "DELETE FROM writes WHERE id = ?"
 
 
 @dataclass(frozen=True)
@@ -132,7 +143,7 @@ class WriteLog:
             return out
 
         try:
-            results = await self.db.write(together)
+            results = await self.db.write_quick(together)
         except Exception:
             try:
                 results = await self.db.write(isolated)
@@ -177,25 +188,23 @@ class WriteLog:
         primary: str,
     ) -> int:
         """Log a write before it is sent to the primary; return its id."""
-        values = {
-            "at": now_us(),
-            "state": INTENT,
-            "idem_key": idem_key,
-            "user": user,
-            "route": route,
-            "method": method,
-            "path": path,
-            "body": body,
-            "record_key": record_key,
-            "depends": orjson.dumps(list(depends)).decode(),
-            "primary_store": primary,
-            "attempts": 0,
-        }
+        values = (
+            now_us(),
+            INTENT,
+            idem_key,
+            user,
+            route,
+            method,
+            path,
+            body,
+            record_key,
+            orjson.dumps(list(depends)).decode(),
+            primary,
+            0,
+        )
 
         def op(conn: Connection) -> int:
-            key = conn.execute(_APPEND, values).inserted_primary_key
-            assert key is not None
-            return int(key[0])
+            return int(driver_execute(conn, _APPEND, values).fetchone()[0])
 
         return await self.submit(op)
 
@@ -215,8 +224,8 @@ class WriteLog:
         self, entry_id: int, record_key: str | None, status: int, body: bytes
     ) -> asyncio.Future[Any]:
         """Queue the primary's answer now, ahead of anything queued later for the write."""
-        values = {"entry_id": entry_id, "key": record_key, "status": status, "answer": body}
-        return self.post(lambda conn: conn.execute(_ACCEPT, values))
+        values = (ACCEPTED, record_key, status, body, entry_id)
+        return self.post(lambda conn: driver_execute(conn, _ACCEPT, values))
 
     async def backlog(self, entry_id: int, error: str) -> None:
         """Keep a write the secondary did not take, for replay in order."""
@@ -248,7 +257,7 @@ class WriteLog:
 
     async def forget(self, entry_id: int) -> None:
         """Drop a write that is done: mirrored, or never applied by the primary."""
-        await self.submit(lambda conn: conn.execute(_FORGET, {"entry_id": entry_id}))
+        await self.submit(lambda conn: driver_execute(conn, _FORGET, (entry_id,)))
 
     async def unfinished(self, after: int = 0, limit: int = 500) -> list[Entry]:
         """Return unfinished writes (live ones, and those backfill took over) in log order."""
