@@ -6,11 +6,13 @@ import re
 import socket
 from typing import Any
 
+import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from memshift.proxy.handler import CORE
 from tests.helpers import eventually
-from tests.proxy.conftest import ADMIN, MakeProxy, MakeStack, auth, echo_server
+from tests.proxy.conftest import ADMIN, MakeForwarder, MakeProxy, MakeStack, auth, echo_server
 
 
 def _closed_port_url() -> str:
@@ -151,3 +153,38 @@ async def test_writes_the_primary_refuses_are_not_mirrored(make_stack: MakeStack
     )
     assert 0 == stack.core.health["new"].figures().requests
     assert 0 == (await stack.core.log.figures())["backlog"]
+
+
+@pytest.mark.parametrize(("failures", "backlogged"), [(0, 0), (2, 0), (3, 1)])
+async def test_a_mirrored_write_is_tried_retry_attempts_times(
+    make_stack: MakeStack,
+    make_proxy: MakeProxy,
+    make_forwarder: MakeForwarder,
+    failures: int,
+    backlogged: int,
+) -> None:
+    """The first attempt, then the rest under the retry policy: 3 in all, no more."""
+    stack = await make_stack(seed=1)
+    seen = 0
+
+    async def flaky(request: web.Request) -> web.StreamResponse | None:
+        nonlocal seen
+        if request.method != "POST":
+            return None
+        seen += 1
+        if seen <= failures:
+            return web.json_response({"error": {"code": "busy", "message": "busy"}}, status=503)
+        return None
+
+    faulty = await make_forwarder(str(stack.new.make_url("")).rstrip("/"), flaky)
+    proxy, _ = await make_proxy(
+        str(stack.legacy.make_url("")).rstrip("/"),
+        faulty,
+        sections={"mirror": {"retry_attempts": 3, "retry_initial_s": 0.01, "retry_max_s": 0.05}},
+    )
+    made = await proxy.post(
+        "/v1/memories", json={"title": "t", "content": "c"}, headers=auth("user1")
+    )
+    assert 201 == made.status
+    assert min(failures + 1, 3) == seen
+    assert backlogged == (await proxy.server.app[CORE].log.figures())["backlog"]

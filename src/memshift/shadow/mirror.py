@@ -10,6 +10,7 @@ write is an ``Outcome``: done, backlog (try again later) or divergent (refused).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -20,7 +21,7 @@ import structlog
 
 from memshift.config.settings import MirrorSettings, StoreName
 from memshift.errors import UpstreamError
-from memshift.shadow.retry import Retryable, retrying
+from memshift.shadow.retry import Retryable, first_wait, retrying
 from memshift.shadow.routes import RouteMatch
 from memshift.shadow.translate import Translator
 from memshift.upstream import OutboundRequest, UpstreamResponse
@@ -118,16 +119,28 @@ class Mirror:
         attempts: int | None = None,
     ) -> UpstreamResponse:
         """Send with retries; return the answer (2xx or 4xx); raise ``Retryable`` at the end."""
-        async for attempt in retrying(self.settings(), attempts):
+        settings = self.settings()
+        try:
+            return await self._once(store, request, route, purpose)
+        except Retryable:
+            if (attempts or settings.retry_attempts) <= 1:
+                raise
+        await asyncio.sleep(first_wait(settings))
+        async for attempt in retrying(settings, attempts, after_first=True):
             with attempt:
-                try:
-                    answer = await self.send(store, request, route, purpose)
-                except UpstreamError as exc:
-                    raise Retryable("timeout" if exc.timeout else "unreachable") from exc
-                if answer.status >= 500:
-                    raise Retryable("server_error", answer.status, answer.body[:500])
-                return answer
+                return await self._once(store, request, route, purpose)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def _once(
+        self, store: StoreName, request: OutboundRequest, route: str, purpose: str
+    ) -> UpstreamResponse:
+        try:
+            answer = await self.send(store, request, route, purpose)
+        except UpstreamError as exc:
+            raise Retryable("timeout" if exc.timeout else "unreachable") from exc
+        if answer.status >= 500:
+            raise Retryable("server_error", answer.status, answer.body[:500])
+        return answer
 
     async def apply(
         self,
