@@ -28,6 +28,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from memshift.loadtest.stats import percentile
+
 RESULTS = Path(__file__).parent / "results"
 TOKENS = '[tokens.tok-bench]\nuser = "bench"\n[tokens.tok-ops]\nuser = "ops"\nrole = "admin"\n'
 USER = {"Authorization": "Bearer tok-bench"}
@@ -95,10 +97,17 @@ class StoreProcess:
         Path(f"/proc/{self.pid}/clear_refs").write_text("5")
 
 
-def memshift(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``python -m memshift --log-level warning ARGS`` quietly."""
+def pinned(cpus: str | None, argv: list[str]) -> list[str]:
+    """``argv`` run on the CPUs ``cpus`` (``"1"``, ``"0,1"``) with taskset; as is for None."""
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
+def memshift(
+    args: list[str], env: dict[str, str] | None = None, cpus: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m memshift --log-level warning ARGS`` quietly (on ``cpus``)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "memshift", "--log-level", "warning", *args],
+        pinned(cpus, [sys.executable, "-m", "memshift", "--log-level", "warning", *args]),
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
     )
@@ -134,15 +143,6 @@ def store_process(engine: str, db_url: str | None = None) -> Iterator[StoreProce
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Return the ``pct`` percentile of ``values`` (nearest rank)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 def machine() -> dict[str, Any]:
@@ -224,9 +224,12 @@ token = "tok-ops"
 url = "{new}"
 token = "tok-ops"
 [routing]
-read_percent = 0
+read_percent = {read_percent}
 shadow_read_percent = {shadow}
 write_mode = "{write_mode}"
+[rollback]
+max_latency_ratio = 1000.0
+max_mismatch_rate = 1.0
 [state]
 url = "sqlite:///{state}"
 """
@@ -234,9 +237,15 @@ url = "sqlite:///{state}"
 
 @contextlib.contextmanager
 def proxy_process(
-    legacy: str, new: str, write_mode: str = "sync", shadow: int = 0
+    legacy: str,
+    new: str,
+    write_mode: str = "sync",
+    shadow: int = 0,
+    cpus: str | None = None,
+    read_percent: int = 0,
+    serve_args: tuple[str, ...] = (),
 ) -> Iterator[str]:
-    """Run ``memshift serve`` in front of two stores; yield its URL."""
+    """Run ``memshift serve`` in front of two stores (on ``cpus``); yield its URL."""
     with tempfile.TemporaryDirectory(prefix="memshift-proxy-") as tmp:
         port, admin = free_port(), free_port()
         config = Path(tmp) / "memshift.toml"
@@ -249,12 +258,162 @@ def proxy_process(
                 state=f"{tmp}/state.db",
                 write_mode=write_mode,
                 shadow=shadow,
+                read_percent=read_percent,
             )
         )
-        proc = memshift(["serve", "--config", str(config)])
+        proc = memshift(["serve", "--config", str(config), *serve_args], cpus=cpus)
+        url = f"http://127.0.0.1:{port}"
+        SERVERS[url] = proc.pid
         try:
             wait_healthy(f"http://127.0.0.1:{admin}/healthz", proc, "proxy")
-            yield f"http://127.0.0.1:{port}"
+            yield url
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
+
+
+_MEMORY = (
+    '"title": "a memory", "content": "{content}", "context_id": null, "owner": "bench", '
+    '"access_level": "private", "metadata": {{}}, "version": 1, '
+    '"created_at": "2026-01-01T00:00:00.000000Z", "updated_at": "2026-01-01T00:00:00.000000Z"'
+)
+STATIC_SERVER = """
+  server {{
+    listen 127.0.0.1:{port};
+    default_type application/json;
+    location = /v1/whoami {{ return 200 '{{"user": "bench", "role": "user"}}'; }}
+    # A create answers a fresh id: "1", the connection's number, "00000", the request's
+    # number on it; unique while a connection carries fewer than 100,000 requests.
+    location = /v1/memories {{
+      return 201 '{{"id": 1${{connection}}00000${{connection_requests}}, {memory}}}';
+    }}
+    location ~ ^/v1/memories/(\\d+)$ {{ return 200 '{{"id": $1, {memory}}}'; }}
+    location / {{ return 200 '{{"status": "ok"}}'; }}
+  }}
+"""
+STATIC_CONFIG = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  client_max_body_size 16m;
+  keepalive_requests 99999;
+{servers}
+}}
+"""
+
+
+@contextlib.contextmanager
+def static_backends(count: int, cpus: str | None = None) -> Iterator[list[str]]:
+    """Run nginx (one worker) answering fixed memory-service JSON on ``count`` ports.
+
+    A fast, constant backend, so that what a benchmark measures is the proxy in front.
+    """
+    nginx = "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SystemExit("this benchmark needs nginx: apt-get install nginx-light")
+    memory = _MEMORY.format(content="x" * 400)
+    with tempfile.TemporaryDirectory(prefix="memshift-nginx-") as tmp:
+        ports = [free_port() for _ in range(count)]
+        servers = "".join(STATIC_SERVER.format(port=p, memory=memory) for p in ports)
+        config = Path(tmp) / "nginx.conf"
+        config.write_text(STATIC_CONFIG.format(tmp=tmp, servers=servers))
+        proc = subprocess.Popen(
+            pinned(cpus, [nginx, "-c", str(config), "-e", f"{tmp}/error.log"]),
+            stdout=subprocess.DEVNULL,
+        )
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        try:
+            for url in urls:
+                wait_healthy(url + "/healthz", proc, "nginx")
+            yield urls
+        finally:
+            proc.send_signal(signal.SIGQUIT)
+            proc.wait(timeout=30)
+
+
+SERVERS: dict[str, int] = {}  # URL of a proxy started here: its process id
+
+
+def cpu_seconds(url: str) -> float:
+    """CPU time (user + system) the process serving ``url`` and its children used so far.
+
+    Steadier than throughput on a shared machine: what the proxy spends per request.
+    """
+    pids = [SERVERS[url]]
+    children = Path(f"/proc/{pids[0]}/task/{pids[0]}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def loadtest(
+    target: str,
+    mix: str,
+    concurrency: int,
+    duration: float,
+    cpus: str | None = None,
+    sizes: str = "1000",
+) -> dict[str, Any]:
+    """Run ``memshift loadtest`` (on ``cpus``) and return its JSON report."""
+    argv = [
+        sys.executable, "-m", "memshift", "--log-level", "warning", "loadtest",
+        "--target", target, "--token", "tok-bench", "--mix", mix, "--sizes", sizes,
+        "--concurrency", str(concurrency), "--duration", str(duration), "--json",
+    ]  # fmt: skip
+    done = subprocess.run(pinned(cpus, argv), capture_output=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"loadtest against {target} failed ({done.returncode}): "
+            f"{done.stderr.decode()[-2000:]}{done.stdout.decode()[-3000:]}"
+        )
+    doc: dict[str, Any] = orjson.loads(done.stdout)
+    return doc
+
+
+def measured_load(
+    target: str, mix: str, concurrency: int, duration: float, cpus: str | None = None
+) -> dict[str, Any]:
+    """:func:`loadtest`'s totals, with the proxy's CPU microseconds per request if known."""
+    before = cpu_seconds(target) if target in SERVERS else None
+    total: dict[str, Any] = loadtest(target, mix, concurrency, duration, cpus)["total"]
+    if before is not None:
+        spent = cpu_seconds(target) - before
+        total["proxy_cpu_us"] = round(spent / max(total["count"], 1) * 1e6, 1)
+    return total
+
+
+@contextlib.contextmanager
+def bare_proxy(target: str, mirror: str | None = None, cpus: str | None = None) -> Iterator[str]:
+    """Run ``benchmarks/bare_proxy.py`` in front of ``target``; yield its URL."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.bare_proxy",
+        "--listen",
+        str(port),
+        "--target",
+        target,
+    ]
+    proc = subprocess.Popen(
+        pinned(cpus, argv + (["--mirror", mirror] if mirror else [])),
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    SERVERS[url] = proc.pid
+    try:
+        wait_healthy(url + "/healthz", proc, "bare proxy")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)

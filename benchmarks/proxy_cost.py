@@ -1,0 +1,211 @@
+"""The proxy's cost, side by side with the alternatives, in one run.
+
+    python -m benchmarks.proxy_cost [--duration S] [--concurrency C] [--rounds N]
+
+A fast static backend (nginx, one worker, fixed memory-service JSON) stands in for
+both stores, so that what is measured is the proxy in front of it. The same load
+generator (``memshift loadtest``) drives, in turn:
+
+  a. the backend directly;
+  b. a bare aiohttp pass-through proxy (``benchmarks/bare_proxy.py``), and the same
+     as a dual-write proxy (each write sent to the second backend after the first);
+  c. memshift at read percent 0, shadow 0 (sync mirroring);
+  d. memshift with shadow reads at 100%;
+  e. memshift mirroring writes sync and async;
+  f. memshift with ``serve --workers 2``.
+
+Reads are ``GET /v1/memories/{id}``, writes ``POST /v1/memories`` of 1 KB, at
+``--concurrency`` in flight for throughput and at 1 in flight for latency. The
+proxies run on CPU 1; nginx and the load generator share CPU 0 (``--workers 2``
+runs on both). Each figure is the median of ``--rounds`` rounds; targets run in turn
+within a round, so drift on this shared machine touches them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from benchmarks.harness import (
+    bare_proxy,
+    measured_load,
+    proxy_process,
+    report,
+    static_backends,
+)
+
+LOAD_CPU, PROXY_CPU = "0", "1"
+READ, WRITE = "read=100", "create=100"
+
+Target = Callable[[list[str]], contextlib.AbstractContextManager[str]]
+
+
+def _direct(urls: list[str]) -> contextlib.AbstractContextManager[str]:
+    return contextlib.nullcontext(urls[0])
+
+
+def _bare(urls: list[str]) -> contextlib.AbstractContextManager[str]:
+    return bare_proxy(urls[0], cpus=PROXY_CPU)
+
+
+def _bare_dual(urls: list[str]) -> contextlib.AbstractContextManager[str]:
+    return bare_proxy(urls[0], mirror=urls[1], cpus=PROXY_CPU)
+
+
+def _memshift(write_mode: str = "sync", shadow: int = 0, workers: int = 1) -> Target:
+    def start(urls: list[str]) -> contextlib.AbstractContextManager[str]:
+        return proxy_process(
+            urls[0],
+            urls[1],
+            write_mode=write_mode,
+            shadow=shadow,
+            cpus=PROXY_CPU if workers == 1 else f"{LOAD_CPU},{PROXY_CPU}",
+            serve_args=("--workers", str(workers)) if workers > 1 else (),
+        )
+
+    return start
+
+
+# name: (how to start it, which workloads it runs)
+TARGETS: dict[str, tuple[Target, tuple[str, ...]]] = {
+    "a. direct (nginx)": (_direct, ("read", "read_c1", "write")),
+    "b. bare aiohttp proxy": (_bare, ("read", "read_c1")),
+    "b. bare dual-write proxy": (_bare_dual, ("write", "write_c1")),
+    "c. memshift, shadow 0, sync": (_memshift(), ("read", "read_c1", "write", "write_c1")),
+    "d. memshift, shadow 100": (_memshift(shadow=100), ("read", "read_c1")),
+    "e. memshift, async mirroring": (_memshift("async"), ("write", "write_c1")),
+    "f. memshift, 2 workers": (_memshift(workers=2), ("read", "write")),
+}
+
+
+def run_round(urls: list[str], duration: float, concurrency: int) -> dict[str, Any]:
+    loads = {
+        "read": (READ, concurrency),
+        "read_c1": (READ, 1),
+        "write": (WRITE, concurrency),
+        "write_c1": (WRITE, 1),
+    }
+    out: dict[str, Any] = {}
+    for name, (start, workloads) in TARGETS.items():
+        with start(urls) as url:
+            for workload in workloads:
+                mix, inflight = loads[workload]
+                total = measured_load(url, mix, inflight, duration, cpus=LOAD_CPU)
+                out.setdefault(name, {})[workload] = {
+                    k: total[k]
+                    for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "proxy_cpu_us")
+                    if k in total
+                }
+                print(
+                    f"  {name:<30} {workload:<9} {total['throughput_rps']:8.0f} req/s  "
+                    f"p50 {total['p50_ms']:.3f} ms  p99 {total['p99_ms']:.3f} ms",
+                    flush=True,
+                )
+    return out
+
+
+def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for name, workloads in rounds[0].items():
+        for workload, figures in workloads.items():
+            merged.setdefault(name, {})[workload] = {
+                key: statistics.median(r[name][workload][key] for r in rounds) for key in figures
+            }
+    return merged
+
+
+@contextlib.contextmanager
+def backends() -> Iterator[list[str]]:
+    with static_backends(2, cpus=LOAD_CPU) as urls:
+        yield urls
+
+
+def _cpu(figures: dict[str, Any]) -> str:
+    return f"{figures['proxy_cpu_us']:.0f}" if "proxy_cpu_us" in figures else "-"
+
+
+def tables(result: dict[str, Any], concurrency: int) -> tuple[list[list[Any]], list[list[Any]]]:
+    direct, bare, dual = (
+        result["a. direct (nginx)"],
+        result["b. bare aiohttp proxy"],
+        result["b. bare dual-write proxy"],
+    )
+    reads, writes = [], []
+    for name, figures in result.items():
+        if "read" in figures:
+            rps = figures["read"]["throughput_rps"]
+            c1 = figures.get("read_c1")
+            reads.append(
+                [
+                    name,
+                    f"{rps:.0f}",
+                    f"{rps / bare['read']['throughput_rps']:.2f}",
+                    f"{c1['p50_ms']:.3f}" if c1 else "-",
+                    f"{c1['p50_ms'] - direct['read_c1']['p50_ms']:+.3f}" if c1 else "-",
+                    f"{c1['p99_ms'] - direct['read_c1']['p99_ms']:+.3f}" if c1 else "-",
+                    f"{figures['read']['p50_ms']:.2f}",
+                    _cpu(figures["read"]),
+                ]
+            )
+        if "write" in figures:
+            rps = figures["write"]["throughput_rps"]
+            c1 = figures.get("write_c1")
+            base = dual["write"]["throughput_rps"]
+            writes.append(
+                [
+                    name,
+                    f"{rps:.0f}",
+                    f"{rps / base:.2f}" if name != "a. direct (nginx)" else "-",
+                    f"{c1['p50_ms']:.3f}" if c1 else "-",
+                    f"{c1['p99_ms']:.3f}" if c1 else "-",
+                    f"{figures['write']['p50_ms']:.2f}",
+                    _cpu(figures["write"]),
+                ]
+            )
+    return reads, writes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rounds = []
+    with backends() as urls:
+        for n in range(args.rounds):
+            print(f"round {n + 1}/{args.rounds}", flush=True)
+            rounds.append(run_round(urls, args.duration, args.concurrency))
+    result = median_of(rounds)
+    reads, writes = tables(result, args.concurrency)
+    c = args.concurrency
+    print(f"\nreads (GET /v1/memories/{{id}}); throughput at {c} in flight, latency at 1")
+    report(
+        "proxy_cost",
+        [
+            "target",
+            "req/s",
+            "vs bare",
+            "p50 c=1",
+            "+p50 vs a",
+            "+p99 vs a",
+            f"p50 c={c}",
+            "proxy cpu us/req",
+        ],
+        reads,
+        {"concurrency": c, "duration_s": args.duration, "rounds": rounds, "median": result},
+    )
+    print(f"\nwrites (POST /v1/memories, 1 KB); throughput at {c} in flight, latency at 1")
+    report(
+        "proxy_cost_writes",
+        ["target", "req/s", "vs bare dual", "p50 c=1", "p99 c=1", f"p50 c={c}", "proxy cpu us/req"],
+        writes,
+        {"concurrency": c, "median": result},
+    )
+
+
+if __name__ == "__main__":
+    main()
