@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -28,6 +27,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from memshift.loadtest.content import real_text
 from memshift.loadtest.stats import percentile
 
 RESULTS = Path(__file__).parent / "results"
@@ -38,22 +38,7 @@ ADMIN = {"Authorization": "Bearer tok-ops"}
 
 def corpus(limit_bytes: int = 24_000_000) -> str:
     """Return real text: license texts, then standard-library sources, in a fixed order."""
-    parts: list[str] = []
-    size = 0
-    licenses = sorted(Path("/usr/share/common-licenses").glob("*"))
-    stdlib = sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))
-    for path in [*licenses, *stdlib]:
-        if not path.is_file() or "test" in path.parts:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        parts.append(text)
-        size += len(text)
-        if size >= limit_bytes:
-            break
-    return "\n".join(parts)
+    return real_text(limit_bytes)
 
 
 def slices(text: str, count: int, low: int, high: int, seed: int = 7) -> list[str]:

@@ -7,10 +7,13 @@ license texts a Debian system carries and the Python standard library's own sour
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
 import re
 import sysconfig
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 CORPUS_BYTES = 4_000_000
@@ -42,10 +45,38 @@ _FALLBACK_WORDS = [
 ]
 
 
-def _sources() -> list[Path]:
+def _python_files(root: Path) -> Iterator[Path]:
+    """``sorted(root.rglob("*.py"))``, lazily: only what is read is listed."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _python_files(Path(entry.path))
+        elif entry.name.endswith(".py"):
+            yield Path(entry.path)
+
+
+def real_text(limit: int) -> str:
+    """Real text from this machine, in a fixed order: license texts, then the standard
+    library's sources (its tests left out), until about ``limit`` characters."""
+    parts: list[str] = []
+    size = 0
     licenses = sorted(Path("/usr/share/common-licenses").glob("*"))
-    stdlib = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
-    return [*licenses, *stdlib]
+    stdlib = _python_files(Path(sysconfig.get_paths()["stdlib"]))
+    for path in itertools.chain(licenses, stdlib):
+        if not path.is_file() or "test" in path.parts:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        parts.append(text)
+        size += len(text)
+        if size >= limit:
+            break
+    return "\n".join(parts)
 
 
 class Corpus:
@@ -58,21 +89,10 @@ class Corpus:
     @classmethod
     def load(cls, limit: int = CORPUS_BYTES) -> Corpus:
         """Read real text from this machine; made-up text where there is none."""
-        parts: list[str] = []
-        size = 0
-        for path in _sources():
-            try:
-                part = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            parts.append(part)
-            size += len(part)
-            if size >= limit:
-                break
-        if size < 2 * 100_000:
+        text = real_text(limit)
+        if len(text) < 2 * 100_000:
             rnd = random.Random(1)
-            parts.append(" ".join(rnd.choice(_FALLBACK_WORDS) for _ in range(60_000)))
-        text = "\n".join(parts)
+            text += "\n" + " ".join(rnd.choice(_FALLBACK_WORDS) for _ in range(60_000))
         counts = Counter(w.lower() for w in _WORD.findall(text))
         # Terms a user might look for: frequent enough to match, not the commonest.
         ranked = [w for w, _ in counts.most_common(600)]
