@@ -122,6 +122,15 @@ migrate_state = Table(
     Column("at", BigInteger, nullable=False),
 )
 
+mcp_sessions = Table(
+    "mcp_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("last_used", BigInteger, nullable=False),
+    Index("ix_mcp_sessions_last_used", "last_used"),
+)
+
 reports = Table(
     "reports",
     metadata,

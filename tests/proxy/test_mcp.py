@@ -223,7 +223,7 @@ async def test_client_sees_only_the_proxy_session(make_stack: MakeStack) -> None
     answer = await stack.proxy.post("/mcp", json=init, headers=headers)
     assert answer.status == 200
     mine = answer.headers[protocol.SESSION_HEADER]
-    behind = stack.core.sessions.get(mine)
+    behind = await stack.core.sessions.get(mine)
     assert behind is not None
     store_ids = {s.id for s in behind.stores.values() if s is not None}
     assert len(store_ids) == 2 and mine not in store_ids
@@ -285,3 +285,43 @@ async def test_tool_writes_while_new_is_down_are_replayed(
     pair = await core.idmap.translate("memory", {made["id"]}, "legacy", "new")
     copy = await (await stack.new.get(f"/v1/memories/{pair[made['id']]}", headers=SERVICE)).json()
     assert (copy["content"], copy["version"]) == ("y", 2)
+
+
+async def test_a_session_opened_on_one_instance_is_served_by_another(
+    make_stack: MakeStack, make_proxy: MakeProxy, tmp_path: Any
+) -> None:
+    """Instances (and serve --workers) sharing a state db share client sessions."""
+    stack = await make_stack(seed=2)
+    second, _ = await make_proxy(
+        str(stack.legacy.make_url("")).rstrip("/"),
+        str(stack.new.make_url("")).rstrip("/"),
+        state_url=f"sqlite:///{tmp_path}/state.db",  # the first proxy's
+    )
+    headers = {"Accept": protocol.ACCEPT, **auth("user8")}
+    opened = await stack.proxy.post("/mcp", json=protocol.initialize_request("c1"), headers=headers)
+    assert opened.status == 200
+    session = {
+        **headers,
+        protocol.SESSION_HEADER: opened.headers[protocol.SESSION_HEADER],
+        protocol.VERSION_HEADER: protocol.HANDSHAKE_VERSION,
+    }
+    done = await second.post("/mcp", json=dict(protocol.INITIALIZED), headers=session)
+    assert done.status == 202
+    call = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": "create_memory", "arguments": {"title": "t", "content": "via 2"}},
+    }
+    answer = await second.post("/mcp", json=call, headers=session)
+    assert answer.status == 200
+    reply = protocol.response_to(await answer.read(), protocol.is_sse(answer.headers.items()), 7)
+    assert reply is not None and not reply["result"].get("isError"), reply
+    made = reply["result"]["structuredContent"]
+    core = second.server.app[CORE]
+    async with asyncio.timeout(10):
+        while core.mirror_jobs.active:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    await assert_equal_stores(stack.legacy, stack.new, core.idmap)
+    copy = await stack.legacy.get(f"/v1/memories/{made['id']}", headers=auth("user8"))
+    assert "via 2" == (await copy.json())["content"]

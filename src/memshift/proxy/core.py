@@ -79,7 +79,7 @@ class ProxyCore:
             name: HttpUpstream(settings.stores[name]) for name in STORE_NAMES
         }
         self.links = {name: self._link(name) for name in STORE_NAMES}
-        self.sessions = Sessions()
+        self.sessions = Sessions(db=state_db)  # shared by instances and workers
         self.background = Scheduler(
             name="proxy",
             limit=64,

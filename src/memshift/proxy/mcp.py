@@ -125,6 +125,7 @@ class McpExchange:
                 notify=True,
             )
             session.stores[store] = opened
+            await self.core.sessions.changed(session)
             log.info("mcp_store_session_opened", store=store, renewed=stale is not None)
             return opened
 
@@ -320,7 +321,7 @@ async def _initialize(ex: McpExchange) -> web.StreamResponse:
     if answer.status == 200 and isinstance(result, dict) and sid:
         stores[primary] = StoreSession(sid, str(result.get("protocolVersion", "")))
         stores[other(primary)] = await behind
-        ex.session = core.sessions.mint(dict(ex.msg), stores)
+        ex.session = await core.sessions.mint(dict(ex.msg), stores)
         core.metrics.mcp_sessions.set(len(core.sessions))
         log.info("mcp_session_opened", session=ex.session.id[:8], version=stores[primary])
     else:
@@ -344,6 +345,7 @@ async def _notify(ex: McpExchange) -> web.StreamResponse:
                 await core.send(other(primary), request, "mcp:notification", "session")
             except UpstreamError:
                 session.stores[other(primary)] = None  # opened again when needed
+        await core.sessions.changed(session)
     upstream, body = await ex.fetch(primary, ex.body, "mcp", "mcp:notification")
     if body and protocol.bogus_reply(body):
         log.warning("mcp_bogus_notification_reply", store=primary, method=ex.msg.get("method"))
@@ -358,7 +360,7 @@ async def _end(ex: McpExchange) -> web.StreamResponse:
     """The client ends its session: end every store session behind it."""
     session = ex.session
     assert session is not None
-    ex.core.sessions.drop(session.id)
+    await ex.core.sessions.drop(session.id)
     ex.core.metrics.mcp_sessions.set(len(ex.core.sessions))
     path = ex.core.holder.current.mcp.path
     for store, behind in session.stores.items():
@@ -505,7 +507,7 @@ async def handle_mcp(
     modern = protocol.is_modern(request.headers.get(protocol.VERSION_HEADER))
     sid = request.headers.get(protocol.SESSION_HEADER)
     if sid and not modern:
-        ex.session = core.sessions.get(sid)
+        ex.session = await core.sessions.get(sid)
         if ex.session is None:
             return rpc_error(ex.msg_id, 404, -32001, "Session not found")
     try:
