@@ -104,8 +104,8 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[Any]) -> Any:
     return raw.execute(_for_style(sql, conn.dialect.paramstyle), params)
 
 
-def _is_busy(exc: OperationalError) -> bool:
-    text = str(exc.orig).lower()
+def _is_busy(exc: OperationalError | sqlite3.OperationalError) -> bool:
+    text = str(exc.orig if isinstance(exc, OperationalError) else exc).lower()
     return "locked" in text or "busy" in text
 
 
@@ -184,7 +184,7 @@ class Database:
             try:
                 with conn.begin():
                     return fn(conn)
-            except OperationalError as exc:
+            except (OperationalError, sqlite3.OperationalError) as exc:  # BEGIN is sent raw
                 if not _is_busy(exc):
                     raise
         return await self.write(fn)
@@ -197,10 +197,30 @@ class Database:
             raw = conn.connection.driver_connection  # not through SQLAlchemy: no BEGIN
             assert raw is not None
             raw.execute("PRAGMA busy_timeout = 0")
+            # A checkpoint writes the database file and syncs it: never on the event
+            # loop. ``checkpoint()`` runs them on the writer thread instead.
+            raw.execute("PRAGMA wal_autocheckpoint = 0")
             self._quick = conn
             with self._kept_lock:
                 self._kept.append(conn)
         return conn
+
+    async def checkpoint(self) -> tuple[int, int]:
+        """Copy SQLite's write-ahead log into the database, on the writer thread.
+
+        For a process whose quick writes (``write_quick``) leave checkpoints to it.
+        Returns the frames in the log and those copied; (0, 0) on PostgreSQL.
+        """
+        if not self.is_sqlite:
+            return 0, 0
+
+        def run() -> tuple[int, int]:
+            raw = self._connection(True).connection.driver_connection
+            assert raw is not None
+            _busy, frames, copied = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(frames), int(copied)
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a read transaction on a reader thread."""

@@ -22,6 +22,7 @@ from memshift.webutil import Handler, answer_errors
 log = structlog.get_logger("memshift.proxy")
 
 REFRESH_EVERY_S = 1.0
+CHECKPOINT_EVERY_S = 1.0
 
 
 @web.middleware
@@ -41,6 +42,16 @@ async def _refresh_loop(core: ProxyCore) -> None:
             core.background_failed("control_refresh", exc)
 
 
+async def _checkpoints(core: ProxyCore) -> None:
+    """Checkpoint the state db off the event loop, which commits the write log itself."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_EVERY_S)
+        try:
+            await core.state_db.checkpoint()
+        except Exception as exc:  # busy or briefly unreachable: the next one catches up
+            core.background_failed("state_checkpoint", exc)
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     core = app[CORE]
     settings = core.holder.current
@@ -53,6 +64,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await core.replayer.recover()
     core.background.spawn(core.replay_loop(), "replay", daemon=True)
     core.background.spawn(_refresh_loop(core), "control-refresh", daemon=True)
+    core.background.spawn(_checkpoints(core), "state-checkpoint", daemon=True)
     core.background.spawn(core.watchdog(), "watchdog", daemon=True)
     if settings.source:
         core.background.spawn(
