@@ -155,7 +155,7 @@ class Mirroring:
         self.counted(target, outcome)
         self.mark(target, up=outcome.reason not in UNANSWERED)
         if outcome.kind is Kind.DONE:
-            await self.log.forget(entry_id)
+            self.log.forget_soon(entry_id)
             return
         log.warning(
             "mirror_write_failed",

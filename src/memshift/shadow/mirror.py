@@ -184,4 +184,4 @@ class Mirror:
             return
         ids = {primary: first.get("id"), target: copy.get("id")}
         if isinstance(ids["legacy"], int) and isinstance(ids["new"], int):
-            await self.translator.idmap.record(kind, ids["legacy"], ids["new"])
+            await self.translator.idmap.record(kind, ids["legacy"], ids["new"], wait=False)

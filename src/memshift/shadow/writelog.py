@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
+import structlog
 from sqlalchemy import Connection, func, select, update
 
 from memshift.database import Database, driver_execute
@@ -33,6 +34,7 @@ from memshift.statedb import writes
 from memshift.timestamps import now_us
 
 T = TypeVar("T")
+log = structlog.get_logger("memshift.shadow")
 Op = Callable[[Connection], Any]
 
 INTENT, ACCEPTED, BACKLOG, DIVERGENT = "intent", "accepted", "backlog", "divergent"
@@ -65,6 +67,11 @@ _ACCEPT = (
     '"primary_body" = ? WHERE id = ?'
 )
 _FORGET = "DELETE FROM writes WHERE id = ?"
+
+
+def _log_failure(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("write_log_operation_failed", error=repr(done.exception()))
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,9 @@ class WriteLog:
         try:
             while True:
                 batch = [await self._queue.get()]
+                # Let the requests ready to run queue their operations too: a commit
+                # on the event loop is quick, and one commit for more of them is less.
+                await asyncio.sleep(0)
                 while not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 await self._commit(batch)
@@ -253,6 +263,16 @@ class WriteLog:
             lambda conn: conn.execute(
                 select(writes.c.state).where(writes.c.id == entry_id)
             ).scalar_one_or_none()
+        )
+
+    def forget_soon(self, entry_id: int) -> None:
+        """Queue the end of a write that is done; the caller does not wait for the commit.
+
+        Safe to lose in a crash: the write is then replayed, and its
+        ``Idempotency-Key`` makes the secondary answer as before without applying it.
+        """
+        self.post(lambda conn: driver_execute(conn, _FORGET, (entry_id,))).add_done_callback(
+            _log_failure
         )
 
     async def forget(self, entry_id: int) -> None:
