@@ -180,7 +180,11 @@ class Database:
         ``fn`` may run twice: its first transaction was rolled back.
         """
         if self.is_sqlite:
-            conn = self._quick_connection()
+            conn = self._quick
+            if conn is None or conn.closed or conn.invalidated:
+                # Opening may wait on SQLite's lock (the WAL set-up): on the writer thread.
+                loop = asyncio.get_running_loop()
+                conn = await loop.run_in_executor(self._writer, self._open_quick)
             try:
                 with conn.begin():
                     return fn(conn)
@@ -189,7 +193,7 @@ class Database:
                     raise
         return await self.write(fn)
 
-    def _quick_connection(self) -> Connection:
+    def _open_quick(self) -> Connection:
         conn = self._quick
         if conn is None or conn.closed or conn.invalidated:
             conn = self.engine.connect()
