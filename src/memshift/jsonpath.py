@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 _STEP = re.compile(
     r"""\.\.(?P<deep>[A-Za-z_][\w-]*)|\.(?P<name>[A-Za-z_][\w-]*)|\[(?:(?P<star>\*)|(?P<index>\d+)|"(?P<quoted>[^"]+)")\]"""
 )
@@ -100,3 +102,14 @@ def update(doc: Any, path: Path, fn: Callable[[Any], Any]) -> None:
     """Replace, in place, every value ``path`` names in ``doc`` with ``fn(value)``."""
     for container, key in places(doc, path):
         container[key] = fn(container[key])
+
+
+def document_of(body: bytes | None) -> Any:
+    """The JSON document in ``body``; None when it is empty or not JSON.
+
+    Bodies come from stores and clients: not every one of them is JSON.
+    """
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None

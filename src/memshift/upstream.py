@@ -102,12 +102,12 @@ class HttpUpstream:
         The URL is built from the configured scheme, host and port, never joined, so a
         path such as ``//elsewhere/x`` cannot name another host.
         """
-        path, _, query = path_qs.partition("?")
+        path, _, query = self.target(path_qs).partition("?")
         return URL.build(
             scheme=self._base.scheme,
             host=self._base.raw_host or "",
             port=self._base.explicit_port,
-            path="/" + path.lstrip("/"),
+            path=path,
             query_string=query,
             encoded=True,
         )

@@ -137,8 +137,9 @@ async def test_a_rate_limit_holds_the_pace(aiohttp_server: Any, tmp_path: Any) -
     )
     async with LoadTest(options) as test:
         doc = await test.run()
-    # Paced at 20/s for one second: about 20, never hundreds (a store does far more).
-    assert 10 <= doc["total"]["count"] <= 30
+    # Paced at 20/s, starts stop at the deadline: at most 21 in one second, whatever
+    # the machine's speed (unpaced, a store answers hundreds).
+    assert 0 < doc["total"]["count"] <= 21
 
 
 async def test_the_command_prints_json_and_exits_0_when_nothing_failed(

@@ -15,6 +15,7 @@ import orjson
 
 from memshift import __version__
 from memshift.errors import MemshiftError
+from memshift.jsonpath import document_of
 from memshift.loadtest.content import Corpus
 from memshift.loadtest.mix import DEFAULT_MIX, DEFAULT_SIZES, Weighted, parse_mix, parse_sizes
 from memshift.loadtest.stats import OpStats, summarize
@@ -95,17 +96,17 @@ class LoadTest:
         async with self.http.request(method, self.base + path, data=data) as resp:
             return resp.status, await resp.read()
 
-    def _remember(self, payload: bytes, rnd: random.Random) -> None:
-        try:
-            new_id = orjson.loads(payload)["id"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return
-        if not isinstance(new_id, int):
-            return
-        if len(self.ids) < POOL_MAX:
-            self.ids.append(new_id)
-        else:
-            self.ids[rnd.randrange(POOL_MAX)] = new_id
+    async def _create(self, rnd: random.Random) -> tuple[int, bytes]:
+        """Create a memory; keep its id (at most ``POOL_MAX``) to read and update."""
+        status, payload = await self._call("POST", "/v1/memories", self._memory(rnd))
+        doc = document_of(payload) if status == 201 else None
+        new_id = doc.get("id") if isinstance(doc, dict) else None
+        if isinstance(new_id, int):
+            if len(self.ids) < POOL_MAX:
+                self.ids.append(new_id)
+            else:
+                self.ids[rnd.randrange(POOL_MAX)] = new_id
+        return status, payload
 
     def _memory(self, rnd: random.Random) -> dict[str, Any]:
         self.created += 1
@@ -122,10 +123,7 @@ class LoadTest:
         ``read`` and ``update`` need a created memory: :meth:`seed` first.
         """
         if name == "create":
-            status, payload = await self._call("POST", "/v1/memories", self._memory(rnd))
-            if status == 201:
-                self._remember(payload, rnd)
-            return status, payload
+            return await self._create(rnd)
         if name == "read":
             return await self._call("GET", f"/v1/memories/{rnd.choice(self.ids)}")
         if name == "update":
@@ -140,19 +138,16 @@ class LoadTest:
         rnd = random.Random(self.options.seed)
         for i in range(count):
             try:
-                status, payload = await self._call("POST", "/v1/memories", self._memory(rnd))
+                status, payload = await self._create(rnd)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise LoadtestError(
                     f"cannot reach {self.base}: {exc or type(exc).__name__}"
                 ) from None
             if status in (401, 403):
                 raise LoadtestError(f"{self.base} refused the token (HTTP {status})")
-            if status != 201:
-                if i == 0:
-                    text = payload[:200].decode("utf-8", "replace")
-                    raise LoadtestError(f"{self.base} refused a create (HTTP {status}): {text}")
-                continue
-            self._remember(payload, rnd)
+            if status != 201 and i == 0:
+                text = payload[:200].decode("utf-8", "replace")
+                raise LoadtestError(f"{self.base} refused a create (HTTP {status}): {text}")
 
     async def run(
         self, duration_s: float | None = None, progress: Callable[[Tick], None] | None = None

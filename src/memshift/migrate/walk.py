@@ -15,6 +15,7 @@ import orjson
 
 from memshift.config.settings import StoreEndpoint
 from memshift.errors import UpstreamError
+from memshift.jsonpath import document_of
 from memshift.upstream import HttpUpstream, OutboundRequest
 
 KINDS = ("context", "memory", "relation")
@@ -22,13 +23,6 @@ CREATE_PATHS = {"context": "/v1/contexts", "memory": "/v1/memories", "relation":
 ITEM_PATHS = {kind: f"{path}/" for kind, path in CREATE_PATHS.items()}
 PAGE = 500
 IN_FLIGHT = 16
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
 
 
 class StoreClient:
@@ -54,7 +48,7 @@ class StoreClient:
             answer = await self.http.send(OutboundRequest(method, path, tuple(headers), body))
         if answer.status >= 500:
             raise UpstreamError(self.name, f"{method} {path} answered {answer.status}")
-        return answer.status, _json(answer.body)
+        return answer.status, document_of(answer.body)
 
     async def get(self, path: str) -> tuple[int, Any]:
         """GET ``path``; return the status and parsed JSON body."""

@@ -67,7 +67,7 @@ class ProxyCore:
         self.translator = Translator(self.idmap)
         self.log = WriteLog(state_db)
         self.idmap.write = self.log.submit
-        self.idmap.post = self.log.post
+        self.idmap.post = self.log.post_soon
         self.lanes = Lanes()
         self.identities = Identities()
         self.metrics = ProxyMetrics()

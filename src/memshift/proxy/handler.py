@@ -23,6 +23,7 @@ from multidict import CIMultiDict
 from memshift.config.settings import StoreName
 from memshift.control.ramp import reads_from_new
 from memshift.errors import UpstreamError
+from memshift.jsonpath import document_of
 from memshift.proxy.core import ProxyCore
 from memshift.proxy.headers import (
     SERVED_BY,
@@ -170,7 +171,7 @@ async def _write(ex: Exchange) -> web.Response:
     user = await identity(core, ex.request.headers.get("Authorization"), ex.rid, primary)
     if user is None:  # the primary does not know this caller: it refuses, nothing to mirror
         return await _answer_write(ex, primary, await ex.send(primary, "write", headers))
-    own, depends = record_keys(ex.match, _json(ex.body))
+    own, depends = record_keys(ex.match, document_of(ex.body))
     write = Write(
         ex.match, ex.request.method, ex.request.rel_url.raw_path_qs, ex.body, key, user, ex.rid
     )
@@ -183,13 +184,6 @@ async def _write(ex: Exchange) -> web.Response:
 
     upstream = await mirrored(core, write, own, depends, primary, forward)
     return await _answer_write(ex, primary, upstream)
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
 
 
 async def _answer_write(

@@ -12,10 +12,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import orjson
-
 from memshift.config.settings import StoreName
 from memshift.errors import UpstreamError
+from memshift.jsonpath import document_of
 from memshift.proxy.core import ProxyCore
 from memshift.shadow.dispatch import created_key
 from memshift.shadow.mirror import Write
@@ -34,13 +33,6 @@ class Accepted(Generic[T]):
     result: T
 
 
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-
-
 async def identity(
     core: ProxyCore, authorization: str | None, rid: str, primary: StoreName
 ) -> str | None:
@@ -54,7 +46,7 @@ async def identity(
             "GET", whoami, (("Authorization", authorization), ("X-Request-Id", rid)), b""
         )
         answer = await core.send(primary, request, "whoami", "identity")
-        doc = _json(answer.body) if answer.status == 200 else None
+        doc = document_of(answer.body) if answer.status == 200 else None
         user = doc.get("user") if isinstance(doc, dict) else None
         return user if isinstance(user, str) else None
 
@@ -96,7 +88,7 @@ async def mirrored(
         if not accepted.ok:
             await core.log.forget(entry)
             return accepted.result
-        own = own or created_key(write.match, primary, _json(accepted.document))
+        own = own or created_key(write.match, primary, document_of(accepted.document))
         queued = state.write_mode == "async" and primary == "legacy"
         if queued and core.mirror_jobs.full:
             job = core.mirroring.hold(

@@ -92,7 +92,7 @@ class Mirroring:
         depends: tuple[str, ...],
     ) -> Coroutine[Any, Any, None]:
         """Queue the primary's answer and join the lanes; return the mirroring work."""
-        _ = self.log.post_accepted(entry_id, own, status, answer)  # committed before later ops
+        self.log.post_accepted(entry_id, own, status, answer)  # committed before later ops
         blocked = self.lanes.is_blocked([own, *depends])
         if blocked or self.is_down(other(primary)):
             self.lanes.block(own)
@@ -110,7 +110,7 @@ class Mirroring:
         reason: str,
     ) -> Coroutine[Any, Any, None]:
         """Send an accepted write straight to the backlog (the mirror queue is full)."""
-        _ = self.log.post_accepted(entry_id, own, status, answer)  # committed before later ops
+        self.log.post_accepted(entry_id, own, status, answer)  # committed before later ops
         self.lanes.block(own)
         return self._hold(entry_id, primary, reason)
 

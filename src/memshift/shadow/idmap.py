@@ -10,11 +10,9 @@ each second) then drops the cache.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import structlog
 from sqlalchemy import Connection, select
 
 from memshift.config.settings import StoreName
@@ -25,14 +23,7 @@ _BATCH = 500
 
 
 # On every mirrored create: straight to the driver; a pair already there stays as it is.
-log = structlog.get_logger("memshift.shadow")
-
 _PAIR = 'INSERT INTO id_map ("kind", "legacy_id", "new_id") VALUES (?, ?, ?) ON CONFLICT DO NOTHING'
-
-
-def _log_failure(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.error("id_pair_not_kept", error=repr(done.exception()))
 
 
 class IdMap:
@@ -43,7 +34,7 @@ class IdMap:
         self.cache_size = cache_size
         # The proxy routes pairs through the write log's group commit.
         self.write: Callable[[Callable[[Connection], None]], Awaitable[None]] = db.write
-        self.post: Callable[[Callable[[Connection], None]], asyncio.Future[None]] | None = None
+        self.post: Callable[[Callable[[Connection], None], str], None] | None = None
         self._to_new: dict[tuple[str, int], int] = {}
         self._to_legacy: dict[tuple[str, int], int] = {}
         self._generation = 0  # a generation other than the state db's drops the cache
@@ -82,7 +73,7 @@ class IdMap:
 
         if not wait and self.post is not None:
             self.remember(kind, legacy_id, new_id)
-            self.post(write).add_done_callback(_log_failure)
+            self.post(write, "id_pair")
             return
         await self.write(write)
         self.remember(kind, legacy_id, new_id)

@@ -14,13 +14,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 import orjson
 import structlog
 
 from memshift.config.settings import MirrorSettings, StoreName
 from memshift.errors import UpstreamError
+from memshift.jsonpath import document_of
 from memshift.shadow.retry import Retryable, first_wait, retrying
 from memshift.shadow.routes import RouteMatch
 from memshift.shadow.translate import Translator
@@ -62,13 +62,6 @@ class Outcome:
     body: bytes = b""
 
 
-def _json(body: bytes | None) -> Any:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-
-
 class Mirror:
     """Builds and sends writes to a store on behalf of their users."""
 
@@ -93,9 +86,9 @@ class Mirror:
         if translated is None:
             return None
         path_qs, body = translated
-        first = _json(answer) if spec.creates and spec.copy_from_answer else None
+        first = document_of(answer) if spec.creates and spec.copy_from_answer else None
         if isinstance(first, dict):
-            doc = _json(body)
+            doc = document_of(body)
             if isinstance(doc, dict):
                 doc |= {f: first[f] for f in spec.copy_from_answer if f in first}
                 body = orjson.dumps(doc)
@@ -179,7 +172,7 @@ class Mirror:
         result: UpstreamResponse,
     ) -> None:
         kind = write.match.spec.creates
-        first, copy = _json(answer), _json(result.body)
+        first, copy = document_of(answer), document_of(result.body)
         if kind is None or not (isinstance(first, dict) and isinstance(copy, dict)):
             return
         ids = {primary: first.get("id"), target: copy.get("id")}

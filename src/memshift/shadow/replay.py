@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-import orjson
 import structlog
 
 from memshift.config.settings import RouteSpec, StoreName, other
+from memshift.jsonpath import document_of
 from memshift.shadow.dispatch import Mirroring, created_key
 from memshift.shadow.mirror import Kind, Outcome, Write
 from memshift.shadow.retry import Retryable
@@ -43,13 +43,6 @@ class PassResult:
     skipped: int = 0
     stopped: str | None = None
     kinds: dict[str, int] = field(default_factory=dict)
-
-
-def _json(body: bytes) -> object:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _wait_behind(skipped: set[str], *keys: str | None) -> None:
@@ -132,7 +125,7 @@ class Replayer:
                 self.mirroring.lanes.release(own)
                 return None
             answer = resolved
-            own = own or created_key(match, primary, _json(answer))
+            own = own or created_key(match, primary, document_of(answer))
             await log_.accepted(row.id, own, 200, answer)
             self.orphans.discard(row.id)
         outcome = await self.mirroring.mirror.apply(

@@ -21,6 +21,7 @@ a savepoint of its own, so that only that one fails.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -69,9 +70,9 @@ _ACCEPT = (
 _FORGET = "DELETE FROM writes WHERE id = ?"
 
 
-def _log_failure(done: asyncio.Future[Any]) -> None:
+def _log_failure(what: str, done: asyncio.Future[Any]) -> None:
     if not done.cancelled() and done.exception() is not None:
-        log.error("write_log_operation_failed", error=repr(done.exception()))
+        log.error("write_log_operation_failed", operation=what, error=repr(done.exception()))
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,10 @@ class WriteLog:
             return await self.db.write(op)
         return await self.post(op)
 
+    def post_soon(self, op: Callable[[Connection], Any], what: str) -> None:
+        """Queue ``op`` for the next group commit; nobody waits, a failure is logged."""
+        self.post(op).add_done_callback(functools.partial(_log_failure, what))
+
     def post(self, op: Callable[[Connection], T]) -> asyncio.Future[T]:
         """Queue ``op`` for the next group commit now; return its future.
 
@@ -232,10 +237,10 @@ class WriteLog:
 
     def post_accepted(
         self, entry_id: int, record_key: str | None, status: int, body: bytes
-    ) -> asyncio.Future[Any]:
+    ) -> None:
         """Queue the primary's answer now, ahead of anything queued later for the write."""
         values = (ACCEPTED, record_key, status, body, entry_id)
-        return self.post(lambda conn: driver_execute(conn, _ACCEPT, values))
+        self.post_soon(lambda conn: driver_execute(conn, _ACCEPT, values), "accepted")
 
     async def backlog(self, entry_id: int, error: str) -> None:
         """Keep a write the secondary did not take, for replay in order."""
@@ -271,9 +276,7 @@ class WriteLog:
         Safe to lose in a crash: the write is then replayed, and its
         ``Idempotency-Key`` makes the secondary answer as before without applying it.
         """
-        self.post(lambda conn: driver_execute(conn, _FORGET, (entry_id,))).add_done_callback(
-            _log_failure
-        )
+        self.post_soon(lambda conn: driver_execute(conn, _FORGET, (entry_id,)), "forget")
 
     async def forget(self, entry_id: int) -> None:
         """Drop a write that is done: mirrored, or never applied by the primary."""
