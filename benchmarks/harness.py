@@ -217,6 +217,9 @@ max_latency_ratio = 1000.0
 max_mismatch_rate = 1.0
 [state]
 url = "sqlite:///{state}"
+[compare]
+helper = {helper}
+helper_cpus = [{helper_cpus}]
 """
 
 
@@ -229,8 +232,14 @@ def proxy_process(
     cpus: str | None = None,
     read_percent: int = 0,
     serve_args: tuple[str, ...] = (),
+    helper: bool = True,
+    helper_cpus: str = "",
 ) -> Iterator[str]:
-    """Run ``memshift serve`` in front of two stores (on ``cpus``); yield its URL."""
+    """Run ``memshift serve`` in front of two stores (on ``cpus``); yield its URL.
+
+    ``helper``: shadow reads in the helper process (on ``helper_cpus``, "0,1" say;
+    by default the proxy's own) or, False, in the proxy's own process.
+    """
     with tempfile.TemporaryDirectory(prefix="memshift-proxy-") as tmp:
         port, admin = free_port(), free_port()
         config = Path(tmp) / "memshift.toml"
@@ -244,6 +253,8 @@ def proxy_process(
                 write_mode=write_mode,
                 shadow=shadow,
                 read_percent=read_percent,
+                helper="true" if helper else "false",
+                helper_cpus=helper_cpus,
             )
         )
         proc = memshift(["serve", "--config", str(config), *serve_args], cpus=cpus)

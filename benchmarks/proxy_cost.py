@@ -10,7 +10,9 @@ generator (``memshift loadtest``) drives, in turn:
   b. a bare aiohttp pass-through proxy (``benchmarks/bare_proxy.py``), and the same
      as a dual-write proxy (each write sent to the second backend after the first);
   c. memshift at read percent 0, shadow 0 (sync mirroring);
-  d. memshift with shadow reads at 100%;
+  d. memshift with shadow reads at 100%: the shadow helper on the proxy's CPU, on the
+     other CPU (sharing it, at idle priority, with nginx and the load generator), and
+     shadow reads in the proxy's own process (``[compare] helper = false``);
   e. memshift mirroring writes sync and async;
   f. memshift (shadow 100) as one process and as ``serve --workers 2``, each free to
      use both CPUs.
@@ -56,8 +58,17 @@ def _bare_dual(urls: list[str]) -> contextlib.AbstractContextManager[str]:
     return bare_proxy(urls[0], mirror=urls[1], cpus=PROXY_CPU)
 
 
-def _memshift(write_mode: str = "sync", shadow: int = 0, workers: int | None = None) -> Target:
-    """memshift pinned to the proxy's CPU; with ``workers``, free to use both CPUs."""
+def _memshift(
+    write_mode: str = "sync",
+    shadow: int = 0,
+    workers: int | None = None,
+    helper: bool = True,
+    helper_cpus: str = "",
+) -> Target:
+    """memshift pinned to the proxy's CPU; with ``workers``, free to use both CPUs.
+
+    Its shadow helper shares the proxy's CPU unless ``helper_cpus`` says otherwise.
+    """
 
     def start(urls: list[str]) -> contextlib.AbstractContextManager[str]:
         return proxy_process(
@@ -67,6 +78,8 @@ def _memshift(write_mode: str = "sync", shadow: int = 0, workers: int | None = N
             shadow=shadow,
             cpus=PROXY_CPU if workers is None else f"{LOAD_CPU},{PROXY_CPU}",
             serve_args=("--workers", str(workers)) if workers and workers > 1 else (),
+            helper=helper,
+            helper_cpus=helper_cpus,
         )
 
     return start
@@ -79,6 +92,11 @@ TARGETS: dict[str, tuple[Target, tuple[str, ...]]] = {
     "b. bare dual-write proxy": (_bare_dual, ("write", "write_c1")),
     "c. memshift, shadow 0, sync": (_memshift(), ("read", "read_c1", "write", "write_c1")),
     "d. memshift, shadow 100": (_memshift(shadow=100), ("read", "read_c1")),
+    "d. shadow 100, helper on CPU 0": (
+        _memshift(shadow=100, helper_cpus=LOAD_CPU),
+        ("read", "read_c1"),
+    ),
+    "d. shadow 100, in process": (_memshift(shadow=100, helper=False), ("read", "read_c1")),
     "e. memshift, async mirroring": (_memshift("async"), ("write", "write_c1")),
     # Scale-out: the proxy free to use both CPUs (shared with nginx and the load generator).
     "f. memshift, shadow 100, 1 process": (_memshift(shadow=100, workers=1), ("read", "write")),

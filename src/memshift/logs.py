@@ -53,9 +53,19 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
 
+_configured = ("info", True)
+
+
+def configured() -> tuple[str, bool]:
+    """The level and the JSON choice this process's logs were configured with."""
+    return _configured
+
+
 def configure(*, level: str = "info", json: bool | None = None) -> None:
     """Configure structlog for this process; ``json=None`` picks JSON unless on a terminal."""
+    global _configured
     as_json = (not sys.stderr.isatty()) if json is None else json
+    _configured = (level, as_json)
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if as_json

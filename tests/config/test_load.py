@@ -64,6 +64,9 @@ def test_defaults_follow_the_contract() -> None:
     )
     assert "/mcp" == s.mcp.path
     assert "memories.item" in [r.name for r in s.routes]
+    assert (True, ()) == (s.compare.helper, s.compare.helper_cpus)
+    pinned = parse_settings(with_("compare.helper_cpus", [1, 0, 1]), env=ENV)
+    assert (0, 1) == pinned.compare.helper_cpus
 
 
 def test_secrets_stay_out_of_repr() -> None:
@@ -96,6 +99,9 @@ def test_secrets_stay_out_of_repr() -> None:
         ("stores.extra", {"url": "http://x"}, "stores.extra"),
         ("state.url", "mysql://db", "state.url"),
         ("mcp.read_tools", ["create_memory"], "mcp.read_tools"),
+        ("compare.helper", "yes", "compare.helper"),
+        ("compare.helper_cpus", [-1], "compare.helper_cpus"),
+        ("compare.helper_cpus", "0-1", "compare.helper_cpus"),
         ("surprise", {}, "surprise"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ def proxy_doc(legacy_url: str, new_url: str, state_url: str, **routing: Any) -> 
         },
         "routing": routing,
         "state": {"url": state_url},
+        # In process, unless a test asks for the helper (test_compare runs both ways).
+        "compare": {"helper": False},
     }
 
 
@@ -218,3 +221,26 @@ async def make_forwarder(aiohttp_server: Any) -> AsyncIterator[MakeForwarder]:
 
     yield make
     await session.close()
+
+
+@pytest.fixture(params=[False, True], ids=["in_process", "helper"])
+def helper(request: pytest.FixtureRequest) -> bool:
+    """Shadow reads in the proxy's own process, and in the shadow helper process."""
+    return bool(request.param)
+
+
+async def helper_up(core: Any, helper: bool) -> None:
+    """With the helper asked for, wait until it takes reads (till then the proxy does them)."""
+    async with asyncio.timeout(30):
+        while helper and not (core.shadow_helper and core.shadow_helper.running):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+def helper_did(core: Any, helper: bool, reads: int | None = None) -> None:
+    """Shadow reads went where the test asked: with the helper, all ``reads`` of them."""
+    if not helper:
+        assert core.shadow_helper is None
+    elif reads is None:
+        assert core.shadow_helper.settled > 0
+    else:
+        assert reads == core.shadow_helper.settled

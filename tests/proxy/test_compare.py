@@ -17,13 +17,23 @@ from memshift.store.api import STATE
 from memshift.store.call import Call
 from memshift.store.memories import update_memory
 from memshift.store.tokens import Principal
-from tests.proxy.conftest import ADMIN, ADMIN_TOKEN, USERS, MakeProxy, MakeStack, auth, echo_server
+from tests.proxy.conftest import (
+    ADMIN,
+    ADMIN_TOKEN,
+    USERS,
+    MakeProxy,
+    MakeStack,
+    auth,
+    echo_server,
+    helper_did,
+    helper_up,
+)
 from tests.proxy.test_workload import drained, user_session
 
 
 async def _compared(core: Any) -> None:
     async with asyncio.timeout(10):
-        while core.shadows.active:  # noqa: ASYNC110 (waits for background comparisons)
+        while core.shadows_active:  # noqa: ASYNC110 (waits for background comparisons)
             await asyncio.sleep(0.02)
 
 
@@ -35,9 +45,10 @@ def _route(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next((r for r in doc["routes"] if r["route"] == name), {"compared": 0, "mismatched": 0})
 
 
-async def test_a_changed_record_is_a_content_mismatch(make_stack: MakeStack) -> None:
+async def test_a_changed_record_is_a_content_mismatch(make_stack: MakeStack, helper: bool) -> None:
     """Content changed in new's database shows as $.content on memories.item, with a sample."""
-    stack = await make_stack(shadow_read_percent=100)
+    stack = await make_stack(shadow_read_percent=100, sections={"compare": {"helper": helper}})
+    await helper_up(stack.core, helper)
     ids = []
     for i in range(3):
         made = await stack.proxy.post(
@@ -55,6 +66,7 @@ async def test_a_changed_record_is_a_content_mismatch(make_stack: MakeStack) -> 
         await stack.proxy.get(f"/v1/memories/{memory_id}", headers=auth("user1"))
     await stack.proxy.get("/v1/contexts", headers=auth("user1"))
     await _compared(stack.core)
+    helper_did(stack.core, helper, 4)
     doc = await _report(stack.admin)
     item = _route(doc, "memories.item")
     assert (3, 1) == (item["compared"], item["mismatched"])
@@ -71,20 +83,26 @@ async def test_a_changed_record_is_a_content_mismatch(make_stack: MakeStack) -> 
     )
 
 
-async def test_identical_stores_report_no_mismatch(make_stack: MakeStack) -> None:
+async def test_identical_stores_report_no_mismatch(make_stack: MakeStack, helper: bool) -> None:
     """Two equal stores under a workload at read percent 50: mismatch rate 0."""
-    stack = await make_stack(seed=0, read_percent=50, shadow_read_percent=100)
+    stack = await make_stack(
+        seed=0, read_percent=50, shadow_read_percent=100, sections={"compare": {"helper": helper}}
+    )
+    await helper_up(stack.core, helper)
     await asyncio.gather(
         *(user_session(stack.proxy, u, random.Random(i)) for i, u in enumerate(USERS[:6]))
     )
     await drained(stack)
     await _compared(stack.core)
+    helper_did(stack.core, helper)
     totals = (await _report(stack.admin))["totals"]
     assert totals["compared"] > 50
     assert (0, 0.0) == (totals["mismatched"], totals["mismatch_rate"])
 
 
-async def test_noise_is_learned_not_counted(aiohttp_server: Any, make_proxy: MakeProxy) -> None:
+async def test_noise_is_learned_not_counted(
+    aiohttp_server: Any, make_proxy: MakeProxy, helper: bool
+) -> None:
     """A field that differs between two reads of one store is learned as noise."""
     ticks = itertools.count()
 
@@ -96,18 +114,20 @@ async def test_noise_is_learned_not_counted(aiohttp_server: Any, make_proxy: Mak
         str(legacy.make_url("")).rstrip("/"),
         str(new.make_url("")).rstrip("/"),
         shadow_read_percent=100,
-        sections={"compare": {"noise_percent": 100}},
+        sections={"compare": {"noise_percent": 100, "helper": helper}},
     )
     core = proxy.server.app[CORE]
+    await helper_up(core, helper)
     for _ in range(5):
         await proxy.get("/v1/stats", headers=auth("user1"))
         await _compared(core)
+    helper_did(core, helper, 5)
     stats = _route(await _report(admin), "stats")
     assert (5, 0, ["$.took_ms"]) == (stats["compared"], stats["mismatched"], stats["noise_paths"])
 
 
 async def test_a_read_racing_a_mirrored_write_is_in_flight(
-    aiohttp_server: Any, make_stack: MakeStack, make_proxy: MakeProxy
+    aiohttp_server: Any, make_stack: MakeStack, make_proxy: MakeProxy, helper: bool
 ) -> None:
     """While a write to a record is still on its way to new, its reads are in-flight."""
     stack = await make_stack()
@@ -136,8 +156,10 @@ async def test_a_read_racing_a_mirrored_write_is_in_flight(
             str(slow.make_url("")).rstrip("/"),
             write_mode="async",
             shadow_read_percent=100,
+            sections={"compare": {"helper": helper}},
         )
         core = proxy.server.app[CORE]
+        await helper_up(core, helper)
         made = await (
             await proxy.post(
                 "/v1/memories", json={"title": "t", "content": "old"}, headers=auth("user1")
@@ -154,6 +176,7 @@ async def test_a_read_racing_a_mirrored_write_is_in_flight(
         await _compared(core)
         item = _route(await _report(admin), "memories.item")
         assert (1, 1, 0) == (item["compared"], item["inflight"], item["mismatched"])
+        helper_did(core, helper, 1)
         async with asyncio.timeout(10):
             while core.mirror_jobs.active:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)

@@ -26,6 +26,8 @@ from tests.proxy.conftest import (
     Stack,
     auth,
     echo_server,
+    helper_did,
+    helper_up,
 )
 from tests.proxy.test_compare import _compared
 from tests.proxy.test_workload import TOLERANT, assert_equal_stores, assert_stores_match, drained
@@ -94,9 +96,15 @@ async def test_tools_are_mirrored_and_ids_are_legacy(make_stack: MakeStack, mode
     assert pair[first["id"]] == first["id"] + 3
 
 
-async def test_reads_ramp_to_new_and_are_compared(make_stack: MakeStack) -> None:
+async def test_reads_ramp_to_new_and_are_compared(make_stack: MakeStack, helper: bool) -> None:
     """At 100% reads come from new with ids translated back; shadow reads are compared."""
-    stack = await make_stack(seed=3, sections=TOLERANT, read_percent=100, shadow_read_percent=100)
+    stack = await make_stack(
+        seed=3,
+        sections={**TOLERANT, "compare": {"helper": helper}},
+        read_percent=100,
+        shadow_read_percent=100,
+    )
+    await helper_up(stack.core, helper)
     async with mcp_client(mcp_url(stack), "user2", "legacy") as client:
         made = await call(client, "create_memory", title="ramp", content="ramped read")
         await drained(stack)
@@ -110,6 +118,7 @@ async def test_reads_ramp_to_new_and_are_compared(make_stack: MakeStack) -> None
     routes = {r["route"]: r for r in stack.core.report.document()["routes"]}
     compared = routes["mcp:tools/call get_memory"]
     assert (compared["compared"], compared["mismatched"]) == (1, 0)
+    helper_did(stack.core, helper, 1)
     served = stack.core.metrics.client_requests.labels("mcp", "new", "2xx")._value.get()
     assert served >= 1
 

@@ -193,7 +193,7 @@ async def test_workload_leaves_both_stores_equal(
     await drained(stack)
     await assert_stores_match(stack)
     async with asyncio.timeout(10):
-        while stack.core.shadows.active:  # noqa: ASYNC110
+        while stack.core.shadows_active:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     assert_only_scores_differ(stack)
     assert 0 == (await stack.core.log.figures())["backlog"]
@@ -213,6 +213,6 @@ async def test_workload_with_a_postgresql_state_db(
     await drained(stack)
     await assert_stores_match(stack)
     async with asyncio.timeout(10):
-        while stack.core.shadows.active:  # noqa: ASYNC110
+        while stack.core.shadows_active:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     assert_only_scores_differ(stack)

@@ -71,6 +71,19 @@ def compare(
 ) -> Comparison:
     """Return the comparison of one read; known noise paths do not count as mismatches."""
     found = differences(control, candidate, rules, options)
+    return judge(route, found, control, candidate, noise_paths=noise_paths, inflight=inflight)
+
+
+def judge(
+    route: str,
+    found: Sequence[Difference],
+    control: Observation,
+    candidate: Observation,
+    *,
+    noise_paths: set[str],
+    inflight: bool,
+) -> Comparison:
+    """Return the verdict on differences ``found`` between two observations of one read."""
     noise = tuple(d for d in found if generic(d.path) in noise_paths)
     real = tuple(d for d in found if generic(d.path) not in noise_paths)
     verdict: Verdict

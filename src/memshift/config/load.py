@@ -102,6 +102,13 @@ def _paths(table: Table, name: str, default: tuple[str, ...]) -> list[jsonpath.P
     return out
 
 
+def _cpus(table: Table, name: str) -> tuple[int, ...]:
+    raw = table.get(name, list, [], "a list of CPU numbers")
+    if not all(type(c) is int and 0 <= c < 4096 for c in raw):
+        raise ConfigError(table.key(name), "must be a list of CPU numbers (0, 1, ...)")
+    return tuple(sorted(set(raw)))
+
+
 def _steps(routing: Table) -> tuple[Step, ...]:
     raw = routing.get("steps", list, [], "an array of tables ([[routing.steps]])")
     steps: list[Step] = []
@@ -267,6 +274,8 @@ def parse_settings(
             noise_percent=compare.integer("noise_percent", 5, 0, 100),
             workers=compare.integer("workers", 16, 1, 1024),
             queue=compare.integer("queue", 256, 0, 100_000),
+            helper=compare.flag("helper", True),
+            helper_cpus=_cpus(compare, "helper_cpus"),
             routes=_route_compares(compare.table("routes")),
         ),
         state=StateSettings(url=state.text("url", "sqlite:///memshift-data/state.db")),

@@ -125,6 +125,8 @@ class CompareSettings:
     noise_percent: int = 5
     workers: int = 16
     queue: int = 256
+    helper: bool = True  # shadow reads run in a helper process at idle CPU priority
+    helper_cpus: tuple[int, ...] = ()  # the CPUs it may use; () = the proxy's own
     routes: dict[str, RouteCompare] = field(default_factory=dict)
 
 

@@ -36,6 +36,9 @@ class Table:
     def text(self, name: str, default: Any = ...) -> str:
         return str(self.get(name, str, default, "a string"))
 
+    def flag(self, name: str, default: bool) -> bool:
+        return bool(self.get(name, bool, default, "true or false"))
+
     def number(self, name: str, default: Any, low: float, high: float) -> float:
         value = self.get(name, (int, float), default, "a number")
         if not low <= value <= high:

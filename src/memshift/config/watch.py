@@ -24,7 +24,7 @@ from memshift.errors import ConfigError
 log = structlog.get_logger("memshift.config")
 
 Listener = Callable[[Settings, frozenset[str]], Awaitable[None]]
-RESTART_KEYS = ("proxy.listen", "admin.listen", "state.url")
+RESTART_KEYS = ("proxy.listen", "admin.listen", "state.url", "compare.helper")
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

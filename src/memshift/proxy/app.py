@@ -15,6 +15,7 @@ from memshift.config.watch import watch
 from memshift.proxy.admin import make_admin_app
 from memshift.proxy.core import ProxyCore
 from memshift.proxy.handler import CORE, handle
+from memshift.proxy.shadowhelper import ShadowHelper
 from memshift.statedb import open_state
 from memshift.upstream import Upstream
 from memshift.webutil import Handler, answer_errors
@@ -57,6 +58,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = core.holder.current
     await core.plane.start(settings.routing)
     core.background.spawn(core.log.flusher(), "write-log", daemon=True)
+    if settings.compare.helper:
+        core.shadow_helper = ShadowHelper(core)
+        core.background.spawn(core.shadow_helper.run(), "shadow-helper", daemon=True)
     mine = (await report_store.saved(core.state_db)).get(core.instance)
     if mine:
         core.report.absorb(mine)  # the report survives a restart

@@ -10,6 +10,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -23,8 +24,7 @@ from memshift.control.rollback import CompareWindow, Verdict, judge
 from memshift.control.schedule import Schedule
 from memshift.database import Database
 from memshift.errors import UpstreamError
-from memshift.mcp import protocol
-from memshift.mcp.link import StoreLink
+from memshift.mcp.link import StoreLink, send_to
 from memshift.mcp.sessions import Sessions
 from memshift.proxy.metrics import STATUS_CLASS, ProxyMetrics
 from memshift.scheduler import Scheduler
@@ -44,6 +44,9 @@ from memshift.upstream import (
     Upstream,
     UpstreamResponse,
 )
+
+if TYPE_CHECKING:
+    from memshift.proxy.shadowhelper import ShadowHelper
 
 log = structlog.get_logger("memshift.proxy")
 
@@ -123,8 +126,14 @@ class ProxyCore:
             close_timeout=10.0,
             on_error=self.background_failed,
         )
+        self.shadow_helper: ShadowHelper | None = None  # started with the proxy's app
         self._retiring: set[Upstream] = set()
         self.holder.listeners.append(self.reconfigure)
+
+    @property
+    def shadows_active(self) -> int:
+        """Shadow reads not settled yet, in this process and in its helper."""
+        return self.shadows.active + (self.shadow_helper.active if self.shadow_helper else 0)
 
     def _link(self, name: StoreName) -> StoreLink:
         return StoreLink(
@@ -158,24 +167,38 @@ class ProxyCore:
         """The one hook for failures of background work: log and count, never raise."""
         log.error("background_job_failed", job=label, error=repr(error))
 
+    def note(
+        self,
+        store: StoreName,
+        route: str,
+        purpose: str,
+        status: int | None,
+        elapsed_s: float,
+        timeout: bool = False,
+    ) -> None:
+        """Record one exchange with ``store`` in its health window and the metrics.
+
+        ``status`` None: the store left it unanswered (timed out, or unreachable).
+        """
+        if status is None:
+            self.health[store].record(0.0, error=True)
+            outcome = "timeout" if timeout else "unreachable"
+            self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
+            return
+        self.health[store].record(elapsed_s, error=status >= 500)
+        self.metrics.upstream_outcome(store, route, purpose, STATUS_CLASS[status // 100]).inc()
+        self.metrics.upstream_latency(store, route).observe(elapsed_s)
+
     async def send(
         self, store: StoreName, request: OutboundRequest, route: str, purpose: str
     ) -> UpstreamResponse:
         """Send ``request`` to ``store``, recording the outcome; raise ``UpstreamError``."""
         try:
-            if request.method == protocol.TOOL:
-                answer = await self.links[store].call(request)
-            else:
-                answer = await self.upstreams[store].send(request)
+            answer = await send_to(self.links[store], self.upstreams[store], request)
         except UpstreamError as exc:
-            outcome = "timeout" if exc.timeout else "unreachable"
-            self.health[store].record(0.0, error=True)
-            self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
+            self.note(store, route, purpose, None, 0.0, exc.timeout)
             raise
-        self.health[store].record(answer.elapsed_s, error=answer.status >= 500)
-        outcome = STATUS_CLASS[answer.status // 100]
-        self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
-        self.metrics.upstream_latency(store, route).observe(answer.elapsed_s)
+        self.note(store, route, purpose, answer.status, answer.elapsed_s)
         return answer
 
     @asynccontextmanager
@@ -185,15 +208,10 @@ class ProxyCore:
         """Send ``request`` to ``store``; its body is read while the context is open."""
         try:
             async with self.upstreams[store].stream(request) as answer:
-                self.health[store].record(answer.elapsed_s, error=answer.status >= 500)
-                outcome = STATUS_CLASS[answer.status // 100]
-                self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
-                self.metrics.upstream_latency(store, route).observe(answer.elapsed_s)
+                self.note(store, route, purpose, answer.status, answer.elapsed_s)
                 yield answer
         except UpstreamError as exc:
-            self.health[store].record(0.0, error=True)
-            outcome = "timeout" if exc.timeout else "unreachable"
-            self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
+            self.note(store, route, purpose, None, 0.0, exc.timeout)
             raise
 
     async def log_figures(self) -> dict[str, int]:
@@ -294,6 +312,8 @@ class ProxyCore:
     async def close(self) -> None:
         """Finish mirroring in flight, stop background work, release connections."""
         await self.mirror_jobs.close()
+        if self.shadow_helper is not None:
+            await self.shadow_helper.close()
         await self.shadows.close()
         if self.report.dirty:
             try:

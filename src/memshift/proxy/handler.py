@@ -35,7 +35,7 @@ from memshift.proxy.headers import (
 )
 from memshift.proxy.mcp import handle_mcp
 from memshift.proxy.metrics import STATUS_CLASS
-from memshift.proxy.shadowread import ReadCopy, shadow_read
+from memshift.proxy.shadowread import ReadCopy, schedule
 from memshift.proxy.writes import Accepted, identity, mirrored
 from memshift.shadow.dispatch import record_keys
 from memshift.shadow.mirror import Write
@@ -129,10 +129,7 @@ async def _read(ex: Exchange) -> web.Response:
     )
     served: StoreName = "new" if answer.headers[SERVED_BY] == "new" else "legacy"
     body = answer.body if isinstance(answer.body, bytes | bytearray) else b""
-    job = shadow_read(core, copy, served, answer.status, bytes(body))
-    if not core.shadows.spawn(job, ex.route):
-        core.metrics.shadow_dropped.inc()
-        core.report.dropped += 1
+    schedule(core, copy, served, answer.status, bytes(body))
     return answer
 
 

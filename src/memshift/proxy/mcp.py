@@ -40,7 +40,7 @@ from memshift.mcp.link import StoreSession, header, open_session
 from memshift.mcp.sessions import ClientSession
 from memshift.proxy.core import ProxyCore
 from memshift.proxy.headers import SERVED_BY, fresh_id, inbound, with_header
-from memshift.proxy.shadowread import ReadCopy, shadow_read
+from memshift.proxy.shadowread import ReadCopy, schedule
 from memshift.proxy.writes import Accepted, identity, mirrored
 from memshift.shadow.dispatch import record_keys
 from memshift.shadow.mirror import Write
@@ -432,10 +432,7 @@ async def _tool_read(ex: McpExchange, spec: RouteSpec, args: dict[str, Any]) -> 
         copy = ReadCopy(
             match, protocol.TOOL, spec.path, orjson.dumps(args), tuple(ex.headers), fence, before
         )
-        job = shadow_read(core, copy, served, status, orjson.dumps(doc))
-        if not core.shadows.spawn(job, spec.name):
-            core.metrics.shadow_dropped.inc()
-            core.report.dropped += 1
+        schedule(core, copy, served, status, orjson.dumps(doc))
     return answer
 
 

@@ -1,30 +1,35 @@
 """Shadow reads: the same read sent to the other store, compared off the client's path.
 
 After the client has its answer, a sampled share of reads (``shadow_read_percent``) is
-scheduled on a bounded scheduler: when it is full the shadow read is dropped and
-counted, never queued without bound. The other store's answer has its ids translated to
-legacy's, both answers are normalized and compared, and the comparison goes into the
-report. A read compared while a write to its record was pending is in-flight, not a
-mismatch. A sampled share also reads the served store twice, to learn which paths differ
-between two reads of one store: those are noise for that route.
+handed to the shadow helper process (``proxy/shadowhelper.py``), or with ``[compare]
+helper = false`` to a scheduler in the proxy itself. Both are bounded: when full, the
+shadow read is dropped and counted, never queued without bound.
+
+``observe`` does the work: the other store's answer has its ids translated to legacy's,
+both answers are normalized and diffed. A sampled share also reads the served store
+twice, to learn which paths differ between two reads of one store: those are noise for
+that route. ``settle`` then runs in the proxy, which alone knows the noise learned so
+far and its records' lanes: a read compared while a write to its record was pending is
+in-flight, not a mismatch. The comparison goes into the report.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import orjson
 
-from memshift.compare.compare import Observation, compare, differences
-from memshift.compare.diff import DiffOptions, generic
+from memshift.compare.compare import Observation, differences, judge
+from memshift.compare.diff import Difference, DiffOptions, generic
 from memshift.compare.normalize import Rule, ignore
 from memshift.config.settings import CompareSettings, RouteCompare, StoreName
 from memshift.errors import UpstreamError
 from memshift.proxy.core import ProxyCore
 from memshift.shadow.routes import RouteMatch
-from memshift.upstream import OutboundRequest
+from memshift.shadow.translate import Translator
+from memshift.upstream import OutboundRequest, UpstreamResponse
 
 
 @dataclass(frozen=True)
@@ -57,20 +62,47 @@ def rules_of(settings: CompareSettings, route: str) -> tuple[list[Rule], DiffOpt
     )
 
 
-async def _observe(core: ProxyCore, read: ReadCopy, store: StoreName) -> Observation:
+class Sender(Protocol):
+    """How a shadow read reaches a store: ``ProxyCore.send``, or the helper's own."""
+
+    async def __call__(
+        self, store: StoreName, request: OutboundRequest, route: str, purpose: str
+    ) -> UpstreamResponse: ...
+
+
+@dataclass(frozen=True)
+class Shadowed:
+    """What a shadow read found, before the proxy judges it (known noise, the fence).
+
+    The observations come without their bodies: only the differences are kept.
+
+    ``noise`` holds the paths that differed between two reads of the served store,
+    when this read was one sampled to learn noise.
+    """
+
+    route: str
+    control: Observation
+    candidate: Observation
+    found: tuple[Difference, ...]
+    noise: frozenset[str] | None = None
+
+
+async def _observe(
+    translator: Translator, send: Sender, read: ReadCopy, store: StoreName
+) -> Observation:
     """Read from ``store`` with ids translated both ways; the answer in legacy's ids."""
-    target = await core.translator.request(read.match, read.path_qs, read.body, store)
+    target = await translator.request(read.match, read.path_qs, read.body, store)
     if target is None:
         return Observation(store, None, None, error="the record has no pair in this store")
     request = OutboundRequest(read.method, target[0], read.headers, target[1])
     try:
-        answer = await core.send(store, request, read.match.spec.name, "shadow")
+        answer = await send(store, request, read.match.spec.name, "shadow")
     except UpstreamError as exc:
         return Observation(store, None, None, error="timeout" if exc.timeout else "unreachable")
     body = _parsed(answer.body)
     paths = read.match.spec.response_ids
     translatable = store != "legacy" and paths and isinstance(body, dict | list)
-    if translatable and not await core.translator.document(body, paths, store, "legacy"):
+    if translatable and not await translator.document(body, paths, store, "legacy"):
         return Observation(
             store,
             answer.status,
@@ -81,27 +113,47 @@ async def _observe(core: ProxyCore, read: ReadCopy, store: StoreName) -> Observa
     return Observation(store, answer.status, body, duration_s=answer.elapsed_s)
 
 
-async def shadow_read(
-    core: ProxyCore, read: ReadCopy, served: StoreName, status: int, body: bytes
-) -> None:
-    """Compare the answer the client got from ``served`` with the other store's."""
-    settings = core.holder.current.compare
-    rules, options = rules_of(settings, read.match.spec.name)
+async def observe(
+    translator: Translator,
+    send: Sender,
+    settings: CompareSettings,
+    read: ReadCopy,
+    served: StoreName,
+    status: int,
+    body: bytes,
+) -> Shadowed:
+    """Read the other store and diff its answer with the one the client got from ``served``."""
     route = read.match.spec.name
+    rules, options = rules_of(settings, route)
     mine = Observation(served, status, _parsed(body))
-    theirs = await _observe(core, read, "new" if served == "legacy" else "legacy")
+    theirs = await _observe(translator, send, read, "new" if served == "legacy" else "legacy")
+    noise: frozenset[str] | None = None
     if random.random() * 100 < settings.noise_percent:
-        again = await _observe(core, read, served)
+        again = await _observe(translator, send, read, served)
         if not again.error:
-            found = differences(mine, again, rules, options)
-            core.report.learn_noise(route, {generic(d.path) for d in found})
+            noise = frozenset(generic(d.path) for d in differences(mine, again, rules, options))
     control, candidate = (mine, theirs) if served == "legacy" else (theirs, mine)
-    comparison = compare(
+    found = differences(control, candidate, rules, options)
+    # The report keeps differences, never whole answers: the bodies stay here.
+    return Shadowed(
+        route, replace(control, body=None), replace(candidate, body=None), tuple(found), noise
+    )
+
+
+def settle(core: ProxyCore, read: ReadCopy, shadowed: Shadowed) -> None:
+    """Judge what a shadow read found and put it in the report, the window and the metrics.
+
+    Run by the proxy itself, which knows the noise learned so far and whether a write to
+    the record was pending while it was read.
+    """
+    route = shadowed.route
+    if shadowed.noise is not None:
+        core.report.learn_noise(route, set(shadowed.noise))
+    comparison = judge(
         route,
-        control,
-        candidate,
-        rules=rules,
-        options=options,
+        shadowed.found,
+        shadowed.control,
+        shadowed.candidate,
         noise_paths=core.report.noise_paths.get(route, set()),
         inflight=not core.lanes.settled(read.fence, read.before),
     )
@@ -110,3 +162,29 @@ async def shadow_read(
         judged=comparison.verdict != "inflight", mismatched=comparison.verdict == "mismatched"
     )
     core.metrics.comparisons.labels(route=route, verdict=comparison.verdict).inc()
+
+
+async def shadow_read(
+    core: ProxyCore, read: ReadCopy, served: StoreName, status: int, body: bytes
+) -> None:
+    """Compare the answer the client got from ``served`` with the other store's, in process."""
+    settings = core.holder.current.compare
+    shadowed = await observe(core.translator, core.send, settings, read, served, status, body)
+    settle(core, read, shadowed)
+
+
+def schedule(core: ProxyCore, read: ReadCopy, served: StoreName, status: int, body: bytes) -> None:
+    """Hand a shadow read to the helper process, or to the proxy's own scheduler.
+
+    Either way it is bounded: when full, the read is dropped and counted.
+    """
+    helper = core.shadow_helper
+    if helper is not None and helper.running:
+        taken = helper.submit(read, served, status, body)
+    else:
+        taken = core.shadows.spawn(
+            shadow_read(core, read, served, status, body), read.match.spec.name
+        )
+    if not taken:
+        core.metrics.shadow_dropped.inc()
+        core.report.dropped += 1

@@ -35,6 +35,7 @@ class IdMap:
         # The proxy routes pairs through the write log's group commit.
         self.write: Callable[[Callable[[Connection], None]], Awaitable[None]] = db.write
         self.post: Callable[[Callable[[Connection], None], str], None] | None = None
+        self.paired: Callable[[str, int, int], None] | None = None  # told of each new pair
         self._to_new: dict[tuple[str, int], int] = {}
         self._to_legacy: dict[tuple[str, int], int] = {}
         self._generation = 0  # a generation other than the state db's drops the cache
@@ -72,11 +73,12 @@ class IdMap:
             driver_execute(conn, _PAIR, (kind, legacy_id, new_id))
 
         if not wait and self.post is not None:
-            self.remember(kind, legacy_id, new_id)
             self.post(write, "id_pair")
-            return
-        await self.write(write)
+        else:
+            await self.write(write)
         self.remember(kind, legacy_id, new_id)
+        if self.paired is not None:
+            self.paired(kind, legacy_id, new_id)
 
     async def translate(
         self, kind: str, ids: Iterable[int], source: StoreName, target: StoreName

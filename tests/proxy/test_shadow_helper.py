@@ -1,0 +1,110 @@
+"""The shadow helper process: idle priority, bounded, restarted, its exchanges recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from memshift.proxy.handler import CORE
+from tests.proxy.conftest import ADMIN, MakeProxy, MakeStack, auth, echo_server, helper_up
+from tests.proxy.test_compare import _compared
+
+HELPER = {"compare": {"helper": True}}
+
+
+async def _memory(stack: Any, title: str) -> int:
+    made = await stack.proxy.post(
+        "/v1/memories", json={"title": title, "content": "c"}, headers=auth("user1")
+    )
+    assert 201 == made.status
+    return int((await made.json())["id"])
+
+
+async def test_the_helper_runs_at_idle_priority_and_comes_back_when_killed(
+    make_stack: MakeStack,
+) -> None:
+    """The helper asks for idle priority; killed, it is started again and compares on."""
+    stack = await make_stack(shadow_read_percent=100, sections=HELPER)
+    core = stack.core
+    await helper_up(core, True)
+    first = core.shadow_helper.pid
+    assert os.SCHED_IDLE == os.sched_getscheduler(first)
+    memory = await _memory(stack, "m")
+    await stack.proxy.get(f"/v1/memories/{memory}", headers=auth("user1"))
+    await _compared(core)
+    os.kill(first, signal.SIGKILL)
+    async with asyncio.timeout(30):
+        while core.shadow_helper.pid == first or not core.shadow_helper.running:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert 1 == core.shadow_helper.restarts
+    await stack.proxy.get(f"/v1/memories/{memory}", headers=auth("user1"))
+    await _compared(core)
+    item = next(r for r in core.report.document()["routes"] if r["route"] == "memories.item")
+    assert (2, 0, 2) == (item["compared"], item["mismatched"], core.shadow_helper.settled)
+
+
+async def test_the_helper_keeps_to_its_cpus(make_stack: MakeStack) -> None:
+    """``helper_cpus`` pins the helper, and only it, to those CPUs."""
+    cpu = min(os.sched_getaffinity(0))
+    stack = await make_stack(
+        shadow_read_percent=100, sections={"compare": {"helper": True, "helper_cpus": [cpu]}}
+    )
+    await helper_up(stack.core, True)
+    assert {cpu} == os.sched_getaffinity(stack.core.shadow_helper.pid)
+
+
+async def test_shadow_reads_reach_the_other_store_health_window(make_stack: MakeStack) -> None:
+    """At read percent 0 new sees only shadow reads: the proxy counts the helper's."""
+    stack = await make_stack(shadow_read_percent=100, sections=HELPER)
+    await helper_up(stack.core, True)
+    memory = await _memory(stack, "h")
+    before = (await (await stack.admin.get("/status", headers=ADMIN)).json())["stores"]["new"]
+    for _ in range(5):
+        await stack.proxy.get(f"/v1/memories/{memory}", headers=auth("user1"))
+    await _compared(stack.core)
+    after = (await (await stack.admin.get("/status", headers=ADMIN)).json())["stores"]["new"]
+    assert 5 == after["requests"] - before["requests"]
+    shadow = stack.core.metrics.upstream_outcome("new", "memories.item", "shadow", "2xx")
+    assert 5 == shadow._value.get()
+
+
+async def test_reads_beyond_the_bound_are_dropped_and_lost_ones_counted(
+    aiohttp_server: Any, make_proxy: MakeProxy
+) -> None:
+    """With one read in hand allowed, more are dropped; a helper killed mid-read loses it."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def fast(request: web.Request) -> web.Response:
+        return web.json_response({"memories": 1})
+
+    async def slow(request: web.Request) -> web.Response:
+        entered.set()
+        await release.wait()
+        return web.json_response({"memories": 1})
+
+    legacy, new = await echo_server(aiohttp_server, fast), await echo_server(aiohttp_server, slow)
+    proxy, admin = await make_proxy(
+        str(legacy.make_url("")).rstrip("/"),
+        str(new.make_url("")).rstrip("/"),
+        shadow_read_percent=100,
+        sections={"compare": {"helper": True, "workers": 1, "queue": 0, "noise_percent": 0}},
+    )
+    core = proxy.server.app[CORE]
+    await helper_up(core, True)
+    for _ in range(4):
+        assert 200 == (await proxy.get("/v1/stats", headers=auth("user1"))).status
+    assert (1, 3) == (core.shadow_helper.active, core.report.dropped)
+    assert 3 == core.metrics.shadow_dropped._value.get()
+    async with asyncio.timeout(10):
+        await entered.wait()  # the read is with the helper, waiting on new
+    os.kill(core.shadow_helper.pid, signal.SIGKILL)
+    async with asyncio.timeout(10):
+        while core.shadow_helper.active:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    release.set()
+    totals = (await (await admin.get("/report", headers=ADMIN)).json())["totals"]
+    assert (0, 3, 1) == (totals["compared"], totals["dropped"], totals["errors"])
