@@ -276,8 +276,8 @@ class ProxyCore:
         while True:
             await asyncio.sleep(self.holder.current.mirror.replay_interval_s)
             try:
-                if not (await self.log.figures())["backlog"]:
-                    continue
+                if not self.replayer.orphans and not await self.log.replayable():
+                    continue  # only writes still in their requests' hands: nothing to do
                 result = await self.replayer.run_pass()
                 log.info(
                     "replay_pass",

@@ -42,6 +42,7 @@ INTENT, ACCEPTED, BACKLOG, DIVERGENT = "intent", "accepted", "backlog", "diverge
 COPYING, COPIED = "copying", "copied"
 LIVE = (INTENT, ACCEPTED, BACKLOG)
 UNFINISHED = (*LIVE, COPYING, COPIED)
+WAITING = (BACKLOG, COPYING, COPIED)  # for replay; intent and accepted are their requests'
 
 
 # On every write: straight to the driver (``driver_execute``).
@@ -293,6 +294,17 @@ class WriteLog:
             ).all()
         )
         return [_entry(r) for r in rows]
+
+    async def replayable(self) -> bool:
+        """Whether any write waits for replay (backlog, or one backfill took over)."""
+        return await self.db.read(
+            lambda conn: (
+                conn.execute(
+                    select(writes.c.id).where(writes.c.state.in_(WAITING)).limit(1)
+                ).first()
+                is not None
+            )
+        )
 
     async def mark_backlog(self) -> int:
         """After a restart: every accepted write not known mirrored joins the backlog."""
