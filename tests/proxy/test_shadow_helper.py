@@ -10,6 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from memshift.proxy.handler import CORE
+from memshift.store.api import STATE
+from memshift.store.call import Call
+from memshift.store.memories import update_memory
+from memshift.store.tokens import Principal
 from tests.proxy.conftest import ADMIN, MakeProxy, MakeStack, auth, echo_server, helper_up
 from tests.proxy.test_compare import _compared
 
@@ -108,3 +112,35 @@ async def test_reads_beyond_the_bound_are_dropped_and_lost_ones_counted(
     release.set()
     totals = (await (await admin.get("/report", headers=ADMIN)).json())["totals"]
     assert (0, 3, 1) == (totals["compared"], totals["dropped"], totals["errors"])
+
+
+async def test_the_helper_follows_a_reloaded_config(make_stack: MakeStack) -> None:
+    """A compare rule added to the file while running applies to the helper's diffs."""
+    stack = await make_stack(shadow_read_percent=100, sections=HELPER)
+    core = stack.core
+    await helper_up(core, True)
+    memory = await _memory(stack, "r")
+    [new_id] = (await core.idmap.translate("memory", [memory], "legacy", "new")).values()
+    store = stack.new.server.app[STATE]
+    store.db.write_sync(
+        lambda conn: update_memory(
+            conn, Call(Principal("ops", admin=True), store.content), new_id, {"title": "changed"}
+        )
+    )
+    await stack.proxy.get(f"/v1/memories/{memory}", headers=auth("user1"))
+    await _compared(core)
+    text = stack.config.read_text()
+    stack.config.write_text(text + '\nignore = ["$.title", "$.version", "$..updated_at"]\n')
+    async with asyncio.timeout(10):
+        while "$.title" not in [p.text for p in core.holder.current.compare.ignore]:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # the new settings travel to the helper before the next read
+    await stack.proxy.get(f"/v1/memories/{memory}", headers=auth("user1"))
+    await _compared(core)
+    item = next(r for r in core.report.document()["routes"] if r["route"] == "memories.item")
+    assert (2, 1, 1, 2) == (
+        item["compared"],
+        item["mismatched"],
+        item["matched"],
+        core.shadow_helper.settled,
+    )

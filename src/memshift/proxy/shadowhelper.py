@@ -94,7 +94,7 @@ class ShadowHelper:
         self._ids = itertools.count(1)
         self._conn: asyncio.StreamWriter | None = None  # to the helper, once connected
         self._ready = False  # it has started and takes reads
-        self._out: list[tuple[Any, ...]] = []  # reads not sent yet
+        self._out: list[tuple[Any, ...]] = []  # reads and id pairs not sent yet
         self._closed = False
         self._stopped = asyncio.Event()
         core.idmap.paired = self.pair
@@ -120,26 +120,29 @@ class ShadowHelper:
         job = next(self._ids)
         spec = read.match.spec
         tool = read.method == protocol.TOOL
-        self._out.append(
-            (job, spec.name, tool, read.match.params, read.method, read.path_qs,
+        self._queue(
+            ("read", job, spec.name, tool, read.match.params, read.method, read.path_qs,
              read.body, read.headers, served, status, body)
         )  # fmt: skip
-        if len(self._out) >= BATCH_SIZE:
-            self._send_reads()
-        elif len(self._out) == 1:
-            asyncio.get_running_loop().call_later(BATCH_EVERY_S, self._send_reads)
         self._pending[job] = read
         return True
 
-    def _send_reads(self) -> None:
-        if self._out and self._conn is not None:
-            _write(self._conn, ("reads", self._out))
-        self._out = []  # with no helper, those reads are counted lost with the rest
-
     def pair(self, kind: str, legacy_id: int, new_id: int) -> None:
-        """Pass a new id pair on, ahead of any read that may need it."""
+        """Pass a new id pair on, ahead of any read queued after it."""
         if self._conn is not None:
-            _write(self._conn, ("pair", kind, legacy_id, new_id))
+            self._queue(("pair", kind, legacy_id, new_id))
+
+    def _queue(self, item: tuple[Any, ...]) -> None:
+        self._out.append(item)
+        if len(self._out) >= BATCH_SIZE:
+            self._send()
+        elif len(self._out) == 1:
+            asyncio.get_running_loop().call_later(BATCH_EVERY_S, self._send)
+
+    def _send(self) -> None:
+        if self._out and self._conn is not None:
+            _write(self._conn, ("batch", self._out))
+        self._out = []  # with no helper, its reads are counted lost with the rest
 
     async def _reconfigure(self, settings: Settings, _changed: frozenset[str]) -> None:
         if self._conn is not None:
@@ -312,13 +315,12 @@ class _Helper:
 
     def handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
-        if kind == "reads":
-            for read in message[1]:
-                job, route = read[0], read[1]
-                if not self.jobs.spawn(self._shadow(*read), route):
-                    self._answer(("failed", job, "the helper's queue was full"))
-        elif kind == "pair":
-            self.idmap.remember(*message[1:])
+        if kind == "batch":
+            for item in message[1]:
+                if item[0] == "pair":
+                    self.idmap.remember(*item[1:])
+                elif not self.jobs.spawn(self._shadow(*item[1:]), item[2]):
+                    self._answer(("failed", item[1], "the helper's queue was full"))
         elif kind == "settings":
             self._use(message[1])
 
