@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -82,6 +83,29 @@ async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
     return message
 
 
+class _Batch:
+    """Messages for the other end, sent together every ``BATCH_EVERY_S`` or ``BATCH_SIZE``."""
+
+    def __init__(self, kind: str, writer: Callable[[], asyncio.StreamWriter | None]) -> None:
+        self.kind = kind
+        self.writer = writer
+        self.items: list[tuple[Any, ...]] = []
+
+    def add(self, item: tuple[Any, ...]) -> None:
+        self.items.append(item)
+        if len(self.items) >= BATCH_SIZE:
+            self.flush()
+        elif len(self.items) == 1:
+            asyncio.get_running_loop().call_later(BATCH_EVERY_S, self.flush)
+
+    def flush(self) -> None:
+        """Send what was gathered; with the other end gone, it is dropped."""
+        writer = self.writer()
+        if self.items and writer is not None and not writer.is_closing():
+            _write(writer, (self.kind, self.items))
+        self.items = []
+
+
 class ShadowHelper:
     """The proxy's end: keeps the helper running, hands it reads, settles its answers."""
 
@@ -94,7 +118,7 @@ class ShadowHelper:
         self._ids = itertools.count(1)
         self._conn: asyncio.StreamWriter | None = None  # to the helper, once connected
         self._ready = False  # it has started and takes reads
-        self._out: list[tuple[Any, ...]] = []  # reads and id pairs not sent yet
+        self._out = _Batch("batch", lambda: self._conn)  # reads and id pairs, in order
         self._closed = False
         self._stopped = asyncio.Event()
         core.idmap.paired = self.pair
@@ -120,7 +144,7 @@ class ShadowHelper:
         job = next(self._ids)
         spec = read.match.spec
         tool = read.method == protocol.TOOL
-        self._queue(
+        self._out.add(
             ("read", job, spec.name, tool, read.match.params, read.method, read.path_qs,
              read.body, read.headers, served, status, body)
         )  # fmt: skip
@@ -130,19 +154,7 @@ class ShadowHelper:
     def pair(self, kind: str, legacy_id: int, new_id: int) -> None:
         """Pass a new id pair on, ahead of any read queued after it."""
         if self._conn is not None:
-            self._queue(("pair", kind, legacy_id, new_id))
-
-    def _queue(self, item: tuple[Any, ...]) -> None:
-        self._out.append(item)
-        if len(self._out) >= BATCH_SIZE:
-            self._send()
-        elif len(self._out) == 1:
-            asyncio.get_running_loop().call_later(BATCH_EVERY_S, self._send)
-
-    def _send(self) -> None:
-        if self._out and self._conn is not None:
-            _write(self._conn, ("batch", self._out))
-        self._out = []  # with no helper, its reads are counted lost with the rest
+            self._out.add(("pair", kind, legacy_id, new_id))
 
     async def _reconfigure(self, settings: Settings, _changed: frozenset[str]) -> None:
         if self._conn is not None:
@@ -238,7 +250,7 @@ class ShadowHelper:
             self.core.report.errors += len(self._pending)
             log.error("shadow_reads_lost", reads=len(self._pending), reason="helper stopped")
         self._pending.clear()
-        self._out = []
+        self._out.items = []
 
     async def close(self) -> None:
         """Let reads in hand finish for a while, then stop the helper."""
@@ -269,8 +281,8 @@ class _Helper:
     """What a shadow read needs of a proxy: stores, the id map, the compare settings."""
 
     def __init__(self, settings: Settings, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        self._answers: list[tuple[Any, ...]] = []
+        self._answers = _Batch("answers", lambda: writer)
+        self._answer = self._answers.add
         self.db = Database(settings.state.url, readers=2, key="state.url")
         self.idmap = IdMap(self.db)
         self.translator = Translator(self.idmap)
@@ -366,22 +378,9 @@ class _Helper:
             return
         self._answer(("done", job, found, sent))
 
-    def _answer(self, answer: tuple[Any, ...]) -> None:
-        self._answers.append(answer)
-        if len(self._answers) >= BATCH_SIZE:
-            self.flush()
-        elif len(self._answers) == 1:
-            asyncio.get_running_loop().call_later(BATCH_EVERY_S, self.flush)
-
-    def flush(self) -> None:
-        """Send the answers gathered so far."""
-        if self._answers and not self.writer.is_closing():
-            _write(self.writer, ("answers", self._answers))
-        self._answers = []
-
     async def close(self) -> None:
         await self.jobs.close()
-        self.flush()
+        self._answers.flush()
         for upstream in self.upstreams.values():
             await upstream.close()
         await asyncio.to_thread(self.db.close)
