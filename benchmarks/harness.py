@@ -335,20 +335,28 @@ def static_backends(count: int, cpus: str | None = None) -> Iterator[list[str]]:
 SERVERS: dict[str, int] = {}  # URL of a proxy started here: its process id
 
 
-def cpu_seconds(url: str) -> float:
-    """CPU time (user + system) the process serving ``url`` and its children used so far.
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants: the children of any of its threads, and theirs."""
+    out = [pid]
+    with contextlib.suppress(OSError):  # gone meanwhile
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            for child in children.read_text().split():
+                out += _family(int(child))
+    return out
 
-    Steadier than throughput on a shared machine: what the proxy spends per request.
+
+def cpu_seconds(url: str) -> float:
+    """CPU time (user + system) the process serving ``url`` and its descendants used so far.
+
+    Steadier than throughput on a shared machine: what the proxy spends per request,
+    its workers and shadow helpers included.
     """
-    pids = [SERVERS[url]]
-    children = Path(f"/proc/{pids[0]}/task/{pids[0]}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    for pid in _family(SERVERS[url]):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return total
 
 
