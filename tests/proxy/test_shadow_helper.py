@@ -1,10 +1,12 @@
-"""The shadow helper process: idle priority, bounded, restarted, its exchanges recorded."""
+"""The shadow helper process: idle priority, bounded, restarted, following the config."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -144,3 +146,46 @@ async def test_the_helper_follows_a_reloaded_config(make_stack: MakeStack) -> No
         item["matched"],
         core.shadow_helper.settled,
     )
+
+
+def _replace_in(path: str, old: str, new: str) -> None:
+    config = Path(path)
+    config.write_text(config.read_text().replace(old, new))
+
+
+async def test_a_store_moved_in_the_config_is_followed(
+    aiohttp_server: Any, make_proxy: MakeProxy, helper: bool
+) -> None:
+    """A new ``stores.new.url`` takes over for shadow reads, in the proxy or its helper."""
+    hits = {"legacy": 0, "first": 0, "second": 0}
+
+    def counting(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def answer(request: web.Request) -> web.Response:
+            hits[name] += 1
+            return web.json_response({"memories": 1})
+
+        return answer
+
+    legacy, first, second = [
+        await echo_server(aiohttp_server, counting(name)) for name in ("legacy", "first", "second")
+    ]
+    first_url, second_url = (str(s.make_url("")).rstrip("/") for s in (first, second))
+    proxy, _admin = await make_proxy(
+        str(legacy.make_url("")).rstrip("/"),
+        first_url,
+        shadow_read_percent=100,
+        sections={"compare": {"helper": helper, "noise_percent": 0}},
+    )
+    core = proxy.server.app[CORE]
+    await helper_up(core, helper)
+    await proxy.get("/v1/stats", headers=auth("user1"))
+    await _compared(core)
+    assert (1, 0) == (hits["first"], hits["second"])
+    _replace_in(core.holder.current.source, first_url, second_url)
+    async with asyncio.timeout(10):
+        while not core.holder.current.stores["new"].url.startswith(second_url):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # the new settings travel to the helper before the next read
+    await proxy.get("/v1/stats", headers=auth("user1"))
+    await _compared(core)
+    assert (1, 1, 2) == (hits["first"], hits["second"], hits["legacy"])

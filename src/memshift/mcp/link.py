@@ -23,7 +23,7 @@ import structlog
 
 from memshift.config.settings import StoreName
 from memshift.mcp import protocol
-from memshift.upstream import OutboundRequest, Upstream, UpstreamResponse
+from memshift.upstream import OutboundRequest, UpstreamResponse
 
 log = structlog.get_logger("memshift.mcp")
 
@@ -142,12 +142,3 @@ class StoreLink:
                 status, (("Content-Type", "application/json"),), orjson.dumps(doc), answer.elapsed_s
             )
         raise AssertionError("unreachable: the second attempt returns")
-
-
-async def send_to(
-    link: StoreLink, upstream: Upstream, request: OutboundRequest
-) -> UpstreamResponse:
-    """Send ``request`` to one store: a tool call (``protocol.TOOL``) through its link."""
-    if request.method == protocol.TOOL:
-        return await link.call(request)
-    return await upstream.send(request)

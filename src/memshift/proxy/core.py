@@ -1,7 +1,8 @@
 """What one proxy instance holds: settings, control plane, stores, id map, metrics.
 
-Every request to a store goes through ``ProxyCore.send``, the one place where health
-windows and metrics see each store's outcomes and latency.
+Every request to a store goes through ``ProxyCore.send`` (or ``open_stream``), and
+``ProxyCore.note`` is the one place where health windows and metrics see each store's
+outcomes and latency, the shadow helper's exchanges included.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from memshift.control.rollback import CompareWindow, Verdict, judge
 from memshift.control.schedule import Schedule
 from memshift.database import Database
 from memshift.errors import UpstreamError
-from memshift.mcp.link import StoreLink, send_to
 from memshift.mcp.sessions import Sessions
 from memshift.proxy.metrics import STATUS_CLASS, ProxyMetrics
+from memshift.proxy.stores import Stores
 from memshift.scheduler import Scheduler
 from memshift.shadow.dispatch import Mirroring
 from memshift.shadow.identity import Identities
@@ -38,7 +39,6 @@ from memshift.shadow.translate import Translator
 from memshift.shadow.writelog import WriteLog
 from memshift.timestamps import now_us
 from memshift.upstream import (
-    HttpUpstream,
     OutboundRequest,
     StreamedResponse,
     Upstream,
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
     from memshift.proxy.shadowhelper import ShadowHelper
 
 log = structlog.get_logger("memshift.proxy")
-
-RETIRE_AFTER_S = 60.0
 
 
 class ProxyCore:
@@ -79,10 +77,6 @@ class ProxyCore:
         self.compared = CompareWindow(window)
         self.verdict = Verdict("inconclusive", "starting", {})
         self.schedule = Schedule()
-        self.upstreams: dict[StoreName, Upstream] = upstreams or {
-            name: HttpUpstream(settings.stores[name]) for name in STORE_NAMES
-        }
-        self.links = {name: self._link(name) for name in STORE_NAMES}
         self.sessions = Sessions(db=state_db)  # shared by instances and workers
         self.background = Scheduler(
             name="proxy",
@@ -91,6 +85,7 @@ class ProxyCore:
             close_timeout=5.0,
             on_error=self.background_failed,
         )
+        self.stores = Stores(lambda: self.holder.current, self.background.spawn, upstreams)
         self.mirror = Mirror(
             self.translator,
             self.send,
@@ -127,20 +122,12 @@ class ProxyCore:
             on_error=self.background_failed,
         )
         self.shadow_helper: ShadowHelper | None = None  # started with the proxy's app
-        self._retiring: set[Upstream] = set()
         self.holder.listeners.append(self.reconfigure)
 
     @property
     def shadows_active(self) -> int:
         """Shadow reads not settled yet, in this process and in its helper."""
         return self.shadows.active + (self.shadow_helper.active if self.shadow_helper else 0)
-
-    def _link(self, name: StoreName) -> StoreLink:
-        return StoreLink(
-            name,
-            lambda: self.holder.current.mcp.path,
-            lambda request: self.upstreams[name].send(request),
-        )
 
     def count_outcome(self, store: StoreName, outcome: Outcome) -> None:
         """Count what came of a mirrored write."""
@@ -194,7 +181,7 @@ class ProxyCore:
     ) -> UpstreamResponse:
         """Send ``request`` to ``store``, recording the outcome; raise ``UpstreamError``."""
         try:
-            answer = await send_to(self.links[store], self.upstreams[store], request)
+            answer = await self.stores.send(store, request)
         except UpstreamError as exc:
             self.note(store, route, purpose, None, 0.0, exc.timeout)
             raise
@@ -207,7 +194,7 @@ class ProxyCore:
     ) -> AsyncIterator[StreamedResponse]:
         """Send ``request`` to ``store``; its body is read while the context is open."""
         try:
-            async with self.upstreams[store].stream(request) as answer:
+            async with self.stores.stream(store, request) as answer:
                 self.note(store, route, purpose, answer.status, answer.elapsed_s)
                 yield answer
         except UpstreamError as exc:
@@ -293,21 +280,10 @@ class ProxyCore:
         """Follow a reloaded config file: routing values, stores, windows."""
         if any(k.startswith("routing.") for k in changed):
             await self.plane.apply_file(settings.routing)
-        for name in STORE_NAMES:
-            if any(k.startswith(f"stores.{name}.") and not k.endswith(".token") for k in changed):
-                old = self.upstreams[name]
-                self.upstreams[name] = HttpUpstream(settings.stores[name])
-                self._retiring.add(old)
-                self.background.spawn(self._retire(old), f"retire-{name}")
+        self.stores.follow(settings, changed)
         for window in self.health.values():
             window.window_s = settings.rollback.window_s
         self.compared.window_s = settings.rollback.window_s
-
-    async def _retire(self, upstream: Upstream) -> None:
-        """Close a replaced store connection pool once its requests are done."""
-        await asyncio.sleep(RETIRE_AFTER_S)
-        self._retiring.discard(upstream)
-        await upstream.close()
 
     async def close(self) -> None:
         """Finish mirroring in flight, stop background work, release connections."""
@@ -321,5 +297,4 @@ class ProxyCore:
             except Exception as exc:
                 self.background_failed("report_save", exc)
         await self.background.close()
-        for upstream in [*self.upstreams.values(), *self._retiring]:
-            await upstream.close()
+        await self.stores.close()

@@ -38,18 +38,18 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from memshift import logs
-from memshift.config.settings import STORE_NAMES, RouteSpec, Settings, StoreName
+from memshift.config.settings import RouteSpec, Settings, StoreName
 from memshift.database import Database
 from memshift.errors import UpstreamError
 from memshift.mcp import protocol
-from memshift.mcp.link import StoreLink, send_to
 from memshift.proxy.shadowread import ReadCopy, Shadowed, observe, settle
+from memshift.proxy.stores import Stores
 from memshift.runtime import run_async, settle_heap
 from memshift.scheduler import Scheduler
 from memshift.shadow.idmap import IdMap
 from memshift.shadow.routes import RouteMatch
 from memshift.shadow.translate import Translator
-from memshift.upstream import HttpUpstream, OutboundRequest, UpstreamResponse
+from memshift.upstream import OutboundRequest, UpstreamResponse
 
 if TYPE_CHECKING:
     from memshift.proxy.core import ProxyCore
@@ -156,9 +156,9 @@ class ShadowHelper:
         if self._conn is not None:
             self._out.add(("pair", kind, legacy_id, new_id))
 
-    async def _reconfigure(self, settings: Settings, _changed: frozenset[str]) -> None:
+    async def _reconfigure(self, settings: Settings, changed: frozenset[str]) -> None:
         if self._conn is not None:
-            _write(self._conn, ("settings", settings))
+            _write(self._conn, ("settings", settings, changed))
 
     async def run(self) -> None:
         """Keep a helper running until ``close``; a helper that dies is started again."""
@@ -293,29 +293,18 @@ class _Helper:
             close_timeout=CLOSE_WAIT_S,
             on_error=lambda label, exc: log.error("helper_job_failed", job=label, error=repr(exc)),
         )
-        self.upstreams: dict[StoreName, HttpUpstream] = {}
-        self.settings = settings
         self._use(settings)
-        self.links = {name: self._link(name) for name in STORE_NAMES}
+        self.stores = Stores(
+            lambda: self.settings, lambda job, label: self.jobs.spawn(job, label, daemon=True)
+        )
         self.jobs.spawn(self._sync(), "id-map-sync", daemon=True)
 
-    def _link(self, name: StoreName) -> StoreLink:
-        return StoreLink(
-            name, lambda: self.settings.mcp.path, lambda req: self.upstreams[name].send(req)
-        )
-
     def _use(self, settings: Settings) -> None:
-        old, self.settings = self.settings, settings
+        self.settings = settings
         self.specs = {
             **{(False, s.name): s for s in settings.routes},
             **{(True, s.name): s for s in settings.tools},
         }
-        for name in STORE_NAMES:
-            if name not in self.upstreams or old.stores[name] != settings.stores[name]:
-                retired = self.upstreams.get(name)
-                self.upstreams[name] = HttpUpstream(settings.stores[name])
-                if retired is not None:
-                    self.jobs.spawn(_retire(retired), f"retire-{name}", daemon=True)
 
     async def _sync(self) -> None:
         while True:
@@ -335,6 +324,7 @@ class _Helper:
                     self._answer(("failed", item[1], "the helper's queue was full"))
         elif kind == "settings":
             self._use(message[1])
+            self.stores.follow(message[1], message[2])
 
     async def _shadow(
         self,
@@ -356,7 +346,7 @@ class _Helper:
             store: StoreName, request: OutboundRequest, route: str, purpose: str
         ) -> UpstreamResponse:
             try:
-                got = await send_to(self.links[store], self.upstreams[store], request)
+                got = await self.stores.send(store, request)
             except UpstreamError as exc:
                 sent.append((store, route, purpose, None, 0.0, exc.timeout))
                 raise
@@ -381,14 +371,8 @@ class _Helper:
     async def close(self) -> None:
         await self.jobs.close()
         self._answers.flush()
-        for upstream in self.upstreams.values():
-            await upstream.close()
+        await self.stores.close()
         await asyncio.to_thread(self.db.close)
-
-
-async def _retire(upstream: HttpUpstream) -> None:
-    await asyncio.sleep(60)
-    await upstream.close()
 
 
 def _idle_priority() -> None:
