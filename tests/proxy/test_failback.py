@@ -91,8 +91,10 @@ async def test_a_slow_new_store_fails_back(
     """New far slower than legacy (p99 ratio over 3) fails back."""
 
     async def slow(request: web.Request) -> None:
-        if request.method == "GET":  # far above one slow legacy write on a busy machine
-            await asyncio.sleep(0.15)
+        # Far above legacy's slowest answer: on a busy machine its first, cold write
+        # has taken 90 ms, and the ratio of p99s must pass 3.
+        if request.method == "GET":
+            await asyncio.sleep(0.4)
 
     _stack, proxy, _admin = await _through(
         make_stack, make_proxy, make_forwarder, slow, read_percent=100, shadow_read_percent=100
@@ -101,7 +103,7 @@ async def test_a_slow_new_store_fails_back(
     for i in range(25):
         await proxy.get(f"/v1/memories/{ids[i % 3]}", headers=auth("user1"))
     core = proxy.server.app[CORE]
-    await eventually(lambda: core.plane.state.failed_back, within=5)
+    await eventually(lambda: core.plane.state.failed_back, within=10)
     assert str(core.plane.state.reason).startswith("latency_ratio")
 
 
