@@ -91,9 +91,11 @@ async def assert_equal_stores(legacy_client: Any, new_client: Any, idmap: IdMap)
         assert expected == translated, kind
 
 
-# The seeded new store holds memories legacy lacks, so search scores differ: enough
-# of those mismatches would rightly trip failback, which these tests are not about.
-TOLERANT = {"rollback": {"max_mismatch_rate": 1.0}}
+# These tests are not about failback, which two things would rightly trip: the seeded
+# new store holds memories legacy lacks, so search scores differ; and on a loaded
+# machine one store's p99 can run past three times the other's, both stores sharing
+# the test's event loop.
+TOLERANT = {"rollback": {"max_mismatch_rate": 1.0, "max_latency_ratio": 1000}}
 
 
 def assert_only_scores_differ(stack: Stack) -> None:
@@ -182,6 +184,7 @@ async def test_workload_leaves_both_stores_equal(
     served = await asyncio.gather(
         *(user_session(stack.proxy, user, random.Random(i)) for i, user in enumerate(USERS))
     )
+    assert not stack.core.plane.state.failed_back, stack.core.verdict
     for user, stores in zip(USERS, served, strict=True):
         expected = "new" if reads_from_new(f"Bearer tok-{user}", read_percent) else "legacy"
         if write_mode == "sync":
