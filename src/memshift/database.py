@@ -104,6 +104,13 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[Any]) -> Any:
     return raw.execute(_for_style(sql, conn.dialect.paramstyle), params)
 
 
+def driver_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``sql`` once per row of parameters, as ``driver_execute`` runs it once."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.cursor().executemany(_for_style(sql, conn.dialect.paramstyle), rows)
+
+
 def _is_busy(exc: OperationalError | sqlite3.OperationalError) -> bool:
     text = str(exc.orig if isinstance(exc, OperationalError) else exc).lower()
     return "locked" in text or "busy" in text

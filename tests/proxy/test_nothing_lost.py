@@ -303,6 +303,63 @@ async def test_interleaved_updates_to_one_memory(
     assert 41 == legacy["version"]
 
 
+async def test_an_intent_left_by_a_crash_is_sent_again_once_then_mirrored(
+    stores: dict[str, StoreProcess], sessions: dict[str, Any], make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """A proxy died after the primary applied two updates, before it mirrored them: the
+    write log holds only their intents. The next proxy sends each to the primary again
+    under its key, which applies it once and answers as before, then mirrors it; the one
+    whose record has no copy in new yet waits in the backlog with that answer."""
+    state_url = f"sqlite:///{tmp_path}/crashed.db"
+    first, _ = await make_proxy(stores["legacy"].url, stores["new"].url, state_url=state_url)
+    log = first.server.app[CORE].log
+    mirrored = await first.post(
+        "/v1/memories", json={"title": "t", "content": "one"}, headers=auth("user1")
+    )
+    only_legacy = await sessions["legacy"].post(
+        "/v1/memories", json={"title": "t", "content": "one"}, headers=auth("user1")
+    )
+    paths = [f"/v1/memories/{(await r.json())['id']}" for r in (mirrored, only_legacy)]
+    body = b'{"content": "two"}'
+    for n, path in enumerate(paths):
+        await log.intent(
+            idem_key=f"crash-{n}",
+            user="user1",
+            route="memories.item",
+            method="PATCH",
+            path=path,
+            body=body,
+            record_key=f"memory:{path.rsplit('/', 1)[1]}",
+            depends=(),
+            primary="legacy",
+        )
+        applied = await sessions["legacy"].patch(
+            path,
+            data=body,
+            headers={
+                **auth("user1"),
+                "Idempotency-Key": f"crash-{n}",
+                "Content-Type": "application/json",
+            },
+        )
+        assert 200 == applied.status
+
+    second, _ = await make_proxy(
+        stores["legacy"].url, stores["new"].url, state_url=state_url, sections=FAST
+    )
+    core = second.server.app[CORE]
+    async with asyncio.timeout(30):
+        while len(left := await core.log.unfinished()) != 1 or left[0].state != "backlog":  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    assert paths[1] == left[0].path
+    assert b'"content":"two"' in (left[0].primary_body or b"")
+    legacy = await (await sessions["legacy"].get(paths[0], headers=auth("user1"))).json()
+    new_id = (await core.idmap.translate("memory", [legacy["id"]], "legacy", "new"))[legacy["id"]]
+    new = await (await sessions["new"].get(f"/v1/memories/{new_id}", headers=auth("user1"))).json()
+    assert (2, "two") == (legacy["version"], legacy["content"])  # applied once
+    assert (2, "two") == (new["version"], new["content"])
+
+
 async def test_memshift_replay_drains_the_backlog(
     stores: dict[str, StoreProcess], sessions: dict[str, Any], make_proxy: MakeProxy, tmp_path: Path
 ) -> None:

@@ -131,7 +131,7 @@ class ProxyCore:
 
     def count_outcome(self, store: StoreName, outcome: Outcome) -> None:
         """Count what came of a mirrored write."""
-        self.metrics.mirror_writes.labels(store=store, outcome=outcome.kind.value).inc()
+        self.metrics.mirror_outcome(store, outcome.kind.value).inc()
         if outcome.reason and outcome.kind.value != "done":
             self.metrics.mirror_failures.labels(store=store, reason=outcome.reason).inc()
 
@@ -291,6 +291,10 @@ class ProxyCore:
         if self.shadow_helper is not None:
             await self.shadow_helper.close()
         await self.shadows.close()
+        try:
+            await asyncio.wait_for(self.log.settle(), 5)  # or replayed after the restart
+        except Exception as exc:
+            self.background_failed("write_log_settle", exc)
         if self.report.dirty:
             try:
                 await report_store.save(self.state_db, self.instance, self.report)

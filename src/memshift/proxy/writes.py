@@ -16,8 +16,9 @@ from memshift.config.settings import StoreName
 from memshift.errors import UpstreamError
 from memshift.jsonpath import document_of
 from memshift.proxy.core import ProxyCore
-from memshift.shadow.dispatch import created_key
+from memshift.shadow.dispatch import Taken, created_key
 from memshift.shadow.mirror import Write
+from memshift.shadow.writelog import Answered
 from memshift.upstream import OutboundRequest
 
 T = TypeVar("T")
@@ -39,6 +40,9 @@ async def identity(
     """Return the user behind the client's credentials, asked of the primary once per token."""
     if not authorization:
         return None
+    known = core.identities.known(authorization)
+    if known is not None:  # the usual case, without the round of coroutines below
+        return known
     whoami = core.holder.current.mirror.whoami_path
 
     async def fetch() -> str | None:
@@ -89,15 +93,12 @@ async def mirrored(
             await core.log.forget(entry)
             return accepted.result
         own = own or created_key(write.match, primary, document_of(accepted.document))
+        taken = Taken(entry, primary, Answered(own, accepted.status, accepted.document))
         queued = state.write_mode == "async" and primary == "legacy"
         if queued and core.mirror_jobs.full:
-            job = core.mirroring.hold(
-                entry, primary, own, accepted.status, accepted.document, "queue_full"
-            )
+            job = core.mirroring.hold(taken, "queue_full")
         else:
-            job = core.mirroring.job(
-                write, entry, primary, accepted.document, accepted.status, own, depends
-            )
+            job = core.mirroring.job(write, taken, depends)
             if queued:
                 core.mirror_jobs.spawn(job, spec.name)
                 job = None

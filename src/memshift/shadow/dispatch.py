@@ -1,10 +1,11 @@
 """From an accepted write to its outcome on the secondary, in order, never dropped.
 
 ``Mirroring.job`` is called under the record's lock right after the primary accepted
-a write: it queues the primary's answer in the write log, joins the record's lane (or
-sends the write to the backlog when the record is blocked) and returns the work to do,
-which the proxy awaits (``sync``) or schedules (``async``). Whatever the work meets,
-the write ends mirrored, in the backlog, or divergent: never lost.
+a write: it joins the record's lane (or sends the write to the backlog when the record
+is blocked) and returns the work to do, which the proxy awaits (``sync``) or schedules
+(``async``). Whatever the work meets, the write ends mirrored, in the backlog, or
+divergent: never lost. The primary's answer reaches the write log only with a backlog
+or divergent outcome; a write mirrored at once costs the log its intent and its end.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from memshift.config.settings import MirrorSettings, StoreName, other
 from memshift.shadow.lanes import Lanes
 from memshift.shadow.mirror import Kind, Mirror, Outcome, Write
 from memshift.shadow.routes import RouteMatch
-from memshift.shadow.writelog import WriteLog
+from memshift.shadow.writelog import Answered, WriteLog
 
 log = structlog.get_logger("memshift.shadow")
 
@@ -54,6 +55,15 @@ def created_key(match: RouteMatch, primary: StoreName, answer_doc: Any) -> str |
 UNANSWERED = ("unreachable", "timeout")
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A logged write the primary accepted: its log entry, the primary and its answer."""
+
+    entry_id: int
+    primary: StoreName
+    answered: Answered
+
+
 @dataclass
 class Mirroring:
     """Live mirroring of accepted writes, through lanes, into the write log.
@@ -82,80 +92,60 @@ class Mirroring:
             self.down_until[store] = time.monotonic() + self.settings().replay_interval_s
 
     def job(
-        self,
-        write: Write,
-        entry_id: int,
-        primary: StoreName,
-        answer: bytes,
-        status: int,
-        own: str | None,
-        depends: tuple[str, ...],
+        self, write: Write, taken: Taken, depends: tuple[str, ...]
     ) -> Coroutine[Any, Any, None]:
-        """Queue the primary's answer and join the lanes; return the mirroring work."""
-        self.log.post_accepted(entry_id, own, status, answer)  # committed before later ops
+        """Join the lanes with a write the primary accepted; return the mirroring work."""
+        own = taken.answered.record_key
         blocked = self.lanes.is_blocked([own, *depends])
-        if blocked or self.is_down(other(primary)):
+        if blocked or self.is_down(other(taken.primary)):
             self.lanes.block(own)
-            return self._hold(entry_id, primary, "blocked" if blocked else "store_down")
+            return self._hold(taken, "blocked" if blocked else "store_down")
         waits, mine = self.lanes.join(own, depends)
-        return self._run(write, entry_id, primary, answer, own, depends, waits, mine)
+        return self._run(write, taken, depends, waits, mine)
 
-    def hold(
-        self,
-        entry_id: int,
-        primary: StoreName,
-        own: str | None,
-        status: int,
-        answer: bytes,
-        reason: str,
-    ) -> Coroutine[Any, Any, None]:
+    def hold(self, taken: Taken, reason: str) -> Coroutine[Any, Any, None]:
         """Send an accepted write straight to the backlog (the mirror queue is full)."""
-        self.log.post_accepted(entry_id, own, status, answer)  # committed before later ops
-        self.lanes.block(own)
-        return self._hold(entry_id, primary, reason)
+        self.lanes.block(taken.answered.record_key)
+        return self._hold(taken, reason)
 
-    async def _hold(self, entry_id: int, primary: StoreName, reason: str) -> None:
-        await self.log.backlog(entry_id, reason)
-        self.counted(other(primary), Outcome(Kind.BACKLOG, reason))
+    async def _hold(self, taken: Taken, reason: str) -> None:
+        await self.log.backlog(taken.entry_id, reason, taken.answered)
+        self.counted(other(taken.primary), Outcome(Kind.BACKLOG, reason))
 
     async def _run(
         self,
         write: Write,
-        entry_id: int,
-        primary: StoreName,
-        answer: bytes,
-        own: str | None,
+        taken: Taken,
         depends: tuple[str, ...],
         waits: list[asyncio.Future[bool]],
         mine: asyncio.Future[bool],
     ) -> None:
-        target = other(primary)
+        target, own = other(taken.primary), taken.answered.record_key
         try:
             if waits:
                 await asyncio.gather(*waits)
             if self.lanes.is_blocked([own, *depends]):
                 self.lanes.block(own)
-                await self._hold(entry_id, primary, "blocked")
+                await self._hold(taken, "blocked")
                 return
-            outcome = await self.mirror.apply(write, primary, answer, target)
-            await self.settle(entry_id, own, outcome, target, write)
+            outcome = await self.mirror.apply(write, taken.primary, taken.answered.body, target)
+            await self._settle(taken, outcome, write)
             mine.set_result(outcome.kind is Kind.DONE)
         except Exception as exc:
             log.exception("mirror_crashed", store=target, route=write.match.spec.name)
             self.lanes.block(own)
-            await self._hold(entry_id, primary, f"internal: {type(exc).__name__}")
+            await self._hold(taken, f"internal: {type(exc).__name__}")
         finally:
             if not mine.done():
                 mine.set_result(False)
 
-    async def settle(
-        self, entry_id: int, own: str | None, outcome: Outcome, target: StoreName, write: Write
-    ) -> None:
+    async def _settle(self, taken: Taken, outcome: Outcome, write: Write) -> None:
         """Record a live outcome in the write log (blocking the record on a backlog)."""
+        target = other(taken.primary)
         self.counted(target, outcome)
         self.mark(target, up=outcome.reason not in UNANSWERED)
         if outcome.kind is Kind.DONE:
-            self.log.forget_soon(entry_id)
+            self.log.forget_soon(taken.entry_id)
             return
         log.warning(
             "mirror_write_failed",
@@ -165,8 +155,11 @@ class Mirroring:
             reason=outcome.reason,
             status=outcome.status,
         )
+        entry_id, answered = taken.entry_id, taken.answered
         if outcome.kind is Kind.DIVERGENT:
-            await self.log.divergent(entry_id, outcome.status, outcome.body, outcome.reason)
+            await self.log.divergent(
+                entry_id, outcome.status, outcome.body, outcome.reason, answered
+            )
         else:
-            self.lanes.block(own)
-            await self.log.backlog(entry_id, outcome.reason)
+            self.lanes.block(answered.record_key)
+            await self.log.backlog(entry_id, outcome.reason, answered)

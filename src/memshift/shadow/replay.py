@@ -1,12 +1,12 @@
 """Replay of the write log: crash recovery, and draining the backlog in order.
 
-``recover`` runs once at start: writes that were accepted but not known mirrored join
-the backlog, and every record with writes waiting is blocked, so that new writes queue
-behind them. ``run_pass`` then walks the unfinished writes in log order: an ``intent``
-left by a previous run (it died before the primary's answer was recorded) is first
-sent to the primary again under its key, as its user, which applies it at most once;
-then each write is mirrored. Writes of this run still in their request's hands
-(``intent``, ``accepted``) are left to it, and later writes of their record wait.
+``recover`` runs once at start: every record with writes waiting is blocked, so that
+new writes queue behind them. ``run_pass`` then walks the unfinished writes in log
+order: an ``intent`` left by a previous run (it died before the write was mirrored or
+its outcome recorded) is first sent to the primary again under its key, as its user,
+which applies it at most once and answers as before; then each write is mirrored.
+Writes of this run still in their request's hands (``intent``) are left to it, and
+later writes of their record wait.
 A pass stops at the first write the secondary still cannot take, so order is kept;
 writes whose ids have no pair yet are skipped with every later write of their record,
 and stay for a later pass. Writes backfill took over are skipped while it
@@ -28,7 +28,7 @@ from memshift.shadow.dispatch import Mirroring, created_key
 from memshift.shadow.mirror import Kind, Outcome, Write
 from memshift.shadow.retry import Retryable
 from memshift.shadow.routes import match_route
-from memshift.shadow.writelog import ACCEPTED, COPIED, COPYING, INTENT, LIVE, Entry
+from memshift.shadow.writelog import COPIED, COPYING, INTENT, LIVE, Answered, Entry
 
 log = structlog.get_logger("memshift.shadow")
 
@@ -83,7 +83,7 @@ class Replayer:
                 if row.record_key in skipped or skipped.intersection(row.depends):
                     result.skipped += 1
                     continue
-                if row.state == ACCEPTED or (row.state == INTENT and row.id not in self.orphans):
+                if row.state == INTENT and row.id not in self.orphans:
                     # a live write, still in its request's hands: later ones wait behind it
                     _wait_behind(skipped, row.record_key)
                     result.skipped += 1
@@ -126,7 +126,7 @@ class Replayer:
                 return None
             answer = resolved
             own = own or created_key(match, primary, document_of(answer))
-            await log_.accepted(row.id, own, 200, answer)
+            await log_.resolved(row.id, Answered(own, 200, answer))
             self.orphans.discard(row.id)
         outcome = await self.mirroring.mirror.apply(
             write, primary, answer, other(primary), attempts=1, still=lambda: self._still(row.id)

@@ -2,11 +2,13 @@
 
 A row is appended (``intent``) and committed before the write is sent to the primary,
 with the ``Idempotency-Key`` both stores will see and the caller's user name (never
-a token). The primary's answer makes it ``accepted``; the secondary's completion
-deletes it. A write the secondary could not take yet is ``backlog``, replayed in
-order; one it refused (4xx) is ``divergent``, kept with both answers for an operator.
-After a crash, ``intent`` rows are re-sent to the primary under their key (applied at
-most once) and everything not yet mirrored is replayed.
+a token). The secondary's completion deletes it. A write the secondary could not take
+yet is ``backlog``, replayed in order; one it refused (4xx) is ``divergent``, kept with
+both answers for an operator. The primary's answer is written with either, not
+before: most writes are mirrored at once, and a row still ``intent`` after a crash is
+re-sent to the primary under its key, which applies it at most once and answers as
+it did; with that answer it joins the backlog. (``accepted`` rows, which earlier
+versions wrote on every write, join the backlog at start.)
 
 Backfill may take over backlog writes of a record that has no copy yet: when the copy
 it makes already holds their effect, it marks them ``copying`` and then ``copied``,
@@ -16,29 +18,43 @@ Operations are group-committed: a single flusher takes every operation queued si
 its last commit and runs them in one transaction, so that many concurrent writes share
 one commit. Should one operation fail, the group is run again with each operation in
 a savepoint of its own, so that only that one fails.
+
+Clean-up nobody waits for (the end of a mirrored write, a create's id pair) does not
+start a commit of its own: it joins the next commit that has anything else than new
+intents in it, or one within ``CLEAN_UP_S``. A commit writes every page it changed,
+and clean-up gathered this way changes each page once instead of once per commit.
+Whatever is posted after clean-up that is not an intent is committed with it or
+after it, never before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
 import structlog
 from sqlalchemy import Connection, func, select, update
 
-from memshift.database import Database, driver_execute
+from memshift.database import Database, driver_execute, driver_executemany
 from memshift.statedb import writes
 from memshift.timestamps import now_us
 
 T = TypeVar("T")
 log = structlog.get_logger("memshift.shadow")
 Op = Callable[[Connection], Any]
+# An operation, with its waiter (or its name when nobody waits), and whether it is a
+# new intent: a row nothing posted before it needs to be committed with.
+_Item = tuple[Op, "asyncio.Future[Any] | str", bool]
 
-INTENT, ACCEPTED, BACKLOG, DIVERGENT = "intent", "accepted", "backlog", "divergent"
+CLEAN_UP_S = 0.02  # the longest clean-up waits for a commit that happens anyway
+CLEAN_UP_MAX = 500  # or until this many operations wait
+
+INTENT, BACKLOG, DIVERGENT = "intent", "backlog", "divergent"
+ACCEPTED = "accepted"  # written by earlier versions: joins the backlog at start
 COPYING, COPIED = "copying", "copied"
 LIVE = (INTENT, ACCEPTED, BACKLOG)
 UNFINISHED = (*LIVE, COPYING, COPIED)
@@ -64,16 +80,24 @@ _APPEND = (
     f"INSERT INTO writes ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in _COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)}) RETURNING id"
 )
-_ACCEPT = (
-    'UPDATE writes SET "state" = ?, "record_key" = ?, "primary_status" = ?, '
-    '"primary_body" = ? WHERE id = ?'
-)
 _FORGET = "DELETE FROM writes WHERE id = ?"
 
 
-def _log_failure(what: str, done: asyncio.Future[Any]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.error("write_log_operation_failed", operation=what, error=repr(done.exception()))
+@dataclass(frozen=True)
+class Answered:
+    """The primary's answer to a logged write, and the record it names."""
+
+    record_key: str | None
+    status: int
+    body: bytes
+
+    def columns(self) -> dict[str, Any]:
+        """The write log's columns for it."""
+        return {
+            "record_key": self.record_key,
+            "primary_status": self.status,
+            "primary_body": self.body,
+        }
 
 
 @dataclass(frozen=True)
@@ -115,12 +139,28 @@ def _entry(row: Any) -> Entry:
     )
 
 
+def _nothing(_conn: Connection) -> None:
+    """An operation that only makes its commit carry the clean-up waiting."""
+
+
+# Queued only to wake the flusher for clean-up that is due; taken out, never run.
+_WAKE: _Item = (_nothing, "clean-up", True)
+
+
+def _forget_all(rows: list[tuple[int]], conn: Connection) -> None:
+    driver_executemany(conn, _FORGET, rows)
+
+
 class WriteLog:
     """The ``writes`` table, written through one group-committing flusher."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._later: list[tuple[Op, str]] = []  # clean-up, in the order it was posted
+        self._forgets: list[int] = []  # ended writes, deleted together after it
+        self._timer: asyncio.TimerHandle | None = None  # makes the clean-up due
+        self._due = False  # clean-up goes with the next commit, whatever it holds
         self._flushing = False
         self.commits = 0
         self.operations = 0
@@ -136,11 +176,51 @@ class WriteLog:
                 await asyncio.sleep(0)
                 while not self._queue.empty():
                     batch.append(self._queue.get_nowait())
-                await self._commit(batch)
+                batch = [item for item in batch if item is not _WAKE]
+                clean = bool(self._later or self._forgets) and (
+                    self._due or not all(alone for _, _, alone in batch)
+                )
+                items = [(op, waiter) for op, waiter, _ in batch]
+                if clean:
+                    items = self._clean_up() + items  # posted before what follows it
+                if items:
+                    await self._commit(items)
         finally:
             self._flushing = False
 
-    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+    def _clean_up(self) -> list[tuple[Op, asyncio.Future[Any] | str]]:
+        items: list[tuple[Op, asyncio.Future[Any] | str]] = list(self._later)
+        if self._forgets:
+            rows = [(i,) for i in self._forgets]
+            items.append((partial(_forget_all, rows), "forget"))
+            self.operations += len(rows) - 1  # one statement, one operation per write
+        self._later, self._forgets, self._due = [], [], False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return items
+
+    def _later_posted(self) -> None:
+        if self._due:
+            return
+        if len(self._later) + len(self._forgets) >= CLEAN_UP_MAX:
+            self._fall_due()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(CLEAN_UP_S, self._fall_due)
+
+    def _fall_due(self) -> None:
+        """Make the clean-up waiting go with the next commit, and wake the flusher for it.
+
+        A flag, not a deadline read off the loop's clock: a timer may fire a hair
+        before its time by that clock (uvloop counts in whole milliseconds).
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due = True
+        self._queue.put_nowait(_WAKE)
+
+    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any] | str]]) -> None:
         def together(conn: Connection) -> list[tuple[bool, Any]]:
             return [(True, op(conn)) for op, _ in batch]
 
@@ -163,32 +243,43 @@ class WriteLog:
                 results = [(False, exc)] * len(batch)
         self.commits += 1
         self.operations += len(batch)
-        for (_, future), (ok, value) in zip(batch, results, strict=True):
-            if future.done():
+        for (_, waiter), (ok, value) in zip(batch, results, strict=True):
+            if isinstance(waiter, str):
+                if not ok:
+                    log.error("write_log_operation_failed", operation=waiter, error=repr(value))
+            elif waiter.done():
                 continue
-            if ok:
-                future.set_result(value)
+            elif ok:
+                waiter.set_result(value)
             else:
-                future.set_exception(value)
+                waiter.set_exception(value)
 
-    async def submit(self, op: Callable[[Connection], T]) -> T:
-        """Run ``op`` in the next group commit and return its result."""
+    async def submit(self, op: Callable[[Connection], T], *, intent: bool = False) -> T:
+        """Run ``op`` in the next group commit and return its result.
+
+        ``intent``: ``op`` only adds a new intent, which waits for no clean-up.
+        """
         if not self._flushing:
             return await self.db.write(op)
-        return await self.post(op)
+        return await self.post(op, intent=intent)
 
     def post_soon(self, op: Callable[[Connection], Any], what: str) -> None:
-        """Queue ``op`` for the next group commit; nobody waits, a failure is logged."""
-        self.post(op).add_done_callback(functools.partial(_log_failure, what))
+        """Queue clean-up ``op``: nobody waits, a failure is logged (see the module)."""
+        self._later.append((op, what))
+        self._later_posted()
 
-    def post(self, op: Callable[[Connection], T]) -> asyncio.Future[T]:
+    def post(self, op: Callable[[Connection], T], *, intent: bool = False) -> asyncio.Future[T]:
         """Queue ``op`` for the next group commit now; return its future.
 
-        Operations are committed in the order they were posted.
+        Operations are committed in the order they were posted (new intents aside).
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, future))
+        self._queue.put_nowait((op, future, intent))
         return future
+
+    async def settle(self) -> None:
+        """Commit the clean-up posted so far now (before a shutdown, say)."""
+        await self.submit(_nothing)
 
     async def intent(
         self,
@@ -222,35 +313,41 @@ class WriteLog:
         def op(conn: Connection) -> int:
             return int(driver_execute(conn, _APPEND, values).fetchone()[0])
 
-        return await self.submit(op)
+        return await self.submit(op, intent=True)
 
-    async def accepted(
-        self, entry_id: int, record_key: str | None, status: int, body: bytes
-    ) -> None:
-        """Record the primary's answer to a write it accepted."""
+    async def resolved(self, entry_id: int, answered: Answered) -> None:
+        """Record the answer of a write re-sent to the primary; it waits for replay."""
+        await self._set(entry_id, state=BACKLOG, **answered.columns())
+
+    async def backlog(self, entry_id: int, error: str, answered: Answered | None = None) -> None:
+        """Keep a write the secondary did not take, for replay in order.
+
+        ``answered``: the primary's answer, for a write whose answer is not logged yet.
+        """
         await self._set(
             entry_id,
-            state=ACCEPTED,
-            record_key=record_key,
-            primary_status=status,
-            primary_body=body,
+            state=BACKLOG,
+            error=error,
+            attempts=writes.c.attempts + 1,
+            **(answered.columns() if answered else {}),
         )
 
-    def post_accepted(
-        self, entry_id: int, record_key: str | None, status: int, body: bytes
+    async def divergent(
+        self,
+        entry_id: int,
+        status: int | None,
+        body: bytes,
+        error: str,
+        answered: Answered | None = None,
     ) -> None:
-        """Queue the primary's answer now, ahead of anything queued later for the write."""
-        values = (ACCEPTED, record_key, status, body, entry_id)
-        self.post_soon(lambda conn: driver_execute(conn, _ACCEPT, values), "accepted")
-
-    async def backlog(self, entry_id: int, error: str) -> None:
-        """Keep a write the secondary did not take, for replay in order."""
-        await self._set(entry_id, state=BACKLOG, error=error, attempts=writes.c.attempts + 1)
-
-    async def divergent(self, entry_id: int, status: int | None, body: bytes, error: str) -> None:
         """Keep a write the secondary refused, with both answers."""
         await self._set(
-            entry_id, state=DIVERGENT, secondary_status=status, secondary_body=body, error=error
+            entry_id,
+            state=DIVERGENT,
+            secondary_status=status,
+            secondary_body=body,
+            error=error,
+            **(answered.columns() if answered else {}),
         )
 
     async def _set(self, entry_id: int, **values: Any) -> None:
@@ -274,10 +371,12 @@ class WriteLog:
     def forget_soon(self, entry_id: int) -> None:
         """Queue the end of a write that is done; the caller does not wait for the commit.
 
-        Safe to lose in a crash: the write is then replayed, and its
+        Clean-up (see the module): ended writes are deleted together, after the other
+        clean-up. Safe to lose in a crash: the write is then replayed, and its
         ``Idempotency-Key`` makes the secondary answer as before without applying it.
         """
-        self.post_soon(lambda conn: driver_execute(conn, _FORGET, (entry_id,)), "forget")
+        self._forgets.append(entry_id)
+        self._later_posted()
 
     async def forget(self, entry_id: int) -> None:
         """Drop a write that is done: mirrored, or never applied by the primary."""
@@ -319,12 +418,17 @@ class WriteLog:
         )
 
     async def figures(self) -> dict[str, int]:
-        """Return backlog size, divergent count and the oldest backlog entry's time."""
+        """Return backlog size, divergent count and the oldest backlog entry's time.
+
+        Writes that ended here, whose rows wait for their clean-up, are not counted.
+        """
+        ended = list(self._forgets)
 
         def read(conn: Connection) -> dict[str, int]:
-            rows = conn.execute(
-                select(writes.c.state, func.count(), func.min(writes.c.at)).group_by(writes.c.state)
-            ).all()
+            query = select(writes.c.state, func.count(), func.min(writes.c.at))
+            if ended:
+                query = query.where(writes.c.id.not_in(ended))
+            rows = conn.execute(query.group_by(writes.c.state)).all()
             by = {r[0]: (int(r[1]), int(r[2] or 0)) for r in rows}
             waiting = [by[s] for s in (INTENT, BACKLOG, COPYING) if s in by]
             return {
