@@ -89,7 +89,15 @@ def places(doc: Any, path: Path) -> list[tuple[Any, Any]]:
     """Return ``(container, key)`` for every place ``path`` names in ``doc``."""
     frontier: list[tuple[Any, Any]] = [({"$": doc}, "$")]
     for step in path.steps:
-        frontier = [pair for c, k in frontier for pair in _children(c[k], step)]
+        if step.kind == "key":  # the usual step, without a generator per place
+            key = step.key
+            frontier = [
+                (value, key)
+                for c, k in frontier
+                if isinstance(value := c[k], dict) and key in value
+            ]
+        else:
+            frontier = [pair for c, k in frontier for pair in _children(c[k], step)]
     return frontier
 
 

@@ -14,8 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-import orjson
 import structlog
 
 from memshift.config.settings import MirrorSettings, StoreName
@@ -77,21 +77,21 @@ class Mirror:
         self.tokens = tokens
         self.settings = settings
 
-    async def request(
-        self, write: Write, target: StoreName, answer: bytes | None
-    ) -> OutboundRequest | None:
-        """Return ``write`` as ``target`` must get it; None while an id has no pair."""
+    async def request(self, write: Write, target: StoreName, first: Any) -> OutboundRequest | None:
+        """Return ``write`` as ``target`` must get it; None while an id has no pair.
+
+        ``first``: the primary's answer document, whose provenance a create copies.
+        """
         spec = write.match.spec
-        translated = await self.translator.request(write.match, write.path_qs, write.body, target)
+        fill = None
+        if spec.creates and spec.copy_from_answer and isinstance(first, dict):
+            fill = {f: first[f] for f in spec.copy_from_answer if f in first}
+        translated = await self.translator.request(
+            write.match, write.path_qs, write.body, target, fill
+        )
         if translated is None:
             return None
         path_qs, body = translated
-        first = document_of(answer) if spec.creates and spec.copy_from_answer else None
-        if isinstance(first, dict):
-            doc = document_of(body)
-            if isinstance(doc, dict):
-                doc |= {f: first[f] for f in spec.copy_from_answer if f in first}
-                body = orjson.dumps(doc)
         headers = [
             ("Authorization", f"Bearer {self.tokens(target)}"),
             (ACT_AS, write.user),
@@ -149,7 +149,8 @@ class Mirror:
         ``still``, asked once the ids are translated, says whether the write is still
         to be sent; when it is not (backfill took it over), it is left unmapped.
         """
-        request = await self.request(write, target, answer)
+        first = document_of(answer) if write.match.spec.creates else None
+        request = await self.request(write, target, first)
         if request is None:
             return Outcome(Kind.UNMAPPED, "unmapped_id")
         if still is not None and not await still():
@@ -160,20 +161,22 @@ class Mirror:
             return Outcome(Kind.BACKLOG, exc.reason, exc.status, exc.body)
         if not 200 <= result.status < 300:
             return Outcome(Kind.DIVERGENT, "rejected", result.status, result.body[:2000])
-        await self._pair(write, primary, answer, target, result)
+        await self._pair(write, primary, first, target, result)
         return Outcome(Kind.DONE)
 
     async def _pair(
         self,
         write: Write,
         primary: StoreName,
-        answer: bytes,
+        first: Any,
         target: StoreName,
         result: UpstreamResponse,
     ) -> None:
         kind = write.match.spec.creates
-        first, copy = document_of(answer), document_of(result.body)
-        if kind is None or not (isinstance(first, dict) and isinstance(copy, dict)):
+        if kind is None or not isinstance(first, dict):
+            return
+        copy = document_of(result.body)
+        if not isinstance(copy, dict):
             return
         ids = {primary: first.get("id"), target: copy.get("id")}
         if isinstance(ids["legacy"], int) and isinstance(ids["new"], int):

@@ -101,6 +101,8 @@ class Translator:
             for value in jsonpath.values(doc, path):
                 if type(value) is int:
                     wanted[kind].add(value)
+        if not wanted:
+            return True  # no ids here (a create without a context, say)
         table = await self._batch(wanted, source, target)
         if table is None:
             return False
@@ -114,30 +116,41 @@ class Translator:
         return True
 
     async def request(
-        self, match: RouteMatch, path_qs: str, body: bytes, target: StoreName
+        self,
+        match: RouteMatch,
+        path_qs: str,
+        body: bytes,
+        target: StoreName,
+        fill: dict[str, Any] | None = None,
     ) -> tuple[str, bytes] | None:
         """Return path and body of a client request as ``target`` must get them.
 
         Legacy gets the client's bytes untouched; for new, ids are translated (and the
-        body re-encoded only when it holds ids). The same input always gives the same
-        bytes, which a store's idempotency check relies on. None when an id is unmapped.
+        body re-encoded only when it may hold ids). ``fill``: fields set in the body's
+        object (which is then re-encoded for either store). The same input always gives
+        the same bytes, which a store's idempotency check relies on. None when an id is
+        unmapped.
         """
-        if target == "legacy":
-            return path_qs, body
-        raw_query = path_qs.partition("?")[2]
-        path = await self.path(match, "legacy", target)
-        query = await self.query(
-            parse_qsl(raw_query, keep_blank_values=True), match.spec, "legacy", target
-        )
-        if path is None or query is None:
-            return None
-        if body and match.spec.request_ids:
+        translate = target != "legacy"
+        if translate:
+            raw_query = path_qs.partition("?")[2]
+            path = await self.path(match, "legacy", target)
+            query = await self.query(
+                parse_qsl(raw_query, keep_blank_values=True), match.spec, "legacy", target
+            )
+            if path is None or query is None:
+                return None
+            path_qs = f"{path}?{urlencode(query)}" if query else path
+        ids = match.spec.request_ids if translate else ()
+        if body and (ids or fill):
             try:
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError:
                 doc = None  # the store will refuse it, the same way on both sides
             if isinstance(doc, dict):
-                if not await self.document(doc, match.spec.request_ids, "legacy", target):
+                if ids and not await self.document(doc, ids, "legacy", target):
                     return None
+                if fill:
+                    doc |= fill
                 body = orjson.dumps(doc)
-        return (f"{path}?{urlencode(query)}" if query else path), body
+        return path_qs, body
