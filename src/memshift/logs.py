@@ -1,15 +1,18 @@
 """structlog set-up shared by every memshift process.
 
-One JSON line per event (or a readable line on a terminal), context bound through
-contextvars, and a processor that masks anything that looks like a secret, so that a
-token can never reach a log line even if a caller binds it by mistake.
+One JSON line per event (or a readable line on a terminal), context bound per request
+(``bind``, ``bound``: one context variable, cheap enough for every request), and a
+processor that masks anything that looks like a secret, so that a token can never
+reach a log line even if a caller binds it by mistake.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextvars import ContextVar, Token
 from typing import Any
 
 import orjson
@@ -18,6 +21,43 @@ import structlog
 SECRET_KEYS = frozenset(
     {"authorization", "token", "admin_token", "password", "secret", "api_key", "tokens"}
 )
+
+
+# Never mutated: ``bind`` sets a new mapping, so tasks spawned meanwhile keep theirs.
+_BOUND: ContextVar[dict[str, Any] | None] = ContextVar("memshift_log_context", default=None)
+Bound = Token[dict[str, Any] | None]
+
+
+def bind(**values: Any) -> Bound:
+    """Add ``values`` to every event logged in this context until ``unbind``."""
+    current = _BOUND.get()
+    return _BOUND.set({**current, **values} if current else values)
+
+
+def unbind(token: Bound) -> None:
+    """Undo the ``bind`` that returned ``token``."""
+    _BOUND.reset(token)
+
+
+@contextlib.contextmanager
+def bound(**values: Any) -> Iterator[None]:
+    """``bind`` for the length of a ``with`` block."""
+    token = bind(**values)
+    try:
+        yield
+    finally:
+        unbind(token)
+
+
+def merge_bound(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Add the context bound with ``bind`` (an event's own keys win)."""
+    values = _BOUND.get()
+    if values:
+        for key, value in values.items():
+            event.setdefault(key, value)
+    return event
 
 
 def redact_secrets(
@@ -73,7 +113,7 @@ def configure(*, level: str = "info", json: bool | None = None) -> None:
     )
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
+            merge_bound,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_secrets,

@@ -18,17 +18,11 @@ from memshift.proxy.handler import CORE, handle
 from memshift.proxy.shadowhelper import ShadowHelper
 from memshift.statedb import open_state
 from memshift.upstream import Upstream
-from memshift.webutil import Handler, answer_errors
 
 log = structlog.get_logger("memshift.proxy")
 
 REFRESH_EVERY_S = 1.0
 CHECKPOINT_EVERY_S = 1.0
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    return await answer_errors(request, handler)
 
 
 async def _refresh_loop(core: ProxyCore) -> None:
@@ -97,9 +91,7 @@ def make_core(
 
 def make_apps(core: ProxyCore) -> tuple[web.Application, web.Application]:
     """Return the client-side proxy app and the admin app; the proxy app owns the lifecycle."""
-    app = web.Application(
-        client_max_size=core.holder.current.proxy.max_body_bytes, middlewares=[_errors]
-    )
+    app = web.Application(client_max_size=core.holder.current.proxy.max_body_bytes)
     app[CORE] = core
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_route("*", "/{tail:.*}", handle)

@@ -24,6 +24,7 @@ from memshift.config.settings import StoreName
 from memshift.control.ramp import reads_from_new
 from memshift.errors import UpstreamError
 from memshift.jsonpath import document_of
+from memshift.logs import bind, unbind
 from memshift.proxy.core import ProxyCore
 from memshift.proxy.headers import (
     SERVED_BY,
@@ -41,7 +42,7 @@ from memshift.shadow.dispatch import record_keys
 from memshift.shadow.mirror import Write
 from memshift.shadow.routes import match_route
 from memshift.upstream import OutboundRequest, UpstreamResponse
-from memshift.webutil import error_response
+from memshift.webutil import answer_errors, error_response
 
 log = structlog.get_logger("memshift.proxy")
 
@@ -74,7 +75,7 @@ class Exchange:
 
     async def _target(self, store: StoreName) -> tuple[str, bytes] | None:
         """Return path and body for ``store`` with ids translated; None if one is unmapped."""
-        if self.match is None:
+        if self.match is None or store == "legacy":  # client ids are legacy's
             return self.request.rel_url.raw_path_qs, self.body
         return await self.core.translator.request(
             self.match, self.request.rel_url.raw_path_qs, self.body, store
@@ -223,7 +224,11 @@ def _rest(ex: Exchange) -> Coroutine[Any, Any, web.StreamResponse]:
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    """Serve one client request (REST or MCP) through the proxy."""
+    """Serve one client request (REST or MCP) through the proxy; errors become JSON."""
+    return await answer_errors(request, _serve)
+
+
+async def _serve(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     core = request.app[CORE]
     rid = request_id(request.headers)
@@ -235,7 +240,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         ex = Exchange(core, request, body, rid)
         route = ex.route
         work = _rest(ex)
-    with structlog.contextvars.bound_contextvars(request_id=rid, route=route):
+    context = bind(request_id=rid, route=route)
+    try:
         try:
             response = await work
         except UpstreamError as exc:
@@ -255,4 +261,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
             status=response.status,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+    finally:
+        unbind(context)
     return response

@@ -35,6 +35,7 @@ from yarl import URL
 from memshift.config.settings import RouteSpec, StoreName, other
 from memshift.control.ramp import reads_from_new
 from memshift.errors import UpstreamError
+from memshift.logs import bound
 from memshift.mcp import protocol
 from memshift.mcp.link import StoreSession, header, open_session
 from memshift.mcp.sessions import ClientSession
@@ -483,7 +484,7 @@ async def _dispatch(ex: McpExchange) -> web.StreamResponse:
         return await _passthrough(ex, f"mcp:{method}" if isinstance(method, str) else "mcp:other")
     name, args = call
     spec = settings.tool(name)
-    with structlog.contextvars.bound_contextvars(tool=name):
+    with bound(tool=name):
         if spec is not None and name in settings.mcp.write_tools:
             return await _tool_write(ex, spec, args)
         if spec is not None and name in settings.mcp.read_tools:

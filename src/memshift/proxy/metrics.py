@@ -89,12 +89,14 @@ class ProxyMetrics:
             ["store", "outcome"],
             registry=r,
         )
+        self.mirror_outcome = Children(self.mirror_writes)
         self.comparisons = Counter(
             "memshift_comparisons",
             "Shadow reads compared, by route and verdict.",
             ["route", "verdict"],
             registry=r,
         )
+        self.comparison = Children(self.comparisons)
         self.shadow_dropped = Counter(
             "memshift_shadow_dropped",
             "Shadow reads dropped because the scheduler was full.",

@@ -161,7 +161,7 @@ def settle(core: ProxyCore, read: ReadCopy, shadowed: Shadowed) -> None:
     core.compared.record(
         judged=comparison.verdict != "inflight", mismatched=comparison.verdict == "mismatched"
     )
-    core.metrics.comparisons.labels(route=route, verdict=comparison.verdict).inc()
+    core.metrics.comparison(route, comparison.verdict).inc()
 
 
 async def shadow_read(

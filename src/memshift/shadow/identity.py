@@ -22,16 +22,23 @@ class Identities:
         self.size = size
         self._cache: dict[str, tuple[str, float]] = {}
 
+    def known(self, authorization: str) -> str | None:
+        """Return the cached user behind ``authorization``; None if it must be asked."""
+        found = self._cache.get(_digest(authorization))
+        return found[0] if found and found[1] > time.monotonic() else None
+
     async def user(self, authorization: str, fetch: Fetch) -> str | None:
         """Return the user behind ``authorization`` (None if the store does not know it)."""
-        digest = hashlib.sha256(authorization.encode()).hexdigest()
-        found = self._cache.get(digest)
-        now = time.monotonic()
-        if found and found[1] > now:
-            return found[0]
+        user = self.known(authorization)
+        if user is not None:
+            return user
         user = await fetch()
         if user is not None:
             if len(self._cache) >= self.size:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[digest] = (user, now + self.ttl_s)
+            self._cache[_digest(authorization)] = (user, time.monotonic() + self.ttl_s)
         return user
+
+
+def _digest(authorization: str) -> str:
+    return hashlib.sha256(authorization.encode()).hexdigest()
