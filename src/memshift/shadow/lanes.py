@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from functools import partial
+
+_NO_LOCK: AbstractAsyncContextManager[None] = nullcontext()
+TOUCHED_MAX = 100_000  # records whose last write is remembered (about 10 MB)
 
 
 class Lanes:
@@ -26,15 +29,18 @@ class Lanes:
         self._tails: dict[str, asyncio.Future[bool]] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.blocked: Counter[str] = Counter()
-        self.touched: Counter[str] = Counter()
+        # The generation of each record's last write, oldest first, bounded: a proxy
+        # lives for weeks and sees every record. What falls off the end is forgotten.
+        self.touched: dict[str, int] = {}
+        self.forgotten = 0  # the newest generation forgotten
         self.generation = 0
 
-    @asynccontextmanager
-    async def lock(self, key: str | None) -> AsyncIterator[None]:
+    def lock(self, key: str | None) -> AbstractAsyncContextManager[None]:
         """Hold ``key``'s lock (no lock for None): one write at a time per record."""
-        if key is None:
-            yield
-            return
+        return _NO_LOCK if key is None else self._held(key)
+
+    @asynccontextmanager
+    async def _held(self, key: str) -> AsyncIterator[None]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
@@ -58,8 +64,11 @@ class Lanes:
         mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.generation += 1
         if own is not None:
-            self.touched[own] += 1
-        if own is not None:
+            self.touched.pop(own, None)
+            self.touched[own] = self.generation
+            if len(self.touched) > TOUCHED_MAX:
+                oldest = next(iter(self.touched))
+                self.forgotten = self.touched.pop(oldest)
             self._tails[own] = mine
             mine.add_done_callback(partial(self._leave, own))
         return waits, mine
@@ -85,13 +94,20 @@ class Lanes:
                 del self.blocked[key]
 
     def snapshot(self, key: str | None) -> tuple[int, bool]:
-        """Return how far writes to ``key`` (to anything, for None) went, and if one is pending."""
+        """Return the generation now and whether a write to ``key`` (any, for None) is pending."""
         if key is None:
             return self.generation, bool(self._tails or self._locks or self.blocked)
-        pending = key in self._tails or key in self._locks or self.blocked[key] > 0
-        return self.touched[key], pending
+        return self.generation, key in self._tails or key in self._locks or self.blocked[key] > 0
 
     def settled(self, key: str | None, before: tuple[int, bool]) -> bool:
-        """Whether no write to ``key`` was pending at ``before`` or happened since."""
-        now = self.snapshot(key)
-        return not before[1] and not now[1] and now[0] == before[0]
+        """Whether no write to ``key`` was pending at ``before`` or happened since.
+
+        A record whose last write was forgotten since counts as written (not settled).
+        """
+        at, was_pending = before
+        if was_pending or self.snapshot(key)[1]:
+            return False
+        if key is None:
+            return self.generation == at
+        last = self.touched.get(key)
+        return (self.forgotten if last is None else last) <= at
