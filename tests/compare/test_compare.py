@@ -44,6 +44,24 @@ def test_verdicts() -> None:
     assert "mismatched" == judge({"id": 1}, {"error": {}}, sb=404)
 
 
+def test_normalization_leaves_the_observations_as_they_were() -> None:
+    """The comparison normalizes copies: the answers it keeps (for samples) are whole."""
+    control = {"id": 1, "updated_at": "a", "tags": [{"n": 1.5, "updated_at": "x"}]}
+    candidate = {"id": 2, "updated_at": "b", "tags": [{"n": 1.5, "updated_at": "y"}]}
+    kept = (repr(control), repr(candidate))
+    made = compare(
+        "r",
+        obs("legacy", control),
+        obs("new", candidate),
+        rules=RULES,
+        options=DiffOptions(),
+        noise_paths=set(),
+        inflight=False,
+    )
+    assert ["$.id"] == [d.path for d in made.differences]
+    assert kept == (repr(made.control.body), repr(made.candidate.body))
+
+
 def test_report_counts_and_samples() -> None:
     """The report counts per route, names top fields, and keeps non-matching samples."""
     report = Report()

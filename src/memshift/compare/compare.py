@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
+
 from memshift.compare.diff import Difference, DiffOptions, diff, generic
 from memshift.compare.normalize import Rule, apply
 
@@ -54,9 +56,23 @@ def differences(
         out.append(Difference("$status", "changed", _status(control), _status(candidate)))
     if control.error or candidate.error:
         return out
-    left = apply(rules, copy.deepcopy(control.body))
-    right = apply(rules, copy.deepcopy(candidate.body))
+    left = apply(rules, _copy(control.body))
+    right = apply(rules, _copy(candidate.body))
     return out + diff(left, right, options)
+
+
+def _copy(body: Any) -> Any:
+    """A copy of a parsed answer for normalization to change, made by orjson.
+
+    A body is what JSON parsing gave (or a string): a round trip through orjson
+    copies it exactly, several times faster than ``copy.deepcopy``.
+    """
+    if isinstance(body, dict | list):
+        try:
+            return orjson.loads(orjson.dumps(body))
+        except (TypeError, orjson.JSONDecodeError):  # not plain JSON after all
+            return copy.deepcopy(body)
+    return body
 
 
 def compare(
