@@ -25,8 +25,9 @@ import time
 import aiohttp
 from sqlalchemy import Connection
 
-from benchmarks.harness import USER, corpus, percentile, report, slices, store_process
+from benchmarks.harness import USER, corpus, report, slices, store_process
 from memshift.database import Database
+from memshift.loadtest.stats import percentile
 from memshift.store import memories
 from memshift.store.call import Call
 from memshift.store.content import BlobContent, ContentStore, PlainContent

@@ -15,7 +15,8 @@ import asyncio
 import tempfile
 import time
 
-from benchmarks.harness import percentile, report
+from benchmarks.harness import report
+from memshift.loadtest.stats import percentile
 from memshift.shadow.idmap import IdMap
 from memshift.shadow.writelog import WriteLog
 from memshift.statedb import open_state
