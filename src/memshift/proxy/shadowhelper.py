@@ -233,7 +233,7 @@ class ShadowHelper:
         route = read.match.spec.name
         try:
             if kind == "done":
-                shadowed: Shadowed = message[2]
+                shadowed = Shadowed.unpacked(message[2])
                 sent: list[Sent] = message[3]
                 for exchange in sent:
                     self.core.note(*exchange)
@@ -366,7 +366,7 @@ class _Helper:
         except Exception as exc:
             self._answer(("failed", job, repr(exc)))
             return
-        self._answer(("done", job, found, sent))
+        self._answer(("done", job, found.packed(), sent))
 
     async def close(self) -> None:
         await self.jobs.close()
