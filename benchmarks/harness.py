@@ -259,7 +259,7 @@ def proxy_process(
         )
         proc = memshift(["serve", "--config", str(config), *serve_args], cpus=cpus)
         url = f"http://127.0.0.1:{port}"
-        SERVERS[url] = proc.pid
+        SERVERS[url], ADMIN_URLS[url] = proc.pid, f"http://127.0.0.1:{admin}"
         try:
             wait_healthy(f"http://127.0.0.1:{admin}/healthz", proc, "proxy")
             yield url
@@ -333,6 +333,17 @@ def static_backends(count: int, cpus: str | None = None) -> Iterator[list[str]]:
 
 
 SERVERS: dict[str, int] = {}  # URL of a proxy started here: its process id
+ADMIN_URLS: dict[str, str] = {}  # URL of a proxy started here: its admin API
+
+
+def compare_totals(url: str) -> dict[str, Any]:
+    """The comparison report's totals of the proxy serving ``url`` (compared, dropped...)."""
+    request = urllib.request.Request(
+        ADMIN_URLS[url] + "/report", headers={"Authorization": "Bearer bench-admin"}
+    )
+    with urllib.request.urlopen(request) as resp:
+        totals: dict[str, Any] = orjson.loads(resp.read())["totals"]
+    return totals
 
 
 def _family(pid: int) -> list[int]:

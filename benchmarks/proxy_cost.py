@@ -33,6 +33,7 @@ from typing import Any
 
 from benchmarks.harness import (
     bare_proxy,
+    compare_totals,
     measured_load,
     proxy_process,
     report,
@@ -130,6 +131,45 @@ def run_round(urls: list[str], duration: float, concurrency: int) -> dict[str, A
     return out
 
 
+def shadow_pairs(urls: list[str], pairs: int, duration: float) -> dict[str, Any]:
+    """The shadow target's figure: client p50 at 1 in flight, shadow 0 against 100.
+
+    Both proxies stay up and the load alternates between them, in alternating order,
+    ``pairs`` times; each pair gives a ratio, and the figure is their median. On a
+    shared machine whose speed drifts within seconds, a ratio of two measurements
+    taken side by side is steadier than a ratio of two medians taken minutes apart.
+    """
+    plain, shadowed = _memshift(), _memshift(shadow=100)
+    with plain(urls) as off, shadowed(urls) as on:
+        for url in (off, on):  # warm both: connections, the helper
+            measured_load(url, READ, 1, 1.0, cpus=LOAD_CPU)
+        rows, reads, before = [], 0, compare_totals(on)
+        for n in range(pairs):
+            got = {}
+            for url in (off, on) if n % 2 == 0 else (on, off):
+                total = measured_load(url, READ, 1, duration, cpus=LOAD_CPU)
+                got[url] = total["p50_ms"]
+                reads += total["count"] if url == on else 0
+            rows.append({"off_p50_ms": got[off], "on_p50_ms": got[on]})
+            print(
+                f"  pair {n + 1}/{pairs}: shadow 0 p50 {got[off]:.3f} ms, "
+                f"shadow 100 p50 {got[on]:.3f} ms ({got[on] / got[off] - 1:+.1%})",
+                flush=True,
+            )
+        # Every shadow read done, none dropped: else the figure would flatter.
+        after = compare_totals(on)
+    added = sorted(r["on_p50_ms"] / r["off_p50_ms"] - 1 for r in rows)
+    quartiles = statistics.quantiles(added, n=4) if len(added) > 1 else added * 3
+    return {
+        "pairs": rows,
+        "client_reads": reads,
+        "compared": after["compared"] - before["compared"],
+        "dropped": after["dropped"] - before["dropped"],
+        "added_p50": statistics.median(added),
+        "added_p50_quartiles": [quartiles[0], quartiles[2]],
+    }
+
+
 def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for name, workloads in rounds[0].items():
@@ -196,12 +236,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=12, help="shadow 0/100 pairs at 1 in flight")
+    parser.add_argument("--pair-duration", type=float, default=4.0, help="seconds per half pair")
     args = parser.parse_args()
     rounds = []
     with backends() as urls:
         for n in range(args.rounds):
             print(f"round {n + 1}/{args.rounds}", flush=True)
             rounds.append(run_round(urls, args.duration, args.concurrency))
+        print(f"shadow pairs ({args.pairs})", flush=True)
+        pairs = shadow_pairs(urls, args.pairs, args.pair_duration) if args.pairs else None
     result = median_of(rounds)
     reads, writes = tables(result, args.concurrency)
     c = args.concurrency
@@ -228,6 +272,25 @@ def main() -> None:
         writes,
         {"concurrency": c, "median": result},
     )
+    if pairs is not None:
+        low, high = pairs["added_p50_quartiles"]
+        print(
+            f"\nshadow 100% at 1 in flight, {args.pairs} side-by-side pairs of "
+            f"{args.pair_duration:g} s: the client's p50 {pairs['added_p50']:+.1%} "
+            f"(median; quartiles {low:+.1%} to {high:+.1%}); "
+            f"{pairs['compared']} of {pairs['client_reads']} reads compared, "
+            f"{pairs['dropped']} dropped"
+        )
+        report(
+            "proxy_cost_shadow",
+            ["pair", "shadow 0 p50 ms", "shadow 100 p50 ms", "added"],
+            [
+                [n + 1, r["off_p50_ms"], r["on_p50_ms"], f"{on / off - 1:+.1%}"]
+                for n, r in enumerate(pairs["pairs"])
+                for off, on in [(r["off_p50_ms"], r["on_p50_ms"])]
+            ],
+            {"pair_duration_s": args.pair_duration, **pairs},
+        )
 
 
 if __name__ == "__main__":
