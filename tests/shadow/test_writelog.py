@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,8 +18,8 @@ from memshift.shadow.writelog import BACKLOG, DIVERGENT, INTENT, Answered, Write
 from memshift.statedb import open_state, writes
 
 
-@pytest.fixture
-async def log(db_url: str) -> AsyncIterator[WriteLog]:
+@contextlib.asynccontextmanager
+async def running_log(db_url: str) -> AsyncIterator[WriteLog]:
     """A write log on a fresh state database, its flusher running."""
     state = open_state(db_url)
     wal = WriteLog(state)
@@ -27,9 +28,18 @@ async def log(db_url: str) -> AsyncIterator[WriteLog]:
     )
     background.spawn(wal.flusher(), "write-log", daemon=True)
     await asyncio.sleep(0)
-    yield wal
-    await background.close()
-    state.close()
+    try:
+        yield wal
+    finally:
+        await background.close()
+        state.close()
+
+
+@pytest.fixture
+async def log(db_url: str) -> AsyncIterator[WriteLog]:
+    """A write log on a fresh state database, its flusher running."""
+    async with running_log(db_url) as wal:
+        yield wal
 
 
 async def _intent(wal: WriteLog, n: int, record_key: str | None = None) -> int:
@@ -131,21 +141,12 @@ def test_clean_up_falls_due_on_uvloop(db_url: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(writelog, "CLEAN_UP_S", 0.0204)
 
     async def ends_committed() -> None:
-        state = open_state(db_url)
-        wal = WriteLog(state)
-        background = Scheduler(
-            name="test", limit=1, pending_limit=0, close_timeout=1, on_error=lambda *_: None
-        )
-        background.spawn(wal.flusher(), "write-log", daemon=True)
-        try:
+        async with running_log(db_url) as wal:
             for n in range(5):
                 wal.forget_soon(await _intent(wal, n))
                 async with asyncio.timeout(10):
-                    while _rows(state):  # noqa: ASYNC110
+                    while _rows(wal.db):  # noqa: ASYNC110
                         await asyncio.sleep(0.005)
-        finally:
-            await background.close()
-            state.close()
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(ends_committed())

@@ -70,7 +70,7 @@ def _copy(body: Any) -> Any:
     if isinstance(body, dict | list):
         try:
             return orjson.loads(orjson.dumps(body))
-        except (TypeError, orjson.JSONDecodeError):  # not plain JSON after all
+        except orjson.JSONEncodeError:  # not plain JSON after all
             return copy.deepcopy(body)
     return body
 

@@ -103,15 +103,23 @@ class Shadowed:
         route, control, candidate, found, noise = packed
         return cls(
             route,
-            Observation(control[0], control[1], None, control[2], control[3]),
-            Observation(candidate[0], candidate[1], None, candidate[2], candidate[3]),
+            _observation(control),
+            _observation(candidate),
             tuple(Difference(*d) for d in found),
             noise,
         )
 
 
-def _packed(o: Observation) -> tuple[str, int | None, str | None, float]:
+_PackedObservation = tuple[str, int | None, str | None, float]
+
+
+def _packed(o: Observation) -> _PackedObservation:
     return (o.store, o.status, o.error, o.duration_s)
+
+
+def _observation(packed: _PackedObservation) -> Observation:
+    store, status, error, duration_s = packed
+    return Observation(store, status, None, error, duration_s)
 
 
 def _bodiless(o: Observation) -> Observation:

@@ -195,9 +195,7 @@ class WriteLog:
             items.append((partial(_forget_all, rows), "forget"))
             self.operations += len(rows) - 1  # one statement, one operation per write
         self._later, self._forgets, self._due = [], [], False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._stop_timer()
         return items
 
     def _later_posted(self) -> None:
@@ -214,11 +212,14 @@ class WriteLog:
         A flag, not a deadline read off the loop's clock: a timer may fire a hair
         before its time by that clock (uvloop counts in whole milliseconds).
         """
+        self._stop_timer()
+        self._due = True
+        self._queue.put_nowait(_WAKE)
+
+    def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._due = True
-        self._queue.put_nowait(_WAKE)
 
     async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any] | str]]) -> None:
         def together(conn: Connection) -> list[tuple[bool, Any]]:
