@@ -278,11 +278,7 @@ STATIC_SERVER = """
     listen 127.0.0.1:{port};
     default_type application/json;
     location = /v1/whoami {{ return 200 '{{"user": "bench", "role": "user"}}'; }}
-    # A create answers a fresh id: "1", the connection's number, "00000", the request's
-    # number on it; unique while a connection carries fewer than 100,000 requests.
-    location = /v1/memories {{
-      return 201 '{{"id": 1${{connection}}00000${{connection_requests}}, {memory}}}';
-    }}
+    location = /v1/memories {{ return 201 '{{"id": ${{fresh_id}}, {memory}}}'; }}
     location ~ ^/v1/memories/(\\d+)$ {{ return 200 '{{"id": $1, {memory}}}'; }}
     location / {{ return 200 '{{"status": "ok"}}'; }}
   }}
@@ -295,6 +291,19 @@ error_log {tmp}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
+  # A create answers a fresh id that grows, as a store's own ids do: "1", the time in
+  # milliseconds (its last 9 digits: they wrap every 11 days), then the connection's
+  # number and the request's number on it, three digits each (their last three). 16
+  # digits, unique while no connection carries 1,000 requests in one millisecond and
+  # no two connections numbered 1,000 apart are open at once.
+  map $msec $msec_digits {{ "~(?<s>[0-9]{{6}})[.](?<ms>[0-9]{{3}})$" "1$s$ms"; }}
+  map $connection $connection3 {{
+    "~(?<n>[0-9]{{3}})$" $n; "~^(?<n>[0-9]{{2}})$" 0$n; default 00$connection;
+  }}
+  map $connection_requests $request3 {{
+    "~(?<n>[0-9]{{3}})$" $n; "~^(?<n>[0-9]{{2}})$" 0$n; default 00$connection_requests;
+  }}
+  map $msec_digits $fresh_id {{ default $msec_digits$connection3$request3; }}
   client_body_temp_path {tmp}/body;
   client_max_body_size 16m;
   keepalive_requests 99999;
