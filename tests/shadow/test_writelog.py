@@ -73,6 +73,20 @@ async def test_concurrent_writes_share_commits_and_keep_their_order(log: WriteLo
             await asyncio.sleep(0.01)
 
 
+async def test_a_commit_waits_for_intents_a_few_turns_of_the_loop_behind(log: WriteLog) -> None:
+    """Requests reach their intents a turn or two apart: one commit takes them all."""
+
+    async def late(n: int) -> int:
+        for _ in range(n):
+            await asyncio.sleep(0)
+        return await _intent(log, n)
+
+    await _intent(log, 100)  # the flusher waits for the next
+    commits = log.commits
+    await asyncio.gather(*(late(n) for n in range(writelog.GATHER_TURNS)))
+    assert commits + 1 == log.commits
+
+
 async def test_a_failing_operation_fails_alone(log: WriteLog) -> None:
     def broken(conn: Connection) -> None:
         raise RuntimeError("broken operation")

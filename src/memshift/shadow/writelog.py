@@ -15,7 +15,8 @@ it makes already holds their effect, it marks them ``copying`` and then ``copied
 which replay forgets instead of applying them twice.
 
 Operations are group-committed: a single flusher takes every operation queued since
-its last commit and runs them in one transaction, so that many concurrent writes share
+its last commit, and those queued in the next few turns of the event loop while they
+keep coming, and runs them in one transaction, so that many concurrent writes share
 one commit. Should one operation fail, the group is run again with each operation in
 a savepoint of its own, so that only that one fails.
 
@@ -52,6 +53,7 @@ _Item = tuple[Op, "asyncio.Future[Any] | str", bool]
 
 CLEAN_UP_S = 0.02  # the longest clean-up waits for a commit that happens anyway
 CLEAN_UP_MAX = 500  # or until this many operations wait
+GATHER_TURNS = 4  # the most turns of the event loop a commit waits for more operations
 
 INTENT, BACKLOG, DIVERGENT = "intent", "backlog", "divergent"
 ACCEPTED = "accepted"  # written by earlier versions: joins the backlog at start
@@ -173,9 +175,15 @@ class WriteLog:
                 batch = [await self._queue.get()]
                 # Let the requests ready to run queue their operations too: a commit
                 # on the event loop is quick, and one commit for more of them is less.
-                await asyncio.sleep(0)
-                while not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
+                # A request whose data just arrived needs a few turns of the loop to
+                # reach its intent: wait turns while they bring operations, and no
+                # longer (a lone client waits one turn).
+                for _ in range(GATHER_TURNS):
+                    await asyncio.sleep(0)
+                    if self._queue.empty():
+                        break
+                    while not self._queue.empty():
+                        batch.append(self._queue.get_nowait())
                 batch = [item for item in batch if item is not _WAKE]
                 clean = bool(self._later or self._forgets) and (
                     self._due or not all(alone for _, _, alone in batch)
