@@ -278,7 +278,9 @@ STATIC_SERVER = """
     listen 127.0.0.1:{port};
     default_type application/json;
     location = /v1/whoami {{ return 200 '{{"user": "bench", "role": "user"}}'; }}
-    location = /v1/memories {{ return 201 '{{"id": ${{fresh_id}}, {memory}}}'; }}
+    location = /v1/memories {{
+      return 201 '{{"id": ${{id_time}}${{connection3}}${{request3}}, {memory}}}';
+    }}
     location ~ ^/v1/memories/(\\d+)$ {{ return 200 '{{"id": $1, {memory}}}'; }}
     location / {{ return 200 '{{"status": "ok"}}'; }}
   }}
@@ -296,14 +298,13 @@ http {{
   # number and the request's number on it, three digits each (their last three). 16
   # digits, unique while no connection carries 1,000 requests in one millisecond and
   # no two connections numbered 1,000 apart are open at once.
-  map $msec $msec_digits {{ "~(?<s>[0-9]{{6}})[.](?<ms>[0-9]{{3}})$" "1$s$ms"; }}
+  map $msec $id_time {{ "~(?<s>[0-9]{{6}})[.](?<ms>[0-9]{{3}})$" "1$s$ms"; }}
   map $connection $connection3 {{
     "~(?<n>[0-9]{{3}})$" $n; "~^(?<n>[0-9]{{2}})$" 0$n; default 00$connection;
   }}
   map $connection_requests $request3 {{
     "~(?<n>[0-9]{{3}})$" $n; "~^(?<n>[0-9]{{2}})$" 0$n; default 00$connection_requests;
   }}
-  map $msec_digits $fresh_id {{ default $msec_digits$connection3$request3; }}
   client_body_temp_path {tmp}/body;
   client_max_body_size 16m;
   keepalive_requests 99999;
