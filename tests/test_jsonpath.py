@@ -30,11 +30,12 @@ def test_values(path: str, expected: list[object]) -> None:
     assert expected == jsonpath.values(DOC, jsonpath.parse(path))
 
 
-def test_update_in_place() -> None:
-    """update replaces every named value."""
-    doc = {"items": [{"id": 2}, {"id": 3}]}
-    jsonpath.update(doc, jsonpath.parse("$.items[*].id"), lambda v: v * 10)
-    assert {"items": [{"id": 20}, {"id": 30}]} == doc
+def test_places_name_containers_to_change_in_place() -> None:
+    """Every place is a container and its key: setting through it changes the document."""
+    doc = {"items": [{"id": 2}, {"id": 3, "kids": [{"id": 4}]}]}
+    for container, key in jsonpath.places(doc, jsonpath.parse("$..id")):
+        container[key] *= 10
+    assert {"items": [{"id": 20}, {"id": 30, "kids": [{"id": 40}]}]} == doc
 
 
 @pytest.mark.parametrize("text", ["id", "$.", "$[x]", "$.a b"])

@@ -9,7 +9,6 @@ ignores (``$..updated_at``). Parsing happens once, when settings load.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,34 +61,41 @@ def parse(text: str) -> Path:
     return Path(text, tuple(steps))
 
 
-def _children(value: Any, step: Step) -> Iterator[tuple[Any, Any]]:
-    """Yield ``(container, key)`` of each place ``step`` reaches from ``value``."""
-    if step.kind == "key" and isinstance(value, dict) and step.key in value:
-        yield value, step.key
-    elif step.kind == "all" and isinstance(value, list):
-        yield from ((value, i) for i in range(len(value)))
-    elif step.kind == "index" and isinstance(value, list) and step.index < len(value):
-        yield value, step.index
-    elif step.kind == "deep":
-        yield from _deep(value, step.key)
+def _children(value: Any, step: Step, out: list[tuple[Any, Any]]) -> None:
+    """Add ``(container, key)`` of each place ``step`` reaches from ``value`` to ``out``."""
+    if step.kind == "key":
+        if isinstance(value, dict) and step.key in value:
+            out.append((value, step.key))
+    elif step.kind == "all":
+        if isinstance(value, list):
+            out += [(value, i) for i in range(len(value))]
+    elif step.kind == "index":
+        if isinstance(value, list) and step.index < len(value):
+            out.append((value, step.index))
+    else:
+        _deep(value, step.key, out)
 
 
-def _deep(value: Any, key: str) -> Iterator[tuple[Any, Any]]:
+def _deep(value: Any, key: str, out: list[tuple[Any, Any]]) -> None:
+    # Recursion into containers only, appending to one list: a shadow read walks every
+    # answer for ``$..updated_at``, and nested generators cost several times as much.
     if isinstance(value, dict):
         for k, v in value.items():
             if k == key:
-                yield value, k
-            yield from _deep(v, key)
+                out.append((value, k))
+            if isinstance(v, dict | list):
+                _deep(v, key, out)
     elif isinstance(value, list):
         for item in value:
-            yield from _deep(item, key)
+            if isinstance(item, dict | list):
+                _deep(item, key, out)
 
 
 def places(doc: Any, path: Path) -> list[tuple[Any, Any]]:
     """Return ``(container, key)`` for every place ``path`` names in ``doc``."""
     frontier: list[tuple[Any, Any]] = [({"$": doc}, "$")]
     for step in path.steps:
-        if step.kind == "key":  # the usual step, without a generator per place
+        if step.kind == "key":  # the usual step, without a call per place
             key = step.key
             frontier = [
                 (value, key)
@@ -97,19 +103,16 @@ def places(doc: Any, path: Path) -> list[tuple[Any, Any]]:
                 if isinstance(value := c[k], dict) and key in value
             ]
         else:
-            frontier = [pair for c, k in frontier for pair in _children(c[k], step)]
+            reached: list[tuple[Any, Any]] = []
+            for c, k in frontier:
+                _children(c[k], step, reached)
+            frontier = reached
     return frontier
 
 
 def values(doc: Any, path: Path) -> list[Any]:
     """Return the values ``path`` names in ``doc``."""
     return [container[key] for container, key in places(doc, path)]
-
-
-def update(doc: Any, path: Path, fn: Callable[[Any], Any]) -> None:
-    """Replace, in place, every value ``path`` names in ``doc`` with ``fn(value)``."""
-    for container, key in places(doc, path):
-        container[key] = fn(container[key])
 
 
 def document_of(body: bytes | None) -> Any:

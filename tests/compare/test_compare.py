@@ -44,6 +44,16 @@ def test_verdicts() -> None:
     assert "mismatched" == judge({"id": 1}, {"error": {}}, sb=404)
 
 
+def test_values_python_calls_equal_are_still_told_apart() -> None:
+    """True and 1, 1 and 1.0 are equal to Python but not the same JSON; key order is not
+    a difference, and numbers within the tolerance match."""
+    assert "mismatched" == judge({"flag": True}, {"flag": 1})
+    assert "mismatched" == judge({"tags": [1, "a"]}, {"tags": ["a", 1]})
+    assert "matched" == judge({"a": 1, "b": [2, 3]}, {"b": [2, 3], "a": 1})
+    assert "matched" == judge({"n": 1}, {"n": 1.0})
+    assert "matched" == judge({"score": 0.5}, {"score": 0.5 + 1e-12})
+
+
 def test_normalization_leaves_the_observations_as_they_were() -> None:
     """The comparison normalizes copies: the answers it keeps (for samples) are whole."""
     control = {"id": 1, "updated_at": "a", "tags": [{"n": 1.5, "updated_at": "x"}]}

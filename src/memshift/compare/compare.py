@@ -58,7 +58,20 @@ def differences(
         return out
     left = apply(rules, _copy(control.body))
     right = apply(rules, _copy(candidate.body))
+    if _identical(left, right):  # most reads: no walk of the documents needed
+        return out
     return out + diff(left, right, options)
+
+
+def _identical(left: Any, right: Any) -> bool:
+    """Whether two normalized documents are the same JSON, key order and types included.
+
+    Then ``diff`` would find nothing; comparing their encodings is many times faster.
+    """
+    try:
+        return orjson.dumps(left) == orjson.dumps(right)
+    except orjson.JSONEncodeError:
+        return False
 
 
 def _copy(body: Any) -> Any:

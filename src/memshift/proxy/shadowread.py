@@ -52,14 +52,31 @@ def _parsed(body: bytes) -> Any:
         return body.decode(errors="replace")
 
 
-def rules_of(settings: CompareSettings, route: str) -> tuple[list[Rule], DiffOptions]:
-    """Return the normalization rules and diff options for ``route``."""
+def rules_of(settings: CompareSettings, route: str) -> tuple[tuple[Rule, ...], DiffOptions]:
+    """Return the normalization rules and diff options for ``route``.
+
+    Made once per settings and route (a reload brings new settings): every shadow read
+    needs them.
+    """
+    key = (id(settings), route)
+    cached = _RULES.get(key)
+    if cached is not None and cached[0] is settings:
+        return cached[1]
     extra = settings.routes.get(route, RouteCompare())
     tolerance = settings.tolerance if extra.tolerance is None else extra.tolerance
     unordered = frozenset((*settings.unordered, *extra.unordered))
-    return [ignore((*settings.ignore, *extra.ignore))], DiffOptions(
-        tolerance=tolerance, unordered=unordered
+    made = (
+        (ignore((*settings.ignore, *extra.ignore)),),
+        DiffOptions(tolerance=tolerance, unordered=unordered),
     )
+    if len(_RULES) >= _RULES_KEPT:
+        _RULES.clear()
+    _RULES[key] = (settings, made)
+    return made
+
+
+_RULES: dict[tuple[int, str], tuple[CompareSettings, tuple[tuple[Rule, ...], DiffOptions]]] = {}
+_RULES_KEPT = 256
 
 
 class Sender(Protocol):

@@ -97,22 +97,21 @@ class Translator:
         if source == target or not paths:
             return True
         wanted: dict[str, set[int]] = defaultdict(set)
-        for path, kind in paths:
-            for value in jsonpath.values(doc, path):
-                if type(value) is int:
+        found = [(kind, jsonpath.places(doc, path)) for path, kind in paths]
+        for kind, places in found:
+            for container, key in places:
+                if type(value := container[key]) is int:
                     wanted[kind].add(value)
         if not wanted:
             return True  # no ids here (a create without a context, say)
         table = await self._batch(wanted, source, target)
         if table is None:
             return False
-        for path, kind in paths:
+        for kind, places in found:
             pairs = table.get(kind, {})
-
-            def swap(value: Any, pairs: dict[int, int] = pairs) -> Any:
-                return pairs.get(value, value) if type(value) is int else value
-
-            jsonpath.update(doc, path, swap)
+            for container, key in places:
+                if type(value := container[key]) is int:
+                    container[key] = pairs.get(value, value)
         return True
 
     async def request(
