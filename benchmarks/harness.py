@@ -417,6 +417,50 @@ def measured_load(
     return total
 
 
+def _idle_priority() -> None:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+@contextlib.contextmanager
+def idle_process(cpus: str, argv: list[str], settle_s: float = 0.0) -> Iterator[None]:
+    """Run ``argv`` on ``cpus`` at idle CPU priority (it takes only time nothing else
+    wants), as the shadow helper runs; give it ``settle_s`` to start."""
+    proc = subprocess.Popen(
+        pinned(cpus, argv),
+        preexec_fn=_idle_priority,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(settle_s)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def cpu_kept_awake(cpus: str) -> contextlib.AbstractContextManager[None]:
+    """Keep ``cpus`` busy with a loop at idle priority, which yields to any other work.
+
+    On this virtual machine a CPU with nothing to run sleeps, and waking it for the next
+    request costs latency: with the CPU kept busy, a proxy answers one request in flight
+    about a fifth sooner. A shadow helper working beside the proxy keeps its CPU awake
+    the same way, which a comparison at one request in flight must tell from its cost.
+    """
+    return idle_process(cpus, [sys.executable, "-c", "while True: pass"])
+
+
+def second_reader(cpus: str, target: str, rate: float) -> contextlib.AbstractContextManager[None]:
+    """A plain reader of ``target`` at ``rate`` reads/s, at idle priority on ``cpus``:
+    the second read of a shadow read, with nothing of memshift in it."""
+    argv = [
+        sys.executable, "-m", "memshift", "--log-level", "warning", "loadtest",
+        "--target", target, "--token", "tok-bench", "--mix", "read=100", "--sizes", "1000",
+        "--concurrency", "1", "--duration", "3600", "--rate", f"{rate:.0f}",
+    ]  # fmt: skip
+    return idle_process(cpus, argv, settle_s=1.0)
+
+
 @contextlib.contextmanager
 def bare_proxy(target: str, mirror: str | None = None, cpus: str | None = None) -> Iterator[str]:
     """Run ``benchmarks/bare_proxy.py`` in front of ``target``; yield its URL."""

@@ -34,9 +34,11 @@ from typing import Any
 from benchmarks.harness import (
     bare_proxy,
     compare_totals,
+    cpu_kept_awake,
     measured_load,
     proxy_process,
     report,
+    second_reader,
     static_backends,
 )
 
@@ -131,43 +133,77 @@ def run_round(urls: list[str], duration: float, concurrency: int) -> dict[str, A
     return out
 
 
+ARMS = ("off", "awake", "reader", "on")
+# Each arm in each place in turn: the rotations of ARMS, forwards and backwards.
+ORDERS = [ARMS[i:] + ARMS[:i] for i in range(len(ARMS))]
+ORDERS = [order for pair in zip(ORDERS, [o[::-1] for o in ORDERS], strict=True) for order in pair]
+
+
 def shadow_pairs(urls: list[str], pairs: int, duration: float) -> dict[str, Any]:
     """The shadow target's figure: client p50 at 1 in flight, shadow 0 against 100.
 
-    Both proxies stay up and the load alternates between them, in alternating order,
-    ``pairs`` times; each pair gives a ratio, and the figure is their median. On a
-    shared machine whose speed drifts within seconds, a ratio of two measurements
-    taken side by side is steadier than a ratio of two medians taken minutes apart.
+    Both proxies stay up and the load alternates between them, in turn, ``pairs``
+    times; each pair gives a ratio, and the figure is their median. On a shared
+    machine whose speed drifts within seconds, a ratio of two measurements taken side
+    by side is steadier than a ratio of two medians taken minutes apart.
+
+    Each pair also measures shadow 0 twice more, to tell what the shadow reads cost
+    from what their helper's work changes around them: with the proxy's CPU kept
+    awake (``cpu_kept_awake``), as the helper's work keeps it, and beside a plain
+    reader of the other store at the client's rate (``second_reader``), which is the
+    shadow's second read with nothing of memshift in it. The arms run in turn in
+    every place.
     """
     plain, shadowed = _memshift(), _memshift(shadow=100)
     with plain(urls) as off, shadowed(urls) as on:
-        for url in (off, on):  # warm both: connections, the helper
-            measured_load(url, READ, 1, 1.0, cpus=LOAD_CPU)
+        for url in (on, off):  # warm both: connections, the helper
+            rate = measured_load(url, READ, 1, 1.0, cpus=LOAD_CPU)["throughput_rps"]
         rows, reads, before = [], 0, compare_totals(on)
         for n in range(pairs):
-            got = {}
-            for url in (off, on) if n % 2 == 0 else (on, off):
-                total = measured_load(url, READ, 1, duration, cpus=LOAD_CPU)
-                got[url] = total["p50_ms"]
-                reads += total["count"] if url == on else 0
-            rows.append({"off_p50_ms": got[off], "on_p50_ms": got[on]})
+            got: dict[str, float] = {}
+            for arm in ORDERS[n % len(ORDERS)]:
+                beside: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+                if arm == "awake":
+                    beside = cpu_kept_awake(PROXY_CPU)
+                elif arm == "reader":
+                    beside = second_reader(PROXY_CPU, urls[1], rate)
+                with beside:
+                    total = measured_load(on if arm == "on" else off, READ, 1, duration, LOAD_CPU)
+                got[arm] = total["p50_ms"]
+                reads += total["count"] if arm == "on" else 0
+                rate = total["throughput_rps"] if arm == "off" else rate
+            rows.append({f"{arm}_p50_ms": got[arm] for arm in ARMS})
             print(
-                f"  pair {n + 1}/{pairs}: shadow 0 p50 {got[off]:.3f} ms, "
-                f"shadow 100 p50 {got[on]:.3f} ms ({got[on] / got[off] - 1:+.1%})",
+                f"  pair {n + 1}/{pairs}: shadow 0 p50 {got['off']:.3f} ms, "
+                f"shadow 100 {got['on']:.3f} ms ({got['on'] / got['off'] - 1:+.1%}); "
+                f"shadow 0 with its CPU kept awake {got['awake']:.3f} ms, "
+                f"beside a plain second reader {got['reader']:.3f} ms",
                 flush=True,
             )
         # Every shadow read done, none dropped: else the figure would flatter.
         after = compare_totals(on)
-    added = sorted(r["on_p50_ms"] / r["off_p50_ms"] - 1 for r in rows)
-    quartiles = statistics.quantiles(added, n=4) if len(added) > 1 else added * 3
+
+    def ratios(top: str, bottom: str) -> list[float]:
+        return [r[f"{top}_p50_ms"] / r[f"{bottom}_p50_ms"] - 1 for r in rows]
+
     return {
         "pairs": rows,
         "client_reads": reads,
         "compared": after["compared"] - before["compared"],
         "dropped": after["dropped"] - before["dropped"],
-        "added_p50": statistics.median(added),
-        "added_p50_quartiles": [quartiles[0], quartiles[2]],
+        **_added("added_p50", ratios("on", "off")),
+        **_added("awake_p50", ratios("awake", "off")),
+        **_added("added_p50_awake", ratios("on", "awake")),
+        **_added("reader_p50_awake", ratios("reader", "awake")),
+        **_added("added_p50_reader", ratios("on", "reader")),
     }
+
+
+def _added(name: str, ratios: list[float]) -> dict[str, Any]:
+    """The median of ``ratios`` and their quartiles."""
+    ratios = sorted(ratios)
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {name: statistics.median(ratios), f"{name}_quartiles": [quartiles[0], quartiles[2]]}
 
 
 def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -273,24 +309,37 @@ def main() -> None:
         {"concurrency": c, "median": result},
     )
     if pairs is not None:
-        low, high = pairs["added_p50_quartiles"]
         print(
             f"\nshadow 100% at 1 in flight, {args.pairs} side-by-side pairs of "
-            f"{args.pair_duration:g} s: the client's p50 {pairs['added_p50']:+.1%} "
-            f"(median; quartiles {low:+.1%} to {high:+.1%}); "
+            f"{args.pair_duration:g} s: the client's p50 {_spread(pairs, 'added_p50')} against "
+            f"shadow 0; {_spread(pairs, 'added_p50_awake')} against shadow 0 with the proxy's "
+            f"CPU kept awake (which by itself: {_spread(pairs, 'awake_p50')}); a plain second "
+            f"reader beside shadow 0 with its CPU awake {_spread(pairs, 'reader_p50_awake')}; "
+            f"shadow 100 against that reader {_spread(pairs, 'added_p50_reader')}; "
             f"{pairs['compared']} of {pairs['client_reads']} reads compared, "
             f"{pairs['dropped']} dropped"
         )
         report(
             "proxy_cost_shadow",
-            ["pair", "shadow 0 p50 ms", "shadow 100 p50 ms", "added"],
+            ["pair", "shadow 0", "shadow 100", "added", "CPU awake", "2nd reader"],
             [
-                [n + 1, r["off_p50_ms"], r["on_p50_ms"], f"{on / off - 1:+.1%}"]
+                [
+                    n + 1,
+                    r["off_p50_ms"],
+                    r["on_p50_ms"],
+                    f"{r['on_p50_ms'] / r['off_p50_ms'] - 1:+.1%}",
+                    r["awake_p50_ms"],
+                    r["reader_p50_ms"],
+                ]
                 for n, r in enumerate(pairs["pairs"])
-                for off, on in [(r["off_p50_ms"], r["on_p50_ms"])]
             ],
             {"pair_duration_s": args.pair_duration, **pairs},
         )
+
+
+def _spread(pairs: dict[str, Any], name: str) -> str:
+    low, high = pairs[f"{name}_quartiles"]
+    return f"{pairs[name]:+.1%} (median; quartiles {low:+.1%} to {high:+.1%})"
 
 
 if __name__ == "__main__":
