@@ -20,7 +20,9 @@ Reads are ``GET /v1/memories/{id}``, writes ``POST /v1/memories`` of 1 KB, at
 ``--concurrency`` in flight for throughput and at 1 in flight for latency. The
 proxies run on CPU 1; nginx and the load generator share CPU 0 (f runs on both).
 Each figure is the median of ``--rounds`` rounds; targets run in turn within a
-round, so drift on this shared machine touches them alike.
+round, so drift on this shared machine touches them alike. A last phase takes the
+shadow reads' cost at 1 in flight from ``--pairs`` side-by-side measurements (see
+``shadow_pairs``).
 """
 
 from __future__ import annotations
