@@ -381,6 +381,16 @@ def cpu_seconds(url: str) -> float:
     return total
 
 
+def _loadtest_argv(
+    target: str, mix: str, concurrency: int, duration: float, sizes: str = "1000"
+) -> list[str]:
+    return [
+        sys.executable, "-m", "memshift", "--log-level", "warning", "loadtest",
+        "--target", target, "--token", "tok-bench", "--mix", mix, "--sizes", sizes,
+        "--concurrency", str(concurrency), "--duration", str(duration),
+    ]  # fmt: skip
+
+
 def loadtest(
     target: str,
     mix: str,
@@ -390,11 +400,7 @@ def loadtest(
     sizes: str = "1000",
 ) -> dict[str, Any]:
     """Run ``memshift loadtest`` (on ``cpus``) and return its JSON report."""
-    argv = [
-        sys.executable, "-m", "memshift", "--log-level", "warning", "loadtest",
-        "--target", target, "--token", "tok-bench", "--mix", mix, "--sizes", sizes,
-        "--concurrency", str(concurrency), "--duration", str(duration), "--json",
-    ]  # fmt: skip
+    argv = [*_loadtest_argv(target, mix, concurrency, duration, sizes), "--json"]
     done = subprocess.run(pinned(cpus, argv), capture_output=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(
@@ -453,11 +459,7 @@ def cpu_kept_awake(cpus: str) -> contextlib.AbstractContextManager[None]:
 def second_reader(cpus: str, target: str, rate: float) -> contextlib.AbstractContextManager[None]:
     """A plain reader of ``target`` at ``rate`` reads/s, at idle priority on ``cpus``:
     the second read of a shadow read, with nothing of memshift in it."""
-    argv = [
-        sys.executable, "-m", "memshift", "--log-level", "warning", "loadtest",
-        "--target", target, "--token", "tok-bench", "--mix", "read=100", "--sizes", "1000",
-        "--concurrency", "1", "--duration", "3600", "--rate", f"{rate:.0f}",
-    ]  # fmt: skip
+    argv = [*_loadtest_argv(target, "read=100", 1, 3600), "--rate", f"{rate:.0f}"]
     return idle_process(cpus, argv, settle_s=1.0)
 
 
