@@ -44,9 +44,9 @@ def test_verdicts() -> None:
     assert "mismatched" == judge({"id": 1}, {"error": {}}, sb=404)
 
 
-def test_values_python_calls_equal_are_still_told_apart() -> None:
-    """True and 1, 1 and 1.0 are equal to Python but not the same JSON; key order is not
-    a difference, and numbers within the tolerance match."""
+def test_only_what_differs_as_json_is_a_difference() -> None:
+    """True and 1 are equal to Python but not the same JSON, nor is a list in another
+    order; key order is no difference, and numbers within the tolerance match."""
     assert "mismatched" == judge({"flag": True}, {"flag": 1})
     assert "mismatched" == judge({"tags": [1, "a"]}, {"tags": ["a", 1]})
     assert "matched" == judge({"a": 1, "b": [2, 3]}, {"b": [2, 3], "a": 1})

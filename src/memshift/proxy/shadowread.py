@@ -140,7 +140,7 @@ def _observation(packed: _PackedObservation) -> Observation:
 
 
 def _bodiless(o: Observation) -> Observation:
-    return Observation(o.store, o.status, None, o.error, o.duration_s)
+    return _observation(_packed(o))
 
 
 async def _observe(
