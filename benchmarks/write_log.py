@@ -51,14 +51,14 @@ async def run(writes: int, concurrency: int, grouped: bool) -> dict[str, float]:
                 await asyncio.sleep(0)  # the primary and the mirror answer
                 await idmap.record("memory", entry, entry + 1_000_000, wait=not grouped)
                 if grouped:
-                    log.forget_soon(entry)
+                    log.end_soon(entry)
                 else:
                     await log.forget(entry)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         if flusher:
-            await log.settle()
+            await log.commit_now()
         elapsed = time.perf_counter() - started
         if flusher:
             flusher.cancel()

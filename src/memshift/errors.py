@@ -3,10 +3,16 @@
 Every error memshift raises on purpose derives from :class:`MemshiftError`::
 
     MemshiftError
-    ├── ConfigError      a setting is missing or invalid (``key`` names it, dotted)
-    ├── ApiError         an HTTP API refuses a request (``status``, ``code``)
-    ├── UpstreamError    a store could not be reached or answered badly (``store``)
-    └── IntegrityError   stored data is not what it should be (``problems``)
+    ├── ConfigError          a setting is missing or invalid (``key`` names it, dotted)
+    ├── ApiError             an HTTP API refuses a request (``status``, ``code``)
+    ├── UpstreamError        a store gave no usable answer (``store``, ``timeout``)
+    │   ├── NotSent          the request certainly never reached the store
+    │   └── OutcomeUnknown   it may have reached the store and been applied
+    └── IntegrityError       stored data is not what it should be (``problems``)
+
+``NotSent`` and ``OutcomeUnknown`` are the distinction a proxy that must lose nothing
+acts on: a write that was not sent is forgotten or sent again freely; one whose
+outcome is unknown is kept and resolved later under its key, never assumed either way.
 
 This module imports nothing from the package, so any module may import it.
 """
@@ -38,12 +44,32 @@ class ApiError(MemshiftError):
 
 
 class UpstreamError(MemshiftError):
-    """A store could not be reached, timed out, or answered with something unusable."""
+    """A store gave no usable answer; see ``NotSent`` and ``OutcomeUnknown``.
+
+    ``timeout``: the store was too slow (to accept the connection, or to answer).
+    """
+
+    sent = True  # whether the request may have reached the store
 
     def __init__(self, store: str, message: str, *, timeout: bool = False) -> None:
         super().__init__(f"{store}: {message}")
         self.store = store
+        self.message = message
         self.timeout = timeout
+
+
+class NotSent(UpstreamError):
+    """The request never reached the store: refused or timed-out connect, a stale link."""
+
+    sent = False
+
+
+class OutcomeUnknown(UpstreamError):
+    """The request was sent, and no whole answer came: it may have been applied.
+
+    A connection lost mid-answer, a store silent past the read timeout, an answer
+    that could not be parsed.
+    """
 
 
 class IntegrityError(MemshiftError):

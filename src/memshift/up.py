@@ -18,7 +18,8 @@ from aiohttp import web
 from memshift.config.load import load_settings
 from memshift.config.settings import Listen, Settings
 from memshift.loadtest.demo import demo_traffic as demo_traffic_to
-from memshift.proxy.app import make_apps, make_core
+from memshift.proxy.app import make_apps
+from memshift.proxy.instance import make_proxy
 from memshift.proxy.serve import serve_apps
 from memshift.runtime import run_async
 from memshift.store.app import make_app
@@ -119,7 +120,7 @@ def run_up(data_dir: Path, port_base: int, config: Path | None, demo_traffic: bo
             )
             for name in ("legacy", "new")
         ]
-        proxy_app, admin_app = make_apps(make_core(settings))
+        proxy_app, admin_app = make_apps(make_proxy(settings))
         apps += [(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)]
         alongside = []
         if demo_traffic and user:

@@ -143,7 +143,7 @@ def test_file_errors_are_clear(tmp_path: Path) -> None:
 
 def test_compare_rules_per_route() -> None:
     """[compare.routes.NAME] adds rules for one route; an unknown route is refused."""
-    from memshift.proxy.shadowread import rules_of
+    from memshift.shadow.reads import rules_of
 
     doc = with_(
         "compare",

@@ -37,7 +37,7 @@ async def test_reload_swaps_valid_and_refuses_invalid(tmp_path: Path) -> None:
     async def listener(_settings: Settings, changed: frozenset[str]) -> None:
         heard.append(changed)
 
-    holder.listeners.append(listener)
+    holder.subscribe("test", listener)
     task = asyncio.ensure_future(watch(holder, path, interval_s=0.05))
     try:
         await asyncio.sleep(0.1)

@@ -127,7 +127,7 @@ async def test_backlog_writes_of_an_old_record_are_taken_over(make_stack: MakeSt
     me = auth(USERS[0])
     resp = await stack.proxy.patch(f"/v1/memories/{old}", json={"title": "v2"}, headers=me)
     assert 200 == resp.status
-    assert 1 == (await stack.core.log.figures())["backlog"]  # waiting for a pair
+    assert 1 == (await stack.core.writelog.figures())["backlog"]  # waiting for a pair
     report = await backfill(stack.config)
     assert (1, True) == (report["kinds"]["memory"]["writes_taken_over"], report["complete"])
     await drained(stack)  # replay forgets the write backfill took over

@@ -15,9 +15,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from memshift.config.load import parse_settings
-from memshift.proxy.app import make_apps, make_core
-from memshift.proxy.core import ProxyCore
-from memshift.proxy.handler import CORE
+from memshift.proxy.app import make_apps
+from memshift.proxy.instance import Proxy
+from memshift.proxy.instance import make_proxy as new_proxy
+from memshift.proxy.keys import PROXY
 from memshift.store.app import make_app
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal
@@ -48,8 +49,8 @@ class Stack:
     config: Path
 
     @property
-    def core(self) -> ProxyCore:
-        return self.proxy.server.app[CORE]
+    def core(self) -> Proxy:
+        return self.proxy.server.app[PROXY]
 
 
 MakeStack = Callable[..., Awaitable[Stack]]
@@ -136,7 +137,7 @@ def make_proxy(aiohttp_client: Any, tmp_path: Path) -> MakeProxy:
                     doc.setdefault(section, {})[key] = value
         config = tmp_path / f"memshift{name}.toml"
         config.write_text(toml_of(doc))
-        proxy_app, admin_app = make_apps(make_core(parse_settings(doc, source=str(config))))
+        proxy_app, admin_app = make_apps(new_proxy(parse_settings(doc, source=str(config))))
         return await aiohttp_client(proxy_app), await aiohttp_client(admin_app)
 
     return make
@@ -232,15 +233,15 @@ def helper(request: pytest.FixtureRequest) -> bool:
 async def helper_up(core: Any, helper: bool) -> None:
     """With the helper asked for, wait until it takes reads (till then the proxy does them)."""
     async with asyncio.timeout(30):
-        while helper and not (core.shadow_helper and core.shadow_helper.running):  # noqa: ASYNC110
+        while helper and not (core.shadows.helper and core.shadows.helper.running):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
 def helper_did(core: Any, helper: bool, reads: int | None = None) -> None:
     """Shadow reads went where the test asked: with the helper, all ``reads`` of them."""
     if not helper:
-        assert core.shadow_helper is None
+        assert core.shadows.helper is None
     elif reads is None:
-        assert core.shadow_helper.settled > 0
+        assert core.shadows.helper.settled > 0
     else:
-        assert reads == core.shadow_helper.settled
+        assert reads == core.shadows.helper.settled

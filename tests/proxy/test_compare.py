@@ -12,7 +12,7 @@ from aiohttp import web
 
 from memshift.cli import main
 from memshift.compare import store as report_store
-from memshift.proxy.handler import CORE
+from memshift.proxy.keys import PROXY
 from memshift.store.api import STATE
 from memshift.store.call import Call
 from memshift.store.memories import update_memory
@@ -33,7 +33,7 @@ from tests.proxy.test_workload import drained, user_session
 
 async def _compared(core: Any) -> None:
     async with asyncio.timeout(10):
-        while core.shadows_active:  # noqa: ASYNC110 (waits for background comparisons)
+        while core.shadows.active:  # noqa: ASYNC110 (waits for background comparisons)
             await asyncio.sleep(0.02)
 
 
@@ -116,7 +116,7 @@ async def test_noise_is_learned_not_counted(
         shadow_read_percent=100,
         sections={"compare": {"noise_percent": 100, "helper": helper}},
     )
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     await helper_up(core, helper)
     for _ in range(5):
         await proxy.get("/v1/stats", headers=auth("user1"))
@@ -158,7 +158,7 @@ async def test_a_read_racing_a_mirrored_write_is_in_flight(
             shadow_read_percent=100,
             sections={"compare": {"helper": helper}},
         )
-        core = proxy.server.app[CORE]
+        core = proxy.server.app[PROXY]
         await helper_up(core, helper)
         made = await (
             await proxy.post(
@@ -167,7 +167,7 @@ async def test_a_read_racing_a_mirrored_write_is_in_flight(
         ).json()
         await _compared(core)
         async with asyncio.timeout(5):
-            while core.mirror_jobs.active:  # noqa: ASYNC110
+            while core.writes.jobs.active:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         await proxy.patch(
             f"/v1/memories/{made['id']}", json={"content": "new"}, headers=auth("user1")
@@ -178,7 +178,7 @@ async def test_a_read_racing_a_mirrored_write_is_in_flight(
         assert (1, 1, 0) == (item["compared"], item["inflight"], item["mismatched"])
         helper_did(core, helper, 1)
         async with asyncio.timeout(10):
-            while core.mirror_jobs.active:  # noqa: ASYNC110
+            while core.writes.jobs.active:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
     finally:
         await forward.close()

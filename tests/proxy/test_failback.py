@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from memshift.proxy.handler import CORE
+from memshift.proxy.keys import PROXY
 from memshift.store.api import STATE
 from memshift.store.call import Call
 from memshift.store.memories import update_memory
@@ -76,7 +76,7 @@ async def test_errors_of_new_fail_back_by_themselves(
     for i in range(40):
         resp = await proxy.get(f"/v1/memories/{ids[i % 5]}", headers=auth("user1"))
         assert (200, f"c{i % 5}") == (resp.status, (await resp.json())["content"])
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     await eventually(lambda: core.plane.state.failed_back, within=3)
     status = await _status(admin)
     assert (True, 0, "legacy") == (status["failed_back"], status["read_percent"], status["primary"])
@@ -102,7 +102,7 @@ async def test_a_slow_new_store_fails_back(
     ids = await _memories(proxy, 3)
     for i in range(25):
         await proxy.get(f"/v1/memories/{ids[i % 3]}", headers=auth("user1"))
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     await eventually(lambda: core.plane.state.failed_back, within=10)
     assert str(core.plane.state.reason).startswith("latency_ratio")
 
@@ -188,7 +188,7 @@ async def test_two_proxies_share_one_control_state(
     state = make_pg_url()
     one = await make_proxy(_url(stack.legacy), _url(stack.new), state_url=state)
     two = await make_proxy(_url(stack.legacy), _url(stack.new), state_url=state)
-    other = two[0].server.app[CORE]
+    other = two[0].server.app[PROXY]
     await one[1].post("/ramp", json={"read_percent": 40}, headers=ADMIN)
     await eventually(lambda: other.plane.state.read_percent == 40, within=2.5)
     await one[1].post("/failback", json={"reason": "drill"}, headers=ADMIN)
@@ -243,7 +243,7 @@ async def test_a_schedule_stops_at_a_trip(
     proxy, admin = await make_proxy(
         _url(stack.legacy), faulty, read_percent=20, sections={"rollback": {"min_samples": 10}}
     )
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     config = stack.config.parent / "memshift-1.toml"
     config.write_text(config.read_text() + "\n[[routing.steps]]\nread_percent = 50\nhold_s = 0\n")
     ids = await _memories(proxy, 3)
@@ -277,7 +277,7 @@ async def test_a_trip_on_one_proxy_fails_back_the_other(
     ids = await _memories(a_proxy, 3)
     for i in range(30):  # half the users read from new through A
         await a_proxy.get(f"/v1/memories/{ids[i % 3]}", headers=auth(f"user{i % 12}"))
-    a, b = a_proxy.server.app[CORE], b_proxy.server.app[CORE]
+    a, b = a_proxy.server.app[PROXY], b_proxy.server.app[PROXY]
     await eventually(lambda: a.plane.state.failed_back, within=5)
     await eventually(lambda: b.plane.state.failed_back, within=2.5)
     status = await _status(b_admin)

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from memshift.proxy.handler import CORE
+from memshift.proxy.keys import PROXY
 from tests.helpers import eventually
 from tests.proxy.conftest import ADMIN, MakeForwarder, MakeProxy, MakeStack, auth, echo_server
 
@@ -67,7 +67,7 @@ async def test_unrouted_requests_go_to_the_primary_only(make_stack: MakeStack) -
     assert (405, "legacy") == (resp.status, resp.headers["X-Memshift-Served-By"])
     metrics = await (await stack.admin.get("/metrics", headers=ADMIN)).text()
     assert 'memshift_unrouted_requests_total{method="PUT"} 1.0' in metrics
-    assert 0 == stack.core.health["new"].figures().requests
+    assert 0 == stack.core.health.windows["new"].figures().requests
 
 
 async def test_reads_fall_back_to_legacy_when_new_fails(make_stack: MakeStack) -> None:
@@ -135,7 +135,7 @@ async def test_equal_idempotency_keys_of_two_clients_both_mirror(make_stack: Mak
         headers={**auth("user1"), "Idempotency-Key": "k-1"},
     )
     assert "true" == again.headers["Idempotent-Replayed"]
-    assert 0 == (await stack.core.log.figures())["backlog"]
+    assert 0 == (await stack.core.writelog.figures())["backlog"]
     copies = await (
         await stack.new.get("/v1/memories", headers={"Authorization": "Bearer tok-svc"})
     ).json()
@@ -151,8 +151,8 @@ async def test_writes_the_primary_refuses_are_not_mirrored(make_stack: MakeStack
         (await resp.json())["error"]["code"],
         resp.headers["X-Memshift-Served-By"],
     )
-    assert 0 == stack.core.health["new"].figures().requests
-    assert 0 == (await stack.core.log.figures())["backlog"]
+    assert 0 == stack.core.health.windows["new"].figures().requests
+    assert 0 == (await stack.core.writelog.figures())["backlog"]
 
 
 @pytest.mark.parametrize(("failures", "backlogged"), [(0, 0), (2, 0), (3, 1)])
@@ -187,4 +187,4 @@ async def test_a_mirrored_write_is_tried_retry_attempts_times(
     )
     assert 201 == made.status
     assert min(failures + 1, 3) == seen
-    assert backlogged == (await proxy.server.app[CORE].log.figures())["backlog"]
+    assert backlogged == (await proxy.server.app[PROXY].writelog.figures())["backlog"]

@@ -32,4 +32,4 @@ async def test_a_load_test_through_the_proxy_leaves_both_stores_equal(
     assert doc["operations"]["update"]["count"] > 0
     await drained(stack)
     await assert_stores_match(stack)
-    assert 0 == (await stack.core.log.figures())["backlog"]
+    assert 0 == (await stack.core.writelog.figures())["backlog"]

@@ -11,13 +11,13 @@ import httpx2
 import orjson
 import pytest
 from aiohttp import web
-from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
 from structlog.testing import capture_logs
 
+from mcp import Client
 from memshift.mcp import protocol
-from memshift.proxy.handler import CORE
+from memshift.proxy.keys import PROXY
 from tests.proxy.conftest import (
     SERVICE,
     MakeForwarder,
@@ -157,7 +157,7 @@ async def test_unclassified_tool_goes_to_primary_only(make_stack: MakeStack) -> 
     assert (await legacy_get(stack, f"/v1/contexts/{made['id']}"))[0] == 200
     new_contexts = await (await stack.new.get("/v1/contexts", headers=SERVICE)).json()
     assert new_contexts["items"] == []
-    counted = stack.core.metrics.mcp_unclassified.labels(tool="create_context")
+    counted = stack.core.metrics.mcp_unclassified
     assert counted._value.get() == 1
 
 
@@ -281,14 +281,14 @@ async def test_tool_writes_while_new_is_down_are_replayed(
     proxy, _admin = await make_proxy(
         str(stack.legacy.make_url("")).rstrip("/"), faulty, shadow_read_percent=0
     )
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     async with mcp_client(str(proxy.make_url("/mcp")), "user7", "auto") as client:
         made = await call(client, "create_memory", title="while down", content="x")
         await call(client, "update_memory", memory_id=made["id"], content="y")
-    assert (await core.log.figures())["backlog"] == 2
+    assert (await core.writelog.figures())["backlog"] == 2
     down = False
     async with asyncio.timeout(20):
-        while (await core.log.figures())["backlog"] or core.mirror_jobs.active:  # noqa: ASYNC110
+        while (await core.writelog.figures())["backlog"] or core.writes.jobs.active:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
     await assert_equal_stores(stack.legacy, stack.new, core.idmap)
     pair = await core.idmap.translate("memory", {made["id"]}, "legacy", "new")
@@ -327,9 +327,9 @@ async def test_a_session_opened_on_one_instance_is_served_by_another(
     reply = protocol.response_to(await answer.read(), protocol.is_sse(answer.headers.items()), 7)
     assert reply is not None and not reply["result"].get("isError"), reply
     made = reply["result"]["structuredContent"]
-    core = second.server.app[CORE]
+    core = second.server.app[PROXY]
     async with asyncio.timeout(10):
-        while core.mirror_jobs.active:  # noqa: ASYNC110
+        while core.writes.jobs.active:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     await assert_equal_stores(stack.legacy, stack.new, core.idmap)
     copy = await stack.legacy.get(f"/v1/memories/{made['id']}", headers=auth("user8"))

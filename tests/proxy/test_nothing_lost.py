@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from memshift.cli import main
-from memshift.proxy.handler import CORE
+from memshift.proxy.keys import PROXY
 from memshift.shadow.idmap import IdMap
 from memshift.statedb import open_state
 from tests.processes import StoreProcess, free_port, reap, start, stop, wait_http
@@ -71,7 +71,7 @@ async def _backlog(admin: Any) -> int:
 
 async def _until_drained(core: Any, within: float = 60) -> None:
     async with asyncio.timeout(within):
-        while core.mirror_jobs.active or (await core.log.figures())["backlog"]:  # noqa: ASYNC110
+        while core.writes.jobs.active or (await core.writelog.figures())["backlog"]:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
 
 
@@ -82,7 +82,7 @@ async def test_secondary_down_for_20_seconds(
     proxy, admin = await make_proxy(
         stores["legacy"].url, stores["new"].url, write_mode="async", sections=FAST
     )
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     failures: list[int] = []
     done = asyncio.Event()
     peak = 0
@@ -231,7 +231,7 @@ async def test_secondary_failing_a_fifth_of_writes(
         proxy, _ = await make_proxy(
             stores["legacy"].url, str(chaos.make_url("")).rstrip("/"), sections=FAST
         )
-        core = proxy.server.app[CORE]
+        core = proxy.server.app[PROXY]
         user = "user1"
         ctx = await (
             await proxy.post("/v1/contexts", json={"name": "c"}, headers=auth(user))
@@ -274,7 +274,7 @@ async def test_interleaved_updates_to_one_memory(
     proxy, _ = await make_proxy(
         stores["legacy"].url, stores["new"].url, write_mode="async", sections=FAST
     )
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     made = await (
         await proxy.post("/v1/memories", json={"title": "t", "content": "0"}, headers=auth("user1"))
     ).json()
@@ -312,7 +312,7 @@ async def test_an_intent_left_by_a_crash_is_sent_again_once_then_mirrored(
     whose record has no copy in new yet waits in the backlog with that answer."""
     state_url = f"sqlite:///{tmp_path}/crashed.db"
     first, _ = await make_proxy(stores["legacy"].url, stores["new"].url, state_url=state_url)
-    log = first.server.app[CORE].log
+    log = first.server.app[PROXY].writelog
     mirrored = await first.post(
         "/v1/memories", json={"title": "t", "content": "one"}, headers=auth("user1")
     )
@@ -347,9 +347,9 @@ async def test_an_intent_left_by_a_crash_is_sent_again_once_then_mirrored(
     second, _ = await make_proxy(
         stores["legacy"].url, stores["new"].url, state_url=state_url, sections=FAST
     )
-    core = second.server.app[CORE]
+    core = second.server.app[PROXY]
     async with asyncio.timeout(30):
-        while len(left := await core.log.unfinished()) != 1 or left[0].state != "backlog":  # noqa: ASYNC110
+        while len(left := await core.writelog.unfinished()) != 1 or left[0].state != "backlog":  # noqa: ASYNC110
             await asyncio.sleep(0.1)
     assert paths[1] == left[0].path
     assert b'"content":"two"' in (left[0].primary_body or b"")
@@ -366,7 +366,7 @@ async def test_memshift_replay_drains_the_backlog(
     """Writes taken while new was down are applied by `memshift replay`, which exits 0."""
     slow_replay = {"mirror": {**FAST["mirror"], "replay_interval_s": 3600}}
     proxy, admin = await make_proxy(stores["legacy"].url, stores["new"].url, sections=slow_replay)
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     await asyncio.to_thread(stores["new"].stop)
     for i in range(5):
         resp = await proxy.post(
@@ -389,7 +389,7 @@ async def test_a_full_mirror_queue_spills_to_the_backlog(
     proxy, admin = await make_proxy(
         stores["legacy"].url, stores["new"].url, write_mode="async", sections=tight
     )
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     answers = await asyncio.gather(
         *(
             proxy.post(

@@ -37,7 +37,7 @@ async def test_report_page_renders_the_report(make_stack: MakeStack) -> None:
         await stack.proxy.get(f"/v1/memories/{made['id']}", headers=auth("user1"))
         await stack.proxy.get("/v1/contexts", headers=auth("user1"))
     async with asyncio.timeout(10):
-        while stack.core.shadows_active:  # noqa: ASYNC110
+        while stack.core.shadows.active:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     report = await (await stack.admin.get("/report", headers=ADMIN)).json()
     problems: list[str] = []

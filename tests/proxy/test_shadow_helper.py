@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from memshift.proxy.handler import CORE
+from memshift.proxy.keys import PROXY
 from memshift.store.api import STATE
 from memshift.store.call import Call
 from memshift.store.memories import update_memory
@@ -37,20 +37,20 @@ async def test_the_helper_runs_at_idle_priority_and_comes_back_when_killed(
     stack = await make_stack(shadow_read_percent=100, sections=HELPER)
     core = stack.core
     await helper_up(core, True)
-    first = core.shadow_helper.pid
+    first = core.shadows.helper.pid
     assert os.SCHED_IDLE == os.sched_getscheduler(first)
     memory = await _memory(stack, "m")
     await stack.proxy.get(f"/v1/memories/{memory}", headers=auth("user1"))
     await _compared(core)
     os.kill(first, signal.SIGKILL)
     async with asyncio.timeout(30):
-        while core.shadow_helper.pid == first or not core.shadow_helper.running:  # noqa: ASYNC110
+        while core.shadows.helper.pid == first or not core.shadows.helper.running:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-    assert 1 == core.shadow_helper.restarts
+    assert 1 == core.shadows.helper.restarts
     await stack.proxy.get(f"/v1/memories/{memory}", headers=auth("user1"))
     await _compared(core)
     item = next(r for r in core.report.document()["routes"] if r["route"] == "memories.item")
-    assert (2, 0, 2) == (item["compared"], item["mismatched"], core.shadow_helper.settled)
+    assert (2, 0, 2) == (item["compared"], item["mismatched"], core.shadows.helper.settled)
 
 
 async def test_the_helper_keeps_to_its_cpus(make_stack: MakeStack) -> None:
@@ -60,7 +60,7 @@ async def test_the_helper_keeps_to_its_cpus(make_stack: MakeStack) -> None:
         shadow_read_percent=100, sections={"compare": {"helper": True, "helper_cpus": [cpu]}}
     )
     await helper_up(stack.core, True)
-    assert {cpu} == os.sched_getaffinity(stack.core.shadow_helper.pid)
+    assert {cpu} == os.sched_getaffinity(stack.core.shadows.helper.pid)
 
 
 async def test_shadow_reads_reach_the_other_store_health_window(make_stack: MakeStack) -> None:
@@ -99,17 +99,17 @@ async def test_reads_beyond_the_bound_are_dropped_and_lost_ones_counted(
         shadow_read_percent=100,
         sections={"compare": {"helper": True, "workers": 1, "queue": 0, "noise_percent": 0}},
     )
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     await helper_up(core, True)
     for _ in range(4):
         assert 200 == (await proxy.get("/v1/stats", headers=auth("user1"))).status
-    assert (1, 3) == (core.shadow_helper.active, core.report.dropped)
+    assert (1, 3) == (core.shadows.helper.active, core.report.dropped)
     assert 3 == core.metrics.shadow_dropped._value.get()
     async with asyncio.timeout(10):
         await entered.wait()  # the read is with the helper, waiting on new
-    os.kill(core.shadow_helper.pid, signal.SIGKILL)
+    os.kill(core.shadows.helper.pid, signal.SIGKILL)
     async with asyncio.timeout(10):
-        while core.shadow_helper.active:  # noqa: ASYNC110
+        while core.shadows.helper.active:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     release.set()
     totals = (await (await admin.get("/report", headers=ADMIN)).json())["totals"]
@@ -144,7 +144,7 @@ async def test_the_helper_follows_a_reloaded_config(make_stack: MakeStack) -> No
         item["compared"],
         item["mismatched"],
         item["matched"],
-        core.shadow_helper.settled,
+        core.shadows.helper.settled,
     )
 
 
@@ -176,7 +176,7 @@ async def test_a_store_moved_in_the_config_is_followed(
         shadow_read_percent=100,
         sections={"compare": {"helper": helper, "noise_percent": 0}},
     )
-    core = proxy.server.app[CORE]
+    core = proxy.server.app[PROXY]
     await helper_up(core, helper)
     await proxy.get("/v1/stats", headers=auth("user1"))
     await _compared(core)

@@ -56,7 +56,7 @@ async def dump(client: Client) -> dict[str, dict[int, dict[str, Any]]]:
 async def drained(stack: Stack, within: float = 30) -> None:
     """Wait until every accepted write is mirrored (nothing in flight or waiting)."""
     async with asyncio.timeout(within):
-        while stack.core.mirror_jobs.active or (await stack.core.log.figures())["backlog"]:  # noqa: ASYNC110
+        while stack.core.writes.jobs.active or (await stack.core.writelog.figures())["backlog"]:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 
@@ -184,7 +184,7 @@ async def test_workload_leaves_both_stores_equal(
     served = await asyncio.gather(
         *(user_session(stack.proxy, user, random.Random(i)) for i, user in enumerate(USERS))
     )
-    assert not stack.core.plane.state.failed_back, stack.core.verdict
+    assert not stack.core.plane.state.failed_back, stack.core.watchdog.verdict
     for user, stores in zip(USERS, served, strict=True):
         expected = "new" if reads_from_new(f"Bearer tok-{user}", read_percent) else "legacy"
         if write_mode == "sync":
@@ -196,10 +196,10 @@ async def test_workload_leaves_both_stores_equal(
     await drained(stack)
     await assert_stores_match(stack)
     async with asyncio.timeout(10):
-        while stack.core.shadows_active:  # noqa: ASYNC110
+        while stack.core.shadows.active:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     assert_only_scores_differ(stack)
-    assert 0 == (await stack.core.log.figures())["backlog"]
+    assert 0 == (await stack.core.writelog.figures())["backlog"]
 
 
 @pytest.mark.parametrize("write_mode", ["sync", "async"])
@@ -216,6 +216,6 @@ async def test_workload_with_a_postgresql_state_db(
     await drained(stack)
     await assert_stores_match(stack)
     async with asyncio.timeout(10):
-        while stack.core.shadows_active:  # noqa: ASYNC110
+        while stack.core.shadows.active:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     assert_only_scores_differ(stack)

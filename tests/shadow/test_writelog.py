@@ -67,7 +67,7 @@ async def test_concurrent_writes_share_commits_and_keep_their_order(log: WriteLo
     assert log.commits < 40  # group commit: many writes per transaction
     assert [f"k{n}" for n in range(40)] == [r.idem_key for r in _rows(log.db)]
     for entry_id in ids:
-        log.forget_soon(entry_id)
+        log.end_soon(entry_id)
     async with asyncio.timeout(10):
         while await log.unfinished():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -131,7 +131,7 @@ async def test_clean_up_rides_along_with_a_later_commit(
     monkeypatch.setattr(writelog, "CLEAN_UP_S", 60.0)
     ended, waiting = await _intent(log, 1), await _intent(log, 2)
     commits = log.commits
-    log.forget_soon(ended)
+    log.end_soon(ended)
     assert 1 == (await log.figures())["backlog"]  # the one still waiting
     await _intent(log, 3)
     assert (commits + 1, [1, 2, 3]) == (log.commits, [int(r.idem_key[1:]) for r in _rows(log.db)])
@@ -141,7 +141,7 @@ async def test_clean_up_rides_along_with_a_later_commit(
 
 async def test_clean_up_is_committed_within_its_delay(log: WriteLog) -> None:
     ended = await _intent(log, 1)
-    log.forget_soon(ended)
+    log.end_soon(ended)
     assert 1 == len(_rows(log.db))
     async with asyncio.timeout(10 + writelog.CLEAN_UP_S):
         while _rows(log.db):  # noqa: ASYNC110
@@ -157,7 +157,7 @@ def test_clean_up_falls_due_on_uvloop(db_url: str, monkeypatch: pytest.MonkeyPat
     async def ends_committed() -> None:
         async with running_log(db_url) as wal:
             for n in range(5):
-                wal.forget_soon(await _intent(wal, n))
+                wal.end_soon(await _intent(wal, n))
                 async with asyncio.timeout(10):
                     while _rows(wal.db):  # noqa: ASYNC110
                         await asyncio.sleep(0.005)

@@ -7,12 +7,17 @@ adopts what another instance wrote.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from memshift.config.settings import RoutingSettings
 from memshift.control.state import (
+    Conflict,
     ControlState,
     apply_file,
     audit_entries,
@@ -24,6 +29,7 @@ from memshift.database import Database
 from memshift.timestamps import now_us
 
 log = structlog.get_logger("memshift.control")
+ATTEMPTS = 8
 
 
 class ControlPlane:
@@ -50,23 +56,36 @@ class ControlPlane:
         self.state = state
         return state
 
+    async def _write(self, change: Callable[[Connection], ControlState]) -> ControlState:
+        """Run ``change`` in a write transaction; on a conflict, read again and retry."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return await self.db.write(change)
+            except (Conflict, DBAPIError) as exc:
+                # Another instance changed the state (or made the row) at the same time.
+                if attempt == ATTEMPTS:
+                    raise Conflict(f"gave up after {ATTEMPTS} conflicting changes") from exc
+                await asyncio.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")
+
     async def start(self, routing: RoutingSettings) -> ControlState:
         """Load the shared state, applying what changed in the file since it was last read."""
-        state = await self.db.write(lambda conn: start_state(conn, routing, now_us()))
+        state = await self._write(lambda conn: start_state(conn, routing, now_us()))
         return self._adopt(state, "start")
 
     async def change(
         self, changes: dict[str, Any], *, source: str, reason: str | None = None
     ) -> ControlState:
-        """Apply operator ``changes``; return the new state."""
-        state = await self.db.write(
+        """Apply operator ``changes``; return the new state. Raise ``Conflict`` when
+        other instances kept changing it meanwhile."""
+        state = await self._write(
             lambda conn: change_state(conn, changes, source=source, reason=reason, now=now_us())
         )
         return self._adopt(state, source)
 
     async def apply_file(self, routing: RoutingSettings) -> ControlState:
         """Apply the routing values that changed in the config file."""
-        state = await self.db.write(lambda conn: apply_file(conn, routing, now_us()))
+        state = await self._write(lambda conn: apply_file(conn, routing, now_us()))
         return self._adopt(state, "file")
 
     async def failback(self, reason: str, *, source: str) -> ControlState:
@@ -84,9 +103,9 @@ class ControlPlane:
         )
 
     async def refresh(self) -> bool:
-        """Adopt the stored state if another instance changed it; return whether it did."""
+        """Adopt the stored state if it is not the one obeyed here; return whether it was."""
         found = await self.db.read(read_state)
-        if found is None or found[0].epoch == self.state.epoch:
+        if found is None or found[0] == self.state:
             return False
         self._adopt(found[0], "shared")
         return True

@@ -62,9 +62,20 @@ def _columns(state: ControlState) -> dict[str, Any]:
     }
 
 
-def read_state(conn: Connection) -> tuple[ControlState, dict[str, Any]] | None:
-    """Return the stored state and file snapshot, or None before the first start."""
-    row = conn.execute(select(control).where(control.c.id == ROW_ID)).first()
+class Conflict(Exception):
+    """Another instance changed the state between this one's read and its write."""
+
+
+def read_state(
+    conn: Connection, *, for_update: bool = False
+) -> tuple[ControlState, dict[str, Any]] | None:
+    """Return the stored state and file snapshot, or None before the first start.
+
+    ``for_update``: lock the row until the transaction ends (PostgreSQL; SQLite's
+    writers are serialized already), so that a change is made to the state it read.
+    """
+    query = select(control).where(control.c.id == ROW_ID)
+    row = conn.execute(query.with_for_update() if for_update else query).first()
     if row is None:
         return None
     return _row_state(row), orjson.loads(row.file_snapshot)
@@ -98,8 +109,12 @@ def change_state(
     now: int,
     snapshot: dict[str, Any] | None = None,
 ) -> ControlState:
-    """Apply ``changes`` to the stored state; bump the epoch and audit if anything changed."""
-    found = read_state(conn)
+    """Apply ``changes`` to the stored state; bump the epoch and audit if anything changed.
+
+    The write is a compare-and-set on the epoch read: raise ``Conflict`` (and roll the
+    transaction back) when another instance changed the state in between.
+    """
+    found = read_state(conn, for_update=True)
     assert found is not None, "the control row is created at start"
     current, old_snapshot = found
     effective = {k: v for k, v in changes.items() if getattr(current, k) != v}
@@ -111,11 +126,13 @@ def change_state(
             conn.execute(update(control).where(control.c.id == ROW_ID).values(**values))
         return current
     new = replace(current, **effective, epoch=current.epoch + 1)
-    conn.execute(
+    done = conn.execute(
         update(control)
         .where(control.c.id == ROW_ID, control.c.epoch == current.epoch)
         .values(**_columns(new), **values, updated_at=now)
     )
+    if done.rowcount != 1:
+        raise Conflict(f"the control state moved past epoch {current.epoch}")
     _record(conn, new, effective, source, reason, now)
     return new
 
@@ -126,7 +143,7 @@ def start_state(conn: Connection, routing: RoutingSettings, now: int) -> Control
     Before the first start the file's values become epoch 1.
     """
     file_values = _from_file(routing)
-    found = read_state(conn)
+    found = read_state(conn, for_update=True)
     if found is None:
         state = ControlState(**file_values, epoch=1)
         conn.execute(
@@ -145,7 +162,7 @@ def start_state(conn: Connection, routing: RoutingSettings, now: int) -> Control
 def apply_file(conn: Connection, routing: RoutingSettings, now: int) -> ControlState:
     """Apply the file's routing values that changed since the file was last read."""
     file_values = _from_file(routing)
-    found = read_state(conn)
+    found = read_state(conn, for_update=True)
     assert found is not None
     state, snapshot = found
     changed = {k: v for k, v in file_values.items() if snapshot.get(k) != v}

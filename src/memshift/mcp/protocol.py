@@ -9,14 +9,16 @@ is what the write log keeps, what mirroring and replay check, and what compare d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 
-TOOL = "TOOL"  # the method of a tool call in the write log and on the mirror path
+from memshift.links.wire import TOOL
+from memshift.mcp.sse import events as sse_events
+
+__all__ = ["TOOL"]
+
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
 METHOD_HEADER = "Mcp-Method"
@@ -26,6 +28,37 @@ HANDSHAKE_VERSION = LATEST_HANDSHAKE_VERSION
 
 # JSON-RPC error codes and the HTTP status they stand for on memshift's side.
 _RPC_STATUS = {-32700: 400, -32600: 400, -32601: 404, -32602: 422, -32603: 502}
+
+
+# The methods a route label may name (``mcp:METHOD``); any other is ``mcp:other``.
+KNOWN_METHODS = frozenset(
+    {
+        "initialize",
+        "ping",
+        "tools/list",
+        "resources/list",
+        "resources/read",
+        "resources/templates/list",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "server/discover",
+        "tasks/get",
+        "tasks/list",
+        "tasks/result",
+        "tasks/cancel",
+        "HTTP GET",
+        "HTTP DELETE",
+    }
+)
+
+
+def method_label(method: Any) -> str:
+    """A JSON-RPC method (or ``HTTP VERB``) as a route label: from a closed set."""
+    return f"mcp:{method}" if method in KNOWN_METHODS else "mcp:other"
 
 
 def is_modern(version: str | None) -> bool:
@@ -92,61 +125,23 @@ def tool_outcome(msg: Any) -> tuple[int, Any]:
     return 200, doc
 
 
-def replace_result(msg: dict[str, Any], doc: Any) -> None:
-    """Put ``doc`` back into a tool result: structured content and its JSON text copy."""
-    result = msg.get("result")
+def with_result(result: Any, doc: Any) -> Any:
+    """Return a tool result with ``doc`` in it: structured content and its JSON text copy."""
     if not isinstance(result, dict):
-        return
-    if "structuredContent" in result:
-        result["structuredContent"] = doc
-    for block in result.get("content") or ():
-        if isinstance(block, dict) and block.get("type") == "text":
-            if loads(str(block.get("text", "")).encode()) is not None:
-                block["text"] = orjson.dumps(doc).decode()
-            break
-
-
-@dataclass(frozen=True)
-class Event:
-    """One SSE event as it came: its raw bytes, and the JSON-RPC message it carries."""
-
-    raw: bytes
-    message: Any
-
-
-class SseReader:
-    """Splits an SSE byte stream into events as the bytes arrive."""
-
-    def __init__(self, limit: int = 64 * 1024 * 1024) -> None:
-        self._buffer = b""
-        self._limit = limit
-
-    def feed(self, chunk: bytes) -> Iterator[Event]:
-        """Return the events ``chunk`` completes; raise ValueError past the size limit."""
-        self._buffer += chunk.replace(b"\r\n", b"\n")
-        while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                if len(self._buffer) > self._limit:
-                    raise ValueError("an SSE event is larger than the limit")
-                return
-            raw, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
-            yield Event(raw, _event_message(raw))
-
-    def rest(self) -> bytes:
-        """Return what is left after the last complete event."""
-        return self._buffer
-
-
-def _event_message(raw: bytes) -> Any:
-    data = [line[5:].removeprefix(b" ") for line in raw.split(b"\n") if line.startswith(b"data:")]
-    return loads(b"\n".join(data)) if data else None
-
-
-def with_message(event: Event, msg: Any) -> bytes:
-    """Return ``event`` with its data replaced by ``msg`` (other fields kept)."""
-    lines = [ln for ln in event.raw.rstrip(b"\n").split(b"\n") if not ln.startswith(b"data:")]
-    return b"\n".join([*lines, b"data: " + orjson.dumps(msg)]) + b"\n\n"
+        return result
+    out = dict(result)
+    if "structuredContent" in out:
+        out["structuredContent"] = doc
+    content = out.get("content")
+    if isinstance(content, list):
+        blocks = list(content)
+        for i, block in enumerate(blocks):
+            if isinstance(block, dict) and block.get("type") == "text":
+                if loads(str(block.get("text", "")).encode()) is not None:
+                    blocks[i] = {**block, "text": orjson.dumps(doc).decode()}
+                break
+        out["content"] = blocks
+    return out
 
 
 def is_sse(headers: Any) -> bool:
@@ -162,8 +157,7 @@ def messages(body: bytes, sse: bool) -> list[Any]:
     if not sse:
         doc = loads(body)
         return doc if isinstance(doc, list) else [doc] if doc is not None else []
-    reader = SseReader()
-    return [e.message for e in reader.feed(body + b"\n\n") if e.message is not None]
+    return [e.message for e in sse_events(body) if e.message is not None]
 
 
 def response_to(body: bytes, sse: bool, request_id: Any) -> dict[str, Any] | None:

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from memshift.config.settings import StoreName
 from memshift.database import Database
 from memshift.migrate.walk import CREATE_PATHS, StoreClient
 from memshift.shadow.idmap import IdMap
-from memshift.shadow.writelog import BACKLOG, COPIED, COPYING
-from memshift.statedb import copy_plans, id_map, writes
+from memshift.shadow.writelog import Moved, WriteLog
+from memshift.statedb import copy_plans, id_map
 from memshift.timestamps import now_us
 
 # The fields of each kind that hold ids of other records, and their kinds.
@@ -91,6 +91,8 @@ class Copier:
             await self.state.write(lambda conn: _save_plan(conn, plan))
         except SAIntegrityError as exc:
             raise Conflict(f"{kind} {plan.source_id}: another copy of it is planned") from exc
+        except Moved as exc:
+            raise Conflict(f"{kind} {plan.source_id}: its backlog writes moved on") from exc
         return plan
 
     async def run(self, plan: Plan) -> tuple[int | None, str]:
@@ -111,8 +113,8 @@ class Copier:
     async def drop(self, adopted: tuple[int, ...]) -> bool:
         """Mark backlog writes done without a copy (their record is gone); all or none."""
         try:
-            await self.state.write(lambda conn: _take(conn, adopted, BACKLOG, COPIED))
-        except Conflict:
+            await self.state.write(lambda conn: WriteLog.moot_in(conn, adopted))
+        except Moved:
             return False
         return True
 
@@ -136,27 +138,8 @@ class Copier:
         ]
 
 
-def _move(conn: Connection, ids: tuple[int, ...], source: str, target: str) -> int:
-    """Move the writes ``ids`` that are in state ``source`` to ``target``; return how many."""
-    if not ids:
-        return 0
-    return int(
-        conn.execute(
-            update(writes)
-            .where(writes.c.id.in_(ids), writes.c.state == source)
-            .values(state=target)
-        ).rowcount
-    )
-
-
-def _take(conn: Connection, ids: tuple[int, ...], source: str, target: str) -> None:
-    """Move all of ``ids`` from ``source`` to ``target``, or raise ``Conflict`` (rolled back)."""
-    if _move(conn, ids, source, target) != len(ids):
-        raise Conflict("its backlog writes moved on")
-
-
 def _save_plan(conn: Connection, plan: Plan) -> None:
-    _take(conn, plan.adopted, BACKLOG, COPYING)
+    WriteLog.adopt_in(conn, plan.adopted)
     conn.execute(
         insert(copy_plans).values(
             kind=plan.kind,
@@ -172,7 +155,7 @@ def _save_plan(conn: Connection, plan: Plan) -> None:
 
 def _drop_plan(conn: Connection, plan: Plan, *, restore: bool) -> None:
     if restore:
-        _move(conn, plan.adopted, COPYING, BACKLOG)
+        WriteLog.restore_in(conn, plan.adopted)
     conn.execute(
         delete(copy_plans).where(
             copy_plans.c.kind == plan.kind, copy_plans.c.source_id == plan.source_id
@@ -190,5 +173,5 @@ def _finish(conn: Connection, plan: Plan, copy_id: int) -> None:
         )
     )
     conn.execute(insert(id_map).values(kind=plan.kind, legacy_id=legacy_id, new_id=new_id))
-    _move(conn, plan.adopted, COPYING, COPIED)
+    WriteLog.copied_in(conn, plan.adopted)
     _drop_plan(conn, plan, restore=False)

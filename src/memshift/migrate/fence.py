@@ -34,7 +34,7 @@ from sqlalchemy import Connection, and_, or_, select
 from memshift.config.settings import RouteSpec
 from memshift.database import Database
 from memshift.shadow.routes import match_route
-from memshift.shadow.writelog import ACCEPTED, BACKLOG, INTENT, UNFINISHED
+from memshift.shadow.writelog import ACCEPTED, BACKLOG, UNANSWERED, UNFINISHED
 from memshift.statedb import writes
 
 SETTLE_S = 5.0
@@ -57,7 +57,7 @@ def _read(conn: Connection, keys: list[str]) -> list[tuple[int, str, str | None,
             writes.c.state.in_(UNFINISHED),
             or_(
                 writes.c.record_key.in_(keys),
-                and_(writes.c.record_key.is_(None), writes.c.state == INTENT),
+                and_(writes.c.record_key.is_(None), writes.c.state.in_(UNANSWERED)),
             ),
         )
         .order_by(writes.c.id)
@@ -116,7 +116,7 @@ class Fence:
 
 
 def _unanswered(found: list[Pending]) -> set[int]:
-    return {p.id for p in found if p.state == INTENT and p.record_key is None}
+    return {p.id for p in found if p.state in UNANSWERED and p.record_key is None}
 
 
 def verdict(

@@ -16,7 +16,8 @@ import orjson
 from memshift.config.settings import StoreEndpoint
 from memshift.errors import UpstreamError
 from memshift.jsonpath import document_of
-from memshift.upstream import HttpUpstream, OutboundRequest
+from memshift.links.stores import StoreLink
+from memshift.links.wire import OutboundRequest
 
 KINDS = ("context", "memory", "relation")
 CREATE_PATHS = {"context": "/v1/contexts", "memory": "/v1/memories", "relation": "/v1/relations"}
@@ -31,7 +32,7 @@ class StoreClient:
     def __init__(self, endpoint: StoreEndpoint) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
-        self.http = HttpUpstream(endpoint)
+        self.http = StoreLink(endpoint, lambda: "/mcp")
         self.limit = asyncio.Semaphore(IN_FLIGHT)
 
     async def call(
@@ -45,7 +46,7 @@ class StoreClient:
         if key:
             headers.append(("Idempotency-Key", key))
         async with self.limit:
-            answer = await self.http.send(OutboundRequest(method, path, tuple(headers), body))
+            answer = await self.http.request(OutboundRequest(method, path, tuple(headers), body))
         if answer.status >= 500:
             raise UpstreamError(self.name, f"{method} {path} answered {answer.status}")
         return answer.status, document_of(answer.body)

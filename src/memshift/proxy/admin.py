@@ -16,8 +16,10 @@ from aiohttp import web
 from memshift.compare import store as report_store
 from memshift.compare.html import render as render_report
 from memshift.config.settings import STORE_NAMES
+from memshift.control.state import Conflict
 from memshift.errors import ApiError, bad_request, unprocessable
-from memshift.proxy.handler import CORE
+from memshift.proxy.instance import Proxy
+from memshift.proxy.keys import PROXY
 from memshift.webutil import Handler, answer_errors, error_response, json_response
 
 MAX_ADMIN_BODY = 64 * 1024
@@ -25,14 +27,20 @@ MAX_ADMIN_BODY = 64 * 1024
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    return await answer_errors(request, handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Conflict as exc:  # other instances kept changing the shared state
+            raise ApiError(409, "conflict", f"the control state changed meanwhile: {exc}") from exc
+
+    return await answer_errors(request, guarded)
 
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == "/healthz":
         return await handler(request)
-    expected = request.app[CORE].holder.current.admin.token
+    expected = request.app[PROXY].holder.current.admin.token
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         token.strip().encode(), expected.encode()
@@ -45,9 +53,10 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def status_document(request: web.Request) -> dict[str, Any]:
     """Return the ``GET /status`` document."""
-    core = request.app[CORE]
-    state = core.plane.state
-    log = await core.log_figures()
+    proxy = request.app[PROXY]
+    state = proxy.plane.state
+    log = await proxy.backlog()
+    last = proxy.holder.last
     return {
         "primary": state.primary,
         "read_percent": state.read_percent,
@@ -60,9 +69,10 @@ async def status_document(request: web.Request) -> dict[str, Any]:
         "repair_backlog_age_s": log["age_s"],
         "repair_backlog_alert": bool(log["alert"]),
         "divergent": log["divergent"],
-        "stores": {name: core.health[name].figures().as_dict() for name in STORE_NAMES},
-        "health": core.verdict.state,
-        "health_reason": core.verdict.reason,
+        "stores": {name: proxy.health.windows[name].figures().as_dict() for name in STORE_NAMES},
+        "health": proxy.watchdog.verdict.state,
+        "health_reason": proxy.watchdog.verdict.reason,
+        "last_reload": last.document() if last is not None else None,
     }
 
 
@@ -92,10 +102,10 @@ async def ramp(request: web.Request) -> web.Response:
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise unprocessable("reason: must be a string")
-    core = request.app[CORE]
-    if core.plane.state.failed_back and percent > 0:
+    proxy = request.app[PROXY]
+    if proxy.plane.state.failed_back and percent > 0:
         raise ApiError(409, "failed_back", "failback is latched: re-arm before ramping")
-    await core.plane.change({"read_percent": percent}, source="admin", reason=reason)
+    await proxy.plane.change({"read_percent": percent}, source="admin", reason=reason)
     return json_response(await status_document(request))
 
 
@@ -104,7 +114,7 @@ async def failback(request: web.Request) -> web.Response:
     reason = body.get("reason", "by hand")
     if not isinstance(reason, str) or not reason:
         raise unprocessable("reason: must be a non-empty string")
-    await request.app[CORE].plane.failback(reason, source="admin")
+    await request.app[PROXY].plane.failback(reason, source="admin")
     return json_response(await status_document(request))
 
 
@@ -113,17 +123,17 @@ async def rearm(request: web.Request) -> web.Response:
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise unprocessable("reason: must be a string")
-    await request.app[CORE].plane.rearm(source="admin", reason=reason)
+    await request.app[PROXY].plane.rearm(source="admin", reason=reason)
     return json_response(await status_document(request))
 
 
 async def promote(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    core = request.app[CORE]
-    if core.plane.state.failed_back:
+    proxy = request.app[PROXY]
+    if proxy.plane.state.failed_back:
         raise ApiError(409, "failed_back", "failback is latched: re-arm before promoting")
     reason = body.get("reason")
-    await core.plane.change(
+    await proxy.plane.change(
         {"primary": "new"}, source="admin", reason=reason if isinstance(reason, str) else None
     )
     return json_response(await status_document(request))
@@ -133,12 +143,12 @@ async def audit(request: web.Request) -> web.Response:
     limit = request.query.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
         raise bad_request("limit must be an integer from 1 to 1000", "invalid_limit")
-    return json_response({"items": await request.app[CORE].plane.audit(int(limit))})
+    return json_response({"items": await request.app[PROXY].plane.audit(int(limit))})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    core = request.app[CORE]
-    text = core.metrics.render(core.plane.state, await core.log_figures())
+    proxy = request.app[PROXY]
+    text = proxy.metrics.render(proxy.plane.state, await proxy.backlog())
     return web.Response(
         body=text,
         content_type="text/plain",
@@ -149,9 +159,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def report_document(request: web.Request) -> dict[str, Any]:
     """Return ``GET /report``: every instance's comparisons merged, with the ramp."""
-    core = request.app[CORE]
-    merged = await report_store.merged(core.state_db, core.instance, core.report)
-    state = core.plane.state
+    proxy = request.app[PROXY]
+    merged = await report_store.merged(proxy.state_db, proxy.instance, proxy.report)
+    state = proxy.plane.state
     return merged.document() | {
         "ramp": {
             "primary": state.primary,
@@ -182,10 +192,10 @@ async def healthz(_request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-def make_admin_app(core: Any) -> web.Application:
-    """Return the admin application over ``core``."""
+def make_admin_app(proxy: Proxy) -> web.Application:
+    """Return the admin application over ``proxy``."""
     app = web.Application(client_max_size=MAX_ADMIN_BODY, middlewares=[_errors, _auth])
-    app[CORE] = core
+    app[PROXY] = proxy
     app.router.add_routes(
         [
             web.get("/healthz", healthz),

@@ -29,13 +29,21 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # "2xx" of status 2xx (index: status // 100), built once.
 STATUS_CLASS = tuple(f"{n}xx" for n in range(10))
+# Label values come from memshift's own closed sets, never from a client's strings.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """An HTTP method as a label value: one of the standard ones, or ``other``."""
+    return method if method in _METHODS else "other"
 
 
 class Children(Generic[M]):
     """The label children of one metric, each looked up once.
 
     ``labels()`` validates and locks on every call; on the request path a dict lookup
-    does. Only for label sets memshift bounds itself (stores, routes, purposes).
+    does. Only for label sets memshift bounds itself (stores, configured routes and
+    tools, purposes, jobs): a client's strings go to the log, never to a label.
     """
 
     def __init__(self, metric: M) -> None:
@@ -110,11 +118,17 @@ class ProxyMetrics:
         )
         self.mcp_unclassified = Counter(
             "memshift_mcp_unclassified_tool_calls",
-            "MCP tool calls of tools in neither write_tools nor read_tools (primary only).",
-            ["tool"],
+            "MCP tool calls of tools in neither write_tools nor read_tools (primary only);"
+            " the tool's name is in the log.",
             registry=r,
         )
-        self._unclassified_seen: set[str] = set()
+        self.background = Counter(
+            "memshift_background_failures",
+            "Failures of background work, by job (logged with their traceback).",
+            ["job"],
+            registry=r,
+        )
+        self.background_failures = Children(self.background)
         self.mcp_sessions = Gauge(
             "memshift_mcp_sessions",
             "Open MCP client sessions of this instance.",
@@ -196,19 +210,6 @@ class ProxyMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
-
-    def unclassified_tool(self, name: str) -> None:
-        """Count a call of an unclassified tool; past 100 names, under ``other``.
-
-        Tool names come from clients: the label set must stay bounded.
-        """
-        label = name[:64]
-        if label not in self._unclassified_seen:
-            if len(self._unclassified_seen) >= 100:
-                label = "other"
-            else:
-                self._unclassified_seen.add(label)
-        self.mcp_unclassified.labels(tool=label).inc()
 
     def render(self, state: ControlState, log: dict[str, int]) -> bytes:
         """Return the exposition text, with the control gauges set from ``state``."""

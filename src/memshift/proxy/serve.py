@@ -59,7 +59,8 @@ def run_proxy(settings_path: str, worker: int | None = None) -> None:
     A ``worker`` of ``serve --workers`` shares both ports with its siblings.
     """
     from memshift.config.load import load_settings
-    from memshift.proxy.app import make_apps, make_core
+    from memshift.proxy.app import make_apps
+    from memshift.proxy.instance import make_proxy
 
     settings = load_settings(settings_path)
 
@@ -73,7 +74,7 @@ def run_proxy(settings_path: str, worker: int | None = None) -> None:
 
     async def main() -> None:
         # Client sessions need a running loop: build everything inside it.
-        proxy_app, admin_app = make_apps(make_core(settings, worker=worker))
+        proxy_app, admin_app = make_apps(make_proxy(settings, worker=worker))
         apps = [(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)]
         await serve_apps(apps, ready, reuse_port=worker is not None)
 
@@ -83,18 +84,18 @@ def run_proxy(settings_path: str, worker: int | None = None) -> None:
 def run_replay(settings_path: str) -> int:
     """``memshift replay``: replay the write log now; exit 0 when nothing is left waiting."""
     from memshift.config.load import load_settings
-    from memshift.proxy.app import make_core
+    from memshift.proxy.instance import make_proxy
 
     settings = load_settings(settings_path)
 
     async def main() -> int:
-        core = make_core(settings)
-        core.background.spawn(core.log.flusher(), "write-log", daemon=True)
+        proxy = make_proxy(settings)
+        proxy.background.spawn(proxy.writelog.flusher(), "write_log", daemon=True)
         try:
-            waiting = await core.replayer.recover()
+            waiting = await proxy.replayer.recover()
             print(f"write log: {waiting} write(s) to replay", flush=True)
             while waiting:
-                result = await core.replayer.run_pass()
+                result = await proxy.replayer.run_pass()
                 print(
                     f"  replayed {result.replayed}, divergent {result.divergent}, "
                     f"skipped {result.skipped}"
@@ -103,12 +104,12 @@ def run_replay(settings_path: str) -> int:
                 )
                 if result.stopped or not (result.replayed or result.divergent):
                     break
-                waiting = (await core.log.figures())["backlog"]
-            figures = await core.log.figures()
+                waiting = (await proxy.writelog.figures())["backlog"]
+            figures = await proxy.writelog.figures()
             print(f"left: {figures['backlog']} waiting, {figures['divergent']} divergent")
             return 0 if not figures["backlog"] else 1
         finally:
-            await core.close()
-            await asyncio.to_thread(core.state_db.close)
+            await proxy.close()
+            await asyncio.to_thread(proxy.state_db.close)
 
     return run_async(main())

@@ -1,107 +1,132 @@
-"""The write path shared by REST and MCP: identify, log, send to the primary, mirror.
+"""The write path, once for every protocol: identify, log, send to the primary, mirror.
 
-``mirrored`` runs one write under its record's lock: the intent goes into the write
-log before the primary sees the write, the primary's acceptance is queued, and the
-mirroring is awaited (``sync``) or scheduled (``async``). How the write reaches the
-primary, and what counts as accepted, is the caller's ``forward``.
+A write runs under its record's lock: the intent goes into the write log before the
+primary sees it, then the primary's answer decides what becomes of it:
+
+- accepted (2xx): it joins the record's lane and is mirrored before the client's
+  answer (``write_mode = "sync"``) or on the mirror pool (``"async"``);
+- refused, or certainly not sent (``NotSent``): the intent is forgotten;
+- outcome unknown (the connection was lost mid-answer, the primary timed out, the
+  client went away): the intent is kept as ``unknown`` and its record blocked, and
+  replay asks the primary again under the write's key, then mirrors what it applied.
+  The client gets 502 or 504, and retrying with the same ``Idempotency-Key`` is safe.
+
+The client always gets the primary's status and body, with ids in legacy's terms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from memshift.config.settings import StoreName
-from memshift.errors import UpstreamError
+import structlog
+from aiohttp import web
+
+from memshift.config.settings import Settings, StoreName
+from memshift.control.plane import ControlPlane
+from memshift.errors import NotSent
 from memshift.jsonpath import document_of
-from memshift.proxy.core import ProxyCore
-from memshift.shadow.dispatch import Taken, created_key
-from memshift.shadow.mirror import Write
-from memshift.shadow.writelog import Answered
-from memshift.upstream import OutboundRequest
+from memshift.proxy.call import Call, Reply
+from memshift.proxy.headers import fresh_id
+from memshift.proxy.identity import Identity
+from memshift.scheduler import Scheduler
+from memshift.shadow.dispatch import Mirroring, Taken, created_key
+from memshift.shadow.lanes import Lanes
+from memshift.shadow.writelog import Answered, WriteLog
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Accepted(Generic[T]):
-    """What the primary made of a write: whether it took it, its status and document."""
-
-    ok: bool
-    status: int
-    document: bytes
-    result: T
+log = structlog.get_logger("memshift.proxy")
 
 
-async def identity(
-    core: ProxyCore, authorization: str | None, rid: str, primary: StoreName
-) -> str | None:
-    """Return the user behind the client's credentials, asked of the primary once per token."""
-    if not authorization:
-        return None
-    known = core.identities.known(authorization)
-    if known is not None:  # the usual case, without the round of coroutines below
-        return known
-    whoami = core.holder.current.mirror.whoami_path
+class WritePath:
+    """Writes of every protocol: logged, sent to the primary, mirrored."""
 
-    async def fetch() -> str | None:
-        request = OutboundRequest(
-            "GET", whoami, (("Authorization", authorization), ("X-Request-Id", rid)), b""
+    def __init__(
+        self,
+        *,
+        settings: Callable[[], Settings],
+        plane: ControlPlane,
+        identity: Identity,
+        writelog: WriteLog,
+        lanes: Lanes,
+        mirroring: Mirroring,
+        on_error: Callable[[str, BaseException], None],
+    ) -> None:
+        self.settings = settings
+        self.plane = plane
+        self.identity = identity
+        self.writelog = writelog
+        self.lanes = lanes
+        self.mirroring = mirroring
+        mirror = settings().mirror
+        self.jobs = Scheduler(
+            name="mirror",
+            limit=mirror.workers,
+            pending_limit=mirror.queue,
+            close_timeout=10.0,
+            on_error=on_error,
         )
-        answer = await core.send(primary, request, "whoami", "identity")
-        doc = document_of(answer.body) if answer.status == 200 else None
-        user = doc.get("user") if isinstance(doc, dict) else None
-        return user if isinstance(user, str) else None
 
-    return await core.identities.user(authorization, fetch)
+    async def write(self, call: Call) -> web.StreamResponse:
+        """Serve one write; the client gets the primary's answer."""
+        primary = self.plane.state.primary
+        key = call.client_key or f"memshift-{fresh_id()}"
+        user = await self.identity.user(call.credentials, call.rid, primary)
+        if user is None:  # the primary does not know this caller: it refuses, nothing to mirror
+            return await call.serve(primary, "write", key)
+        reply, job = await self._logged(call, call.write(key, user), primary, key)
+        if job is not None:
+            await job
+        if reply is None:
+            return call.refuse(409, "not_migrated", "the record is not in the primary yet", primary)
+        response = await call.respond(primary, reply)
+        if response is None:  # a create on new as primary, its pair not made yet
+            log.error("answer_not_translatable", store=primary, route=call.route)
+            response = await call.respond(primary, reply, translate=False)
+            assert response is not None
+        return response
 
-
-async def mirrored(
-    core: ProxyCore,
-    write: Write,
-    own: str | None,
-    depends: tuple[str, ...],
-    primary: StoreName,
-    forward: Callable[[], Awaitable[Accepted[T]]],
-) -> T:
-    """Log ``write``, have ``forward`` send it to the primary, mirror what it accepted."""
-    spec = write.match.spec
-    state = core.plane.state
-    job: Coroutine[Any, Any, None] | None = None
-    async with core.lanes.lock(own):
-        entry = await core.log.intent(
-            idem_key=write.idempotency_key,
-            user=write.user,
-            route=spec.name,
-            method=write.method,
-            path=write.path_qs,
-            body=write.body,
-            record_key=own,
-            depends=depends,
-            primary=primary,
-        )
-        try:
-            accepted = await forward()
-        except UpstreamError as exc:
-            if exc.timeout:  # it may have been applied: replay resolves it, in order
-                core.lanes.block(own)
-            else:
-                await core.log.forget(entry)
-            raise
-        if not accepted.ok:
-            await core.log.forget(entry)
-            return accepted.result
-        own = own or created_key(write.match, primary, document_of(accepted.document))
-        taken = Taken(entry, primary, Answered(own, accepted.status, accepted.document))
-        queued = state.write_mode == "async" and primary == "legacy"
-        if queued and core.mirror_jobs.full:
-            job = core.mirroring.hold(taken, "queue_full")
-        else:
-            job = core.mirroring.job(write, taken, depends)
+    async def _logged(
+        self, call: Call, write: Any, primary: StoreName, key: str
+    ) -> tuple[Reply | None, Coroutine[Any, Any, None] | None]:
+        """Log ``write``, send it to the primary, and return its answer and the mirroring
+        work to await (None: nothing to await here)."""
+        own, depends = call.records()
+        async with self.lanes.lock(own):
+            entry = await self.writelog.intent(
+                idem_key=write.idempotency_key,
+                user=write.user,
+                route=write.match.spec.name,
+                method=write.method,
+                path=write.path_qs,
+                body=write.body,
+                record_key=own,
+                depends=depends,
+                primary=primary,
+            )
+            try:
+                reply = await call.send(primary, "write", key)
+            except NotSent:
+                await self.writelog.forget(entry)
+                raise
+            except BaseException as exc:  # sent, and no answer: it may have been applied
+                self.lanes.block(own)
+                await asyncio.shield(self.writelog.unknown(entry, repr(exc)[:500]))
+                raise
+            if reply is None or not reply.accepted:
+                await self.writelog.forget(entry)
+                return reply, None
+            own = own or created_key(write.match, primary, document_of(reply.document))
+            taken = Taken(entry, primary, Answered(own, reply.outcome, reply.document))
+            queued = self.plane.state.write_mode == "async" and primary == "legacy"
+            if queued and self.jobs.full:
+                return reply, self.mirroring.hold(taken, "queue_full")
+            job = self.mirroring.job(write, taken, depends)
             if queued:
-                core.mirror_jobs.spawn(job, spec.name)
-                job = None
-    if job is not None:
-        await job
-    return accepted.result
+                self.jobs.spawn(job, write.match.spec.name)
+                return reply, None
+            return reply, job
+
+    async def close(self) -> None:
+        """Finish the mirroring in flight (for a while)."""
+        await self.jobs.close()

@@ -129,7 +129,7 @@ class Mirroring:
                 await self._hold(taken, "blocked")
                 return
             outcome = await self.mirror.apply(write, taken.primary, taken.answered.body, target)
-            await self._settle(taken, outcome, write)
+            await self._conclude(taken, outcome, write)
             mine.set_result(outcome.kind is Kind.DONE)
         except Exception as exc:
             log.exception("mirror_crashed", store=target, route=write.match.spec.name)
@@ -139,13 +139,13 @@ class Mirroring:
             if not mine.done():
                 mine.set_result(False)
 
-    async def _settle(self, taken: Taken, outcome: Outcome, write: Write) -> None:
+    async def _conclude(self, taken: Taken, outcome: Outcome, write: Write) -> None:
         """Record a live outcome in the write log (blocking the record on a backlog)."""
         target = other(taken.primary)
         self.counted(target, outcome)
         self.mark(target, up=outcome.reason not in UNANSWERED)
         if outcome.kind is Kind.DONE:
-            self.log.forget_soon(taken.entry_id)
+            self.log.end_soon(taken.entry_id)
             return
         log.warning(
             "mirror_write_failed",

@@ -10,6 +10,7 @@ each second) then drops the cache.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -20,6 +21,9 @@ from memshift.database import Database, driver_execute
 from memshift.statedb import id_map, load_doc, save_doc
 
 _BATCH = 500
+FRESH_KEPT = 10_000
+Write = Callable[[Callable[[Connection], None]], Awaitable[None]]
+Post = Callable[[Callable[[Connection], None], str], None]
 
 
 # On every mirrored create: straight to the driver; a pair already there stays as it is.
@@ -29,13 +33,22 @@ _PAIR = 'INSERT INTO id_map ("kind", "legacy_id", "new_id") VALUES (?, ?, ?) ON 
 class IdMap:
     """Pairs of legacy and new ids, backed by the state db, cached in memory."""
 
-    def __init__(self, db: Database, cache_size: int = 200_000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cache_size: int = 200_000,
+        *,
+        write: Write | None = None,
+        post: Post | None = None,
+    ) -> None:
+        """``write`` and ``post`` commit a pair (the proxy's write log's group commit;
+        the state db by default): ``write`` waits for the commit, ``post`` does not."""
         self.db = db
         self.cache_size = cache_size
-        # The proxy routes pairs through the write log's group commit.
-        self.write: Callable[[Callable[[Connection], None]], Awaitable[None]] = db.write
-        self.post: Callable[[Callable[[Connection], None], str], None] | None = None
-        self.paired: Callable[[str, int, int], None] | None = None  # told of each new pair
+        self.write: Write = write or db.write
+        self.post = post
+        self._fresh: deque[tuple[str, int, int]] = deque(maxlen=FRESH_KEPT)
+        self.made = 0  # pairs recorded by this process: a cursor for ``fresh``
         self._to_new: dict[tuple[str, int], int] = {}
         self._to_legacy: dict[tuple[str, int], int] = {}
         self._generation = 0  # a generation other than the state db's drops the cache
@@ -77,8 +90,13 @@ class IdMap:
         else:
             await self.write(write)
         self.remember(kind, legacy_id, new_id)
-        if self.paired is not None:
-            self.paired(kind, legacy_id, new_id)
+        self._fresh.append((kind, legacy_id, new_id))
+        self.made += 1
+
+    def fresh(self, seen: int) -> list[tuple[str, int, int]]:
+        """Return the pairs this process recorded after the first ``seen`` (the newest
+        ``FRESH_KEPT`` at most: older ones are in the state db by then)."""
+        return list(self._fresh)[max(0, len(self._fresh) - (self.made - seen)) :]
 
     async def translate(
         self, kind: str, ids: Iterable[int], source: StoreName, target: StoreName

@@ -21,10 +21,10 @@ import structlog
 from memshift.config.settings import MirrorSettings, StoreName
 from memshift.errors import UpstreamError
 from memshift.jsonpath import document_of
+from memshift.links.wire import OutboundRequest, UpstreamResponse
 from memshift.shadow.retry import Retryable, first_wait, retrying
 from memshift.shadow.routes import RouteMatch
 from memshift.shadow.translate import Translator
-from memshift.upstream import OutboundRequest, UpstreamResponse
 
 log = structlog.get_logger("memshift.shadow")
 

@@ -2,11 +2,11 @@
 
 ``recover`` runs once at start: every record with writes waiting is blocked, so that
 new writes queue behind them. ``run_pass`` then walks the unfinished writes in log
-order: an ``intent`` left by a previous run (it died before the write was mirrored or
-its outcome recorded) is first sent to the primary again under its key, as its user,
-which applies it at most once and answers as before; then each write is mirrored.
-Writes of this run still in their request's hands (``intent``) are left to it, and
-later writes of their record wait.
+order: a write whose primary answer was lost (``unknown``), or an ``intent`` left by a
+previous run (it died before the write was mirrored or its outcome recorded), is first
+sent to the primary again under its key, as its user, which applies it at most once and
+answers as before; then each write is mirrored. Writes of this run still in their
+request's hands (``intent``) are left to it, and later writes of their record wait.
 A pass stops at the first write the secondary still cannot take, so order is kept;
 writes whose ids have no pair yet are skipped with every later write of their record,
 and stay for a later pass. Writes backfill took over are skipped while it
@@ -28,7 +28,7 @@ from memshift.shadow.dispatch import Mirroring, created_key
 from memshift.shadow.mirror import Kind, Outcome, Write
 from memshift.shadow.retry import Retryable
 from memshift.shadow.routes import match_route
-from memshift.shadow.writelog import COPIED, COPYING, INTENT, LIVE, Answered, Entry
+from memshift.shadow.writelog import COPIED, COPYING, INTENT, LIVE, UNANSWERED, Answered, Entry
 
 log = structlog.get_logger("memshift.shadow")
 
@@ -60,7 +60,7 @@ class Replayer:
 
     async def recover(self) -> int:
         """Turn the log left by a previous run into an ordered backlog; return its size."""
-        await self.mirroring.log.mark_backlog()
+        await self.mirroring.log.recover()
         count, after = 0, 0
         while rows := await self.mirroring.log.unfinished(after):
             for row in rows:
@@ -116,7 +116,7 @@ class Replayer:
         primary: StoreName = "new" if row.primary_store == "new" else "legacy"
         answer = row.primary_body or b""
         own = row.record_key
-        if row.state == INTENT:
+        if row.state in UNANSWERED:
             resolved = await self._resolve(write, row, primary)
             if isinstance(resolved, str):
                 return resolved
@@ -131,7 +131,7 @@ class Replayer:
         outcome = await self.mirroring.mirror.apply(
             write, primary, answer, other(primary), attempts=1, still=lambda: self._still(row.id)
         )
-        return await self._settle(row, own, outcome, result, skipped, primary)
+        return await self._conclude(row, own, outcome, result, skipped, primary)
 
     async def _still(self, entry_id: int) -> bool:
         """Whether the write is still replay's to send (backfill did not take it over)."""
@@ -148,7 +148,7 @@ class Replayer:
             return f"primary: {exc.reason}"
         return answer.body if 200 <= answer.status < 300 else None
 
-    async def _settle(
+    async def _conclude(
         self,
         row: Entry,
         own: str | None,

@@ -1,18 +1,34 @@
 """The write-ahead log: every write from before the primary sees it until the secondary has it.
 
 A row is appended (``intent``) and committed before the write is sent to the primary,
-with the ``Idempotency-Key`` both stores will see and the caller's user name (never
-a token). The secondary's completion deletes it. A write the secondary could not take
-yet is ``backlog``, replayed in order; one it refused (4xx) is ``divergent``, kept with
-both answers for an operator. The primary's answer is written with either, not
-before: most writes are mirrored at once, and a row still ``intent`` after a crash is
-re-sent to the primary under its key, which applies it at most once and answers as
-it did; with that answer it joins the backlog. (``accepted`` rows, which earlier
-versions wrote on every write, join the backlog at start.)
+with the ``Idempotency-Key`` both stores will see and the caller's user name (never a
+token). This class is the only owner of a row's state: every transition below is one
+of its methods, and nothing else changes ``writes.state``.
 
-Backfill may take over backlog writes of a record that has no copy yet: when the copy
-it makes already holds their effect, it marks them ``copying`` and then ``copied``,
-which replay forgets instead of applying them twice.
+=========  ==========================================  =======================================
+state      what it means                               leaves it by (method → next state)
+=========  ==========================================  =======================================
+intent     logged; the primary may be applying it      ``forget`` → gone (refused, or certainly
+           now, in its request's hands                 not sent) · ``unknown`` → unknown ·
+                                                       ``end_soon`` → gone (mirrored at once) ·
+                                                       ``backlog`` → backlog · ``divergent``
+unknown    sent, and the primary's answer was lost:    ``resolved`` → backlog (asked again
+           it may have been applied                    under its key) · ``forget`` → gone
+                                                       (the primary refused it)
+backlog    applied by the primary; the secondary       ``forget`` → gone (replayed) ·
+           must take it, in order                      ``divergent`` · ``adopt_in`` → copying
+                                                       · ``moot_in`` → copied
+copying    backfill is making a copy that will hold    ``copied_in`` → copied ·
+           its effect                                  ``restore_in`` → backlog
+copied     the copy holds its effect                   ``forget`` → gone (replay drops it)
+divergent  the secondary refused it (4xx); kept with   — (an operator's to look at)
+           both answers for an operator
+accepted   written by earlier versions                 ``recover`` → backlog (at start)
+=========  ==========================================  =======================================
+
+An ``intent`` left by a run that died is an orphan: replay resolves it as it resolves
+an ``unknown`` write, by sending it to the primary again under its key, as its user;
+the primary applies it at most once and answers as it did.
 
 Operations are group-committed: a single flusher takes every operation queued since
 its last commit, and those queued in the next few turns of the event loop while they
@@ -55,12 +71,13 @@ CLEAN_UP_S = 0.02  # the longest clean-up waits for a commit that happens anyway
 CLEAN_UP_MAX = 500  # or until this many operations wait
 GATHER_TURNS = 4  # the most turns of the event loop a commit waits for more operations
 
-INTENT, BACKLOG, DIVERGENT = "intent", "backlog", "divergent"
+INTENT, UNKNOWN, BACKLOG, DIVERGENT = "intent", "unknown", "backlog", "divergent"
 ACCEPTED = "accepted"  # written by earlier versions: joins the backlog at start
 COPYING, COPIED = "copying", "copied"
-LIVE = (INTENT, ACCEPTED, BACKLOG)
+LIVE = (INTENT, UNKNOWN, ACCEPTED, BACKLOG)
 UNFINISHED = (*LIVE, COPYING, COPIED)
-WAITING = (BACKLOG, COPYING, COPIED)  # for replay; intent and accepted are their requests'
+WAITING = (UNKNOWN, BACKLOG, COPYING, COPIED)  # for replay; intent is its request's
+UNANSWERED = (INTENT, UNKNOWN)  # the primary's answer is not known here
 
 
 # On every write: straight to the driver (``driver_execute``).
@@ -286,7 +303,7 @@ class WriteLog:
         self._queue.put_nowait((op, future, intent))
         return future
 
-    async def settle(self) -> None:
+    async def commit_now(self) -> None:
         """Commit the clean-up posted so far now (before a shutdown, say)."""
         await self.submit(_nothing)
 
@@ -323,6 +340,10 @@ class WriteLog:
             return int(driver_execute(conn, _APPEND, values).fetchone()[0])
 
         return await self.submit(op, intent=True)
+
+    async def unknown(self, entry_id: int, error: str) -> None:
+        """The primary's answer to a write was lost: replay asks it again under its key."""
+        await self._set(entry_id, state=UNKNOWN, error=error)
 
     async def resolved(self, entry_id: int, answered: Answered) -> None:
         """Record the answer of a write re-sent to the primary; it waits for replay."""
@@ -377,7 +398,7 @@ class WriteLog:
             ).scalar_one_or_none()
         )
 
-    def forget_soon(self, entry_id: int) -> None:
+    def end_soon(self, entry_id: int) -> None:
         """Queue the end of a write that is done; the caller does not wait for the commit.
 
         Clean-up (see the module): ended writes are deleted together, after the other
@@ -414,7 +435,7 @@ class WriteLog:
             )
         )
 
-    async def mark_backlog(self) -> int:
+    async def recover(self) -> int:
         """After a restart: every accepted write not known mirrored joins the backlog."""
         return int(
             await self.submit(
@@ -439,7 +460,7 @@ class WriteLog:
                 query = query.where(writes.c.id.not_in(ended))
             rows = conn.execute(query.group_by(writes.c.state)).all()
             by = {r[0]: (int(r[1]), int(r[2] or 0)) for r in rows}
-            waiting = [by[s] for s in (INTENT, BACKLOG, COPYING) if s in by]
+            waiting = [by[s] for s in (INTENT, UNKNOWN, BACKLOG, COPYING) if s in by]
             return {
                 "backlog": sum(n for n, _ in waiting),
                 "divergent": by.get(DIVERGENT, (0, 0))[0],
@@ -447,3 +468,41 @@ class WriteLog:
             }
 
         return await self.db.read(read)
+
+    # Transitions backfill and repair make inside their own transactions (with a copy
+    # plan and an id pair): each moves every write it names, or raises ``Moved``.
+
+    @staticmethod
+    def adopt_in(conn: Connection, ids: tuple[int, ...]) -> None:
+        """backlog → copying: a copy being made will hold their effect."""
+        _take(conn, ids, BACKLOG, COPYING)
+
+    @staticmethod
+    def copied_in(conn: Connection, ids: tuple[int, ...]) -> None:
+        """copying → copied: the copy that holds their effect is made."""
+        _take(conn, ids, COPYING, COPIED)
+
+    @staticmethod
+    def restore_in(conn: Connection, ids: tuple[int, ...]) -> None:
+        """copying → backlog: the copy was refused; replay applies them after all."""
+        _take(conn, ids, COPYING, BACKLOG)
+
+    @staticmethod
+    def moot_in(conn: Connection, ids: tuple[int, ...]) -> None:
+        """backlog → copied: their record is gone from both stores; nothing to apply."""
+        _take(conn, ids, BACKLOG, COPIED)
+
+
+class Moved(Exception):
+    """Writes a transition names are no longer in the state it expects (someone moved them)."""
+
+
+def _take(conn: Connection, ids: tuple[int, ...], source: str, target: str) -> None:
+    """Move all of ``ids`` from ``source`` to ``target``, or raise ``Moved``."""
+    if not ids:
+        return
+    moved = conn.execute(
+        update(writes).where(writes.c.id.in_(ids), writes.c.state == source).values(state=target)
+    ).rowcount
+    if moved != len(ids):
+        raise Moved(f"{len(ids) - moved} of {len(ids)} write(s) are no longer {source}")

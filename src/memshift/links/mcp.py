@@ -22,8 +22,8 @@ import orjson
 import structlog
 
 from memshift.config.settings import StoreName
+from memshift.links.wire import OutboundRequest, UpstreamResponse, header
 from memshift.mcp import protocol
-from memshift.upstream import OutboundRequest, UpstreamResponse
 
 log = structlog.get_logger("memshift.mcp")
 
@@ -37,12 +37,6 @@ class StoreSession:
 
     id: str | None
     version: str
-
-
-def header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
-    """Return the first ``name`` header's value."""
-    lowered = name.lower()
-    return next((v for k, v in headers if k.lower() == lowered), None)
 
 
 async def open_session(
@@ -79,7 +73,7 @@ async def open_session(
     return session, answer
 
 
-class StoreLink:
+class McpLink:
     """One store's MCP endpoint as memshift itself uses it."""
 
     def __init__(self, store: StoreName, path: Callable[[], str], send: RawSend) -> None:

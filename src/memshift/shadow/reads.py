@@ -1,16 +1,15 @@
-"""Shadow reads: the same read sent to the other store, compared off the client's path.
+"""A shadow read's work: the same read sent to the other store, both answers diffed.
 
-After the client has its answer, a sampled share of reads (``shadow_read_percent``) is
-handed to the shadow helper process (``proxy/shadowhelper.py``), or with ``[compare]
-helper = false`` to a scheduler in the proxy itself. Both are bounded: when full, the
-shadow read is dropped and counted, never queued without bound.
+``observe`` is what the shadow helper process (``shadow/helper.py``) or the proxy
+itself runs off the client's path: the other store's answer has its ids translated to
+legacy's, both answers are normalized and diffed. A sampled share also reads the
+served store twice, to learn which paths differ between two reads of one store: those
+are noise for that route. What it finds (``Shadowed``) goes back to the proxy, which
+alone knows the noise learned so far and its records' lanes, and judges it
+(``proxy/shadows.py``).
 
-``observe`` does the work: the other store's answer has its ids translated to legacy's,
-both answers are normalized and diffed. A sampled share also reads the served store
-twice, to learn which paths differ between two reads of one store: those are noise for
-that route. ``settle`` then runs in the proxy, which alone knows the noise learned so
-far and its records' lanes: a read compared while a write to its record was pending is
-in-flight, not a mismatch. The comparison goes into the report.
+This module needs a way to reach the stores (``Sender``), the translator and the
+comparison code: nothing of the proxy.
 """
 
 from __future__ import annotations
@@ -21,15 +20,14 @@ from typing import Any, Protocol
 
 import orjson
 
-from memshift.compare.compare import Observation, differences, judge
+from memshift.compare.compare import Observation, differences
 from memshift.compare.diff import Difference, DiffOptions, generic
 from memshift.compare.normalize import Rule, ignore
 from memshift.config.settings import CompareSettings, RouteCompare, StoreName
 from memshift.errors import UpstreamError
-from memshift.proxy.core import ProxyCore
+from memshift.links.wire import OutboundRequest, UpstreamResponse
 from memshift.shadow.routes import RouteMatch
 from memshift.shadow.translate import Translator
-from memshift.upstream import OutboundRequest, UpstreamResponse
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ _RULES_KEPT = 256
 
 
 class Sender(Protocol):
-    """How a shadow read reaches a store: ``ProxyCore.send``, or the helper's own."""
+    """How a shadow read reaches a store: ``StoreLinks.send``, the proxy's or the helper's."""
 
     async def __call__(
         self, store: StoreName, request: OutboundRequest, route: str, purpose: str
@@ -192,53 +190,3 @@ async def observe(
     found = differences(control, candidate, rules, options)
     # The report keeps differences, never whole answers: the bodies stay here.
     return Shadowed(route, _bodiless(control), _bodiless(candidate), tuple(found), noise)
-
-
-def settle(core: ProxyCore, read: ReadCopy, shadowed: Shadowed) -> None:
-    """Judge what a shadow read found and put it in the report, the window and the metrics.
-
-    Run by the proxy itself, which knows the noise learned so far and whether a write to
-    the record was pending while it was read.
-    """
-    route = shadowed.route
-    if shadowed.noise is not None:
-        core.report.learn_noise(route, set(shadowed.noise))
-    comparison = judge(
-        route,
-        shadowed.found,
-        shadowed.control,
-        shadowed.candidate,
-        noise_paths=core.report.noise_paths.get(route, set()),
-        inflight=not core.lanes.settled(read.fence, read.before),
-    )
-    core.report.record(comparison)
-    core.compared.record(
-        judged=comparison.verdict != "inflight", mismatched=comparison.verdict == "mismatched"
-    )
-    core.metrics.comparison(route, comparison.verdict).inc()
-
-
-async def shadow_read(
-    core: ProxyCore, read: ReadCopy, served: StoreName, status: int, body: bytes
-) -> None:
-    """Compare the answer the client got from ``served`` with the other store's, in process."""
-    settings = core.holder.current.compare
-    shadowed = await observe(core.translator, core.send, settings, read, served, status, body)
-    settle(core, read, shadowed)
-
-
-def schedule(core: ProxyCore, read: ReadCopy, served: StoreName, status: int, body: bytes) -> None:
-    """Hand a shadow read to the helper process, or to the proxy's own scheduler.
-
-    Either way it is bounded: when full, the read is dropped and counted.
-    """
-    helper = core.shadow_helper
-    if helper is not None and helper.running:
-        taken = helper.submit(read, served, status, body)
-    else:
-        taken = core.shadows.spawn(
-            shadow_read(core, read, served, status, body), read.match.spec.name
-        )
-    if not taken:
-        core.metrics.shadow_dropped.inc()
-        core.report.dropped += 1

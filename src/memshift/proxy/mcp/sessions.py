@@ -25,7 +25,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from memshift.config.settings import StoreName
 from memshift.database import Database
-from memshift.mcp.link import StoreSession
+from memshift.links.mcp import StoreSession
 from memshift.statedb import mcp_sessions
 from memshift.timestamps import now_us
 

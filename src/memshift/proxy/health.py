@@ -1,0 +1,44 @@
+"""Each store's health as this instance sees it: every exchange, in a window and the metrics.
+
+``StoreHealth.observe`` is the observer the store links report to (``links/stores.py``):
+the one place where health windows and metrics see each store's outcomes and latency,
+the shadow helper's exchanges included (it passes them on).
+"""
+
+from __future__ import annotations
+
+from memshift.config.settings import STORE_NAMES, StoreName
+from memshift.control.health import HealthWindow
+from memshift.proxy.metrics import STATUS_CLASS, ProxyMetrics
+
+
+class StoreHealth:
+    """The health windows of both stores, fed by every exchange."""
+
+    def __init__(self, window_s: float, metrics: ProxyMetrics) -> None:
+        self.windows = {name: HealthWindow(window_s) for name in STORE_NAMES}
+        self.metrics = metrics
+
+    def observe(
+        self,
+        store: StoreName,
+        route: str,
+        purpose: str,
+        status: int | None,
+        elapsed_s: float,
+        timeout: bool,
+    ) -> None:
+        """Record one exchange with ``store``; ``status`` None: it left it unanswered."""
+        if status is None:
+            self.windows[store].record(0.0, error=True)
+            outcome = "timeout" if timeout else "unreachable"
+            self.metrics.upstream_outcome(store, route, purpose, outcome).inc()
+            return
+        self.windows[store].record(elapsed_s, error=status >= 500)
+        self.metrics.upstream_outcome(store, route, purpose, STATUS_CLASS[status // 100]).inc()
+        self.metrics.upstream_latency(store, route).observe(elapsed_s)
+
+    def resize(self, window_s: float) -> None:
+        """Judge over ``window_s`` seconds from now on."""
+        for window in self.windows.values():
+            window.window_s = window_s

@@ -1,0 +1,83 @@
+"""The read path, once for every protocol: ramp, stickiness, fallback, shadow sampling.
+
+A read goes to the store the ramp gives its caller: the caller's sticky key hashes
+to a bucket, and buckets below ``read_percent`` are the new store's. A read meant for
+the new store falls back to legacy when an id in it has no pair in new
+(``unmapped_request``), when new cannot be reached or fails with a 5xx
+(``new_unavailable``, ``new_error``), or when its answer names a record legacy has no
+pair for (``unmapped_answer``); each fallback is counted by reason.
+
+A sampled share of reads is shadow-compared once the client has its answer: the
+fence (whether a write to the record was pending) is looked at before the read, so a
+comparison that races a write is judged in-flight rather than mismatched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from memshift.config.settings import Settings, StoreName
+from memshift.control.plane import ControlPlane
+from memshift.control.ramp import reads_from_new
+from memshift.errors import UpstreamError
+from memshift.proxy.call import Call
+from memshift.proxy.metrics import ProxyMetrics
+from memshift.proxy.shadows import ShadowReads
+from memshift.shadow.lanes import Lanes
+
+
+class ReadPath:
+    """Reads of every protocol: served by the store the ramp gives, compared in the shadow."""
+
+    def __init__(
+        self,
+        *,
+        settings: Callable[[], Settings],
+        plane: ControlPlane,
+        lanes: Lanes,
+        shadows: ShadowReads,
+        metrics: ProxyMetrics,
+    ) -> None:
+        self.settings = settings
+        self.plane = plane
+        self.lanes = lanes
+        self.shadows = shadows
+        self.metrics = metrics
+
+    async def read(self, call: Call) -> web.StreamResponse:
+        """Serve one read; schedule its shadow comparison once the answer is ready."""
+        sampled = self.shadows.sampled()
+        fence = call.records()[0] if sampled else None
+        before = self.lanes.snapshot(fence) if sampled else (0, False)
+        served: StoreName = "legacy"
+        response = None
+        if reads_from_new(call.sticky, self.plane.state.read_percent):
+            response = await self._from_new(call)
+            if response is not None:
+                served = "new"
+        if response is None:
+            response = await call.serve("legacy", "read")
+        if sampled and call.answered is not None:
+            self.shadows.schedule(call.shadow(fence, before), served, *call.answered)
+        return response
+
+    async def _from_new(self, call: Call) -> web.StreamResponse | None:
+        """The new store's answer; None (counted by reason) when legacy must serve."""
+        try:
+            reply = await call.send("new", "read")
+        except UpstreamError:
+            reason = "new_unavailable"
+        else:
+            if reply is None:
+                reason = "unmapped_request"
+            elif reply.status >= 500:
+                reason = "new_error"
+            else:
+                response = await call.respond("new", reply)
+                if response is not None:
+                    return response
+                reason = "unmapped_answer"
+        self.metrics.read_fallbacks.labels(reason).inc()
+        return None

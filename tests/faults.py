@@ -1,0 +1,110 @@
+"""Real network faults in front of a real store: answers cut short after the store applied them.
+
+``CuttingFront`` is a TCP server on port 0 that passes each HTTP request on to a store
+and its answer back, byte for byte, except the answers its ``cut`` rule picks: those
+it breaks off (before the status line, in the headers, or in the body) and then
+drops the connection, after the store has applied the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Literal
+
+import aiohttp
+
+Cut = Literal["before_status_line", "mid_headers", "mid_body"]
+CUTS: tuple[Cut, ...] = ("before_status_line", "mid_headers", "mid_body")
+Rule = Callable[[str, str], Cut | None]
+
+
+class CuttingFront:
+    """A TCP server passing requests to ``target`` and cutting the answers ``rule`` picks."""
+
+    def __init__(self, target: str, rule: Rule) -> None:
+        self.target = target.rstrip("/")
+        self.rule = rule
+        self.cut: list[tuple[str, str, Cut]] = []  # what was cut: method, path, how
+        self._server: asyncio.Server | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> str:
+        """Start listening; return the front's base URL."""
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = [tuple(x.split(":", 1)) for x in lines[1:] if ":" in x]
+                fields = {k.strip(): v.strip() for k, v in headers}
+                length = int(
+                    next((v for k, v in fields.items() if k.lower() == "content-length"), 0)
+                )
+                body = await reader.readexactly(length)
+                answer = await self._forward(method, path, fields, body)
+                how = self.rule(method, path)
+                if how is None:
+                    writer.write(answer)
+                    await writer.drain()
+                    continue
+                self.cut.append((method, path, how))
+                head_end = answer.index(b"\r\n\r\n") + 4
+                prefix = {
+                    "before_status_line": b"",
+                    "mid_headers": answer[: head_end // 2],
+                    "mid_body": answer[: head_end + max(1, (len(answer) - head_end) // 2)],
+                }[how]
+                writer.write(prefix)
+                await writer.drain()
+                return
+        finally:
+            writer.close()
+
+    async def _forward(self, method: str, path: str, fields: dict[str, str], body: bytes) -> bytes:
+        assert self._session is not None
+        sent = {k: v for k, v in fields.items() if k.lower() not in ("host", "content-length")}
+        async with self._session.request(
+            method, self.target + path, headers=sent, data=body, allow_redirects=False
+        ) as answer:
+            content = await answer.read()
+            kept = [
+                (k, v)
+                for k, v in answer.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "connection")
+            ]
+        head = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in kept)
+        head += f"Content-Length: {len(content)}\r\n\r\n"
+        return head.encode("latin-1") + content
+
+
+def full_backlog() -> tuple[object, str]:
+    """A listening socket whose accept queue is full: connecting to it times out.
+
+    Returns the sockets to keep open (close them at the end) and the URL.
+    """
+    import socket
+
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    filler = socket.create_connection(full.getsockname())
+    port = full.getsockname()[1]
+    return (full, filler), f"http://127.0.0.1:{port}"
