@@ -28,11 +28,6 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def loop_name() -> str:
-    """``uvloop`` or ``asyncio``: what :func:`run_async` runs on here."""
-    return "asyncio" if loop_factory() is None else "uvloop"
-
-
 def run_async(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on a new event loop, like :func:`asyncio.run`."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from memshift import jsonpath
-from memshift.compare.compare import Observation, compare
+from memshift.compare.compare import Comparison, Observation, differences
+from memshift.compare.compare import judge as verdict_of
 from memshift.compare.diff import DiffOptions
 from memshift.compare.normalize import ignore, redact
 from memshift.compare.report import Report
 
 RULES = [ignore([jsonpath.parse("$..updated_at")])]
+
+
+def compare(route: str, control: Observation, candidate: Observation, **how: Any) -> Comparison:
+    """Diff two observations and judge them, as a shadow read does."""
+    found = differences(control, candidate, how.pop("rules"), how.pop("options"))
+    return verdict_of(route, found, control, candidate, **how)
 
 
 def obs(store: str, body: object, status: int = 200) -> Observation:

@@ -161,3 +161,26 @@ def test_compare_rules_per_route() -> None:
     with pytest.raises(ConfigError) as info:
         parse_settings(with_("compare", {"routes": {"nope": {}}}), env=ENV)
     assert "compare.routes.nope" == info.value.key
+
+
+def test_defaults_are_declared_once() -> None:
+    """A file that says nothing gets exactly the defaults its sections declare."""
+    from memshift.config import settings as model
+
+    s = parse_settings(BASE, env=ENV)
+    assert model.ProxySettings() == s.proxy
+    assert model.RoutingSettings() == s.routing
+    assert model.RollbackSettings() == s.rollback
+    assert model.MirrorSettings() == s.mirror
+    assert model.CompareSettings() == s.compare
+    assert model.StateSettings() == s.state
+    assert model.McpSettings() == s.mcp
+    assert (2.0, 30.0) == (s.stores["new"].connect_timeout_s, s.stores["new"].read_timeout_s)
+
+
+def test_the_reference_in_the_docs_is_the_declared_one() -> None:
+    """docs/config.md lists every setting with the default and help declared for it."""
+    from memshift.config.settings import reference_markdown
+
+    text = (Path(__file__).parents[2] / "docs" / "config.md").read_text()
+    assert reference_markdown() in text

@@ -88,21 +88,6 @@ def _copy(body: Any) -> Any:
     return body
 
 
-def compare(
-    route: str,
-    control: Observation,
-    candidate: Observation,
-    *,
-    rules: Sequence[Rule],
-    options: DiffOptions,
-    noise_paths: set[str],
-    inflight: bool,
-) -> Comparison:
-    """Return the comparison of one read; known noise paths do not count as mismatches."""
-    found = differences(control, candidate, rules, options)
-    return judge(route, found, control, candidate, noise_paths=noise_paths, inflight=inflight)
-
-
 def judge(
     route: str,
     found: Sequence[Difference],

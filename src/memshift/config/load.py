@@ -1,6 +1,10 @@
 """TOML → validate → ``Settings``. Every refusal names the dotted key and the rule.
 
-Unknown keys are refused too, so that a typo never passes silently as a default.
+Each section is read from its declaration in ``settings.py`` (``read_section``): the
+type, the default and the bounds of every setting come from there, so a default lives
+in one place. Settings of a shape of their own (listen addresses, secrets, JSON paths,
+the ramp schedule) have a reader each (``READERS``). Unknown keys are refused too, so
+that a typo never passes silently as a default.
 """
 
 from __future__ import annotations
@@ -8,9 +12,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, fields
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, Literal, TypeVar, get_args, get_origin
 from urllib.parse import urlsplit
 
 from memshift import jsonpath
@@ -40,42 +46,162 @@ from memshift.errors import ConfigError
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _KIND = re.compile(r"[a-z][a-z0-9_]*")
 _TEMPLATE_PARAM = re.compile(r"\{([^}]*)\}")
+T = TypeVar("T")
+Env = Mapping[str, str]
+Reader = Callable[[Table, str, Any, Env], Any]
 
 
-def _listen(table: Table, default: str) -> Listen:
-    host, port = parse_listen(table.text("listen", default), table.key("listen"))
+def _default(f: Field[Any]) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return ...  # required
+
+
+def read_section(table: Table, cls: type[T], env: Env, **given: Any) -> T:
+    """Read one section into ``cls`` from its declared settings; refuse unknown keys."""
+    hints = typing.get_type_hints(cls)
+    values = dict(given)
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in given:
+            continue
+        meta = f.metadata
+        key = meta.get("key") or f.name
+        reader = meta.get("read")
+        default = _default(f)
+        if reader:
+            values[f.name] = READERS[reader](table, key, default, env)
+        else:
+            values[f.name] = _typed(table, key, hints[f.name], default, meta)
+    table.done()
+    return cls(**values)
+
+
+def _typed(table: Table, key: str, kind: Any, default: Any, meta: Mapping[str, Any]) -> Any:
+    """A plain setting, read by its declared type and bounds."""
+    low: Any = meta.get("low")
+    high: Any = meta.get("high")
+    scale: int = meta.get("scale", 1)
+    if get_origin(kind) is Literal or meta.get("choices"):
+        return table.choice(key, default, meta.get("choices") or get_args(kind))
+    if kind is bool:
+        return table.flag(key, default)
+    if kind is int:
+        file_default = default if default is ... else default // scale
+        return table.integer(key, file_default, int(low), int(high)) * scale
+    if kind is float:
+        return table.number(key, default, low, high)
+    if kind == float | None:
+        value = table.get(key, (int, float), None, "a number")
+        if value is not None and not low <= value <= high:
+            raise ConfigError(table.key(key), f"must be {low:g}..{high:g}")
+        return None if value is None else float(value)
+    if kind is str:
+        return table.text(key, default)
+    if kind == tuple[str, ...]:
+        return table.strings(key, default)
+    raise TypeError(f"no reader for {key}: {kind}")
+
+
+def _listen(table: Table, key: str, default: Listen, _env: Env) -> Listen:
+    host, port = parse_listen(table.text(key, str(default)), table.key(key))
     return Listen(host=host, port=port)
 
 
-def _secret(table: Table, env: Mapping[str, str]) -> str:
+def _secret(table: Table, key: str, _default: Any, env: Env) -> str:
     """Read ``token`` or ``token_env`` (the name of an environment variable)."""
-    token = table.get("token", str, None, "a string")
-    name = table.get("token_env", str, None, "a string")
+    token = table.get(key, str, None, "a string")
+    name = table.get(f"{key}_env", str, None, "a string")
     if token and name:
-        raise ConfigError(table.key("token"), "give token or token_env, not both")
+        raise ConfigError(table.key(key), f"give {key} or {key}_env, not both")
     if name:
         token = env.get(name)
         if not token:
-            raise ConfigError(table.key("token_env"), f"environment variable {name} is unset")
+            raise ConfigError(table.key(f"{key}_env"), f"environment variable {name} is unset")
     if not token:
-        raise ConfigError(table.key("token"), "is required (or token_env)")
+        raise ConfigError(table.key(key), f"is required (or {key}_env)")
     return str(token)
 
 
-def _store(table: Table, name: Any, env: Mapping[str, str]) -> StoreEndpoint:
-    url = table.text("url").rstrip("/")
+def _url(table: Table, key: str, _default: Any, _env: Env) -> str:
+    url = table.text(key).rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
-        raise ConfigError(table.key("url"), "must be http(s)://HOST[:PORT] with no path")
-    store = StoreEndpoint(
-        name=name,
-        url=url,
-        token=_secret(table, env),
-        connect_timeout_s=table.number("connect_timeout_s", 2.0, 0.01, 600),
-        read_timeout_s=table.number("read_timeout_s", 30.0, 0.01, 3600),
-    )
-    table.done()
-    return store
+        raise ConfigError(table.key(key), "must be http(s)://HOST[:PORT] with no path")
+    return url
+
+
+def _lower(table: Table, key: str, default: str, _env: Env) -> str:
+    return table.text(key, default).lower()
+
+
+def _absolute_path(table: Table, key: str, default: str, _env: Env) -> str:
+    path = table.text(key, default)
+    if not path.startswith("/"):
+        raise ConfigError(table.key(key), "must start with /")
+    return path
+
+
+def _database(table: Table, key: str, default: str, _env: Env) -> str:
+    url = table.text(key, default)
+    normalize_url(url, table.key(key))
+    return url
+
+
+def _paths(table: Table, key: str, default: tuple[jsonpath.Path, ...], _env: Env) -> Any:
+    out = []
+    for i, text in enumerate(table.strings(key, tuple(p.text for p in default))):
+        try:
+            out.append(jsonpath.parse(text))
+        except ValueError as exc:
+            raise ConfigError(f"{table.key(key)}[{i}]", str(exc)) from exc
+    return tuple(out)
+
+
+def _path_texts(table: Table, key: str, default: tuple[str, ...], env: Env) -> Any:
+    parsed = _paths(table, key, tuple(jsonpath.parse(t) for t in default), env)
+    return tuple(p.text for p in parsed)
+
+
+def _cpus(table: Table, key: str, _default: Any, _env: Env) -> tuple[int, ...]:
+    raw = table.get(key, list, [], "a list of CPU numbers")
+    if not all(type(c) is int and 0 <= c < 4096 for c in raw):
+        raise ConfigError(table.key(key), "must be a list of CPU numbers (0, 1, ...)")
+    return tuple(sorted(set(raw)))
+
+
+def _steps(routing: Table, key: str, _default: Any, env: Env) -> tuple[Step, ...]:
+    raw = routing.get(key, list, [], "an array of tables ([[routing.steps]])")
+    steps: list[Step] = []
+    for i, item in enumerate(raw):
+        step = read_section(Table(item, f"routing.{key}[{i}]"), Step, env)
+        if steps and step.read_percent <= steps[-1].read_percent:
+            raise ConfigError(f"routing.{key}[{i}].read_percent", "must rise from step to step")
+        steps.append(step)
+    return tuple(steps)
+
+
+def _route_compares(table: Table, key: str, _default: Any, env: Env) -> dict[str, RouteCompare]:
+    routes = table.table(key)
+    out = {name: read_section(routes.table(name), RouteCompare, env) for name in list(routes.data)}
+    routes.done()
+    return out
+
+
+READERS: dict[str, Reader] = {
+    "listen": _listen,
+    "secret": _secret,
+    "url": _url,
+    "lower": _lower,
+    "path": _absolute_path,
+    "database": _database,
+    "paths": _paths,
+    "path_texts": _path_texts,
+    "cpus": _cpus,
+    "steps": _steps,
+    "route_compares": _route_compares,
+}
 
 
 def _kind_map(table: Table, name: str, check_key: Callable[[str], Any]) -> tuple[Any, ...]:
@@ -90,53 +216,6 @@ def _kind_map(table: Table, name: str, check_key: Callable[[str], Any]) -> tuple
         except ValueError as exc:
             raise ConfigError(key, str(exc)) from exc
     return tuple(out)
-
-
-def _paths(table: Table, name: str, default: tuple[str, ...]) -> list[jsonpath.Path]:
-    out = []
-    for i, text in enumerate(table.strings(name, default)):
-        try:
-            out.append(jsonpath.parse(text))
-        except ValueError as exc:
-            raise ConfigError(f"{table.key(name)}[{i}]", str(exc)) from exc
-    return out
-
-
-def _cpus(table: Table, name: str) -> tuple[int, ...]:
-    raw = table.get(name, list, [], "a list of CPU numbers")
-    if not all(type(c) is int and 0 <= c < 4096 for c in raw):
-        raise ConfigError(table.key(name), "must be a list of CPU numbers (0, 1, ...)")
-    return tuple(sorted(set(raw)))
-
-
-def _steps(routing: Table) -> tuple[Step, ...]:
-    raw = routing.get("steps", list, [], "an array of tables ([[routing.steps]])")
-    steps: list[Step] = []
-    for i, item in enumerate(raw):
-        table = Table(item, f"routing.steps[{i}]")
-        step = Step(
-            read_percent=table.integer("read_percent", ..., 1, 100),
-            hold_s=table.number("hold_s", ..., 0, 30 * 86400),
-        )
-        table.done()
-        if steps and step.read_percent <= steps[-1].read_percent:
-            raise ConfigError(f"routing.steps[{i}].read_percent", "must rise from step to step")
-        steps.append(step)
-    return tuple(steps)
-
-
-def _route_compares(table: Table) -> dict[str, RouteCompare]:
-    out = {}
-    for name in list(table.data):
-        sub = table.table(name)
-        tolerance = sub.get("tolerance", (int, float), None, "a number")
-        out[name] = RouteCompare(
-            ignore=tuple(_paths(sub, "ignore", ())),
-            unordered=tuple(p.text for p in _paths(sub, "unordered", ())),
-            tolerance=None if tolerance is None else float(tolerance),
-        )
-        sub.done()
-    return out
 
 
 def _route(table: Table) -> RouteSpec:
@@ -222,90 +301,53 @@ def _routes(raw: Any) -> tuple[RouteSpec, ...]:
     return specs
 
 
+def parse_stores(stores: Table, env: Env) -> dict[Any, StoreEndpoint]:
+    """``[stores.legacy]`` and ``[stores.new]``."""
+    out = {
+        name: read_section(stores.table(name), StoreEndpoint, env, name=name)
+        for name in STORE_NAMES
+    }
+    stores.done()
+    return out
+
+
+def parse_mcp(mcp: Table, env: Env) -> tuple[McpSettings, tuple[RouteSpec, ...]]:
+    """``[mcp]`` and its tool tables (``[mcp.tools.NAME]``)."""
+    mcp.read.add("tools")
+    settings = read_section(mcp, McpSettings, env)
+    both = set(settings.write_tools) & set(settings.read_tools)
+    if both:
+        raise ConfigError("mcp.read_tools", f"{sorted(both)[0]} is also a write tool")
+    return settings, _tools(mcp, (*settings.write_tools, *settings.read_tools))
+
+
 def parse_settings(
     doc: dict[str, Any], *, source: str = "", env: Mapping[str, str] | None = None
 ) -> Settings:
     """Return validated settings from a parsed TOML document; raise ``ConfigError``."""
     env = os.environ if env is None else env
     root = Table(doc, "")
-    proxy, admin, stores = root.table("proxy"), root.table("admin"), root.table("stores")
-    routing, rollback = root.table("routing"), root.table("rollback")
-    state, mcp, mirror = root.table("state"), root.table("mcp"), root.table("mirror")
-    compare = root.table("compare")
     root.read.add("routes")
+    mcp, tools = parse_mcp(root.table("mcp"), env)
     settings = Settings(
-        proxy=ProxySettings(
-            listen=_listen(proxy, "127.0.0.1:8100"),
-            max_body_bytes=proxy.integer("max_body_mib", 16, 1, 1024) * 1024 * 1024,
-        ),
-        admin=AdminSettings(listen=_listen(admin, "127.0.0.1:8109"), token=_secret(admin, env)),
-        stores={name: _store(stores.table(name), name, env) for name in STORE_NAMES},
-        routing=RoutingSettings(
-            primary=routing.choice("primary", "legacy", STORE_NAMES),
-            read_percent=routing.integer("read_percent", 0, 0, 100),
-            shadow_read_percent=routing.integer("shadow_read_percent", 100, 0, 100),
-            write_mode=routing.choice("write_mode", "sync", ("sync", "async")),
-            sticky_header=routing.text("sticky_header", "authorization").lower(),
-            steps=_steps(routing),
-        ),
-        rollback=RollbackSettings(
-            window_s=rollback.number("window_s", 30, 1, 86400),
-            min_samples=rollback.integer("min_samples", 50, 1, 10**9),
-            max_error_rate=rollback.number("max_error_rate", 0.01, 0, 1),
-            max_latency_ratio=rollback.number("max_latency_ratio", 3.0, 1, 1000),
-            max_mismatch_rate=rollback.number("max_mismatch_rate", 0.01, 0, 1),
-        ),
-        mirror=MirrorSettings(
-            workers=mirror.integer("workers", 32, 1, 4096),
-            queue=mirror.integer("queue", 10_000, 0, 10**7),
-            retry_attempts=mirror.integer("retry_attempts", 4, 1, 100),
-            retry_initial_s=mirror.number("retry_initial_s", 0.05, 0.001, 60),
-            retry_max_s=mirror.number("retry_max_s", 1.0, 0.001, 600),
-            backlog_alert=mirror.integer("backlog_alert", 10_000, 1, 10**9),
-            replay_interval_s=mirror.number("replay_interval_s", 1.0, 0.05, 3600),
-            whoami_path=mirror.text("whoami_path", "/v1/whoami"),
-        ),
-        compare=CompareSettings(
-            # updated_at is each store's own clock; an error's message may name a store's
-            # own ids: the code and the status are what must agree.
-            ignore=tuple(_paths(compare, "ignore", ("$..updated_at", "$.error.message"))),
-            unordered=tuple(p.text for p in _paths(compare, "unordered", ())),
-            tolerance=compare.number("tolerance", 1e-6, 0, 1),
-            noise_percent=compare.integer("noise_percent", 5, 0, 100),
-            workers=compare.integer("workers", 16, 1, 1024),
-            queue=compare.integer("queue", 256, 0, 100_000),
-            helper=compare.flag("helper", True),
-            helper_cpus=_cpus(compare, "helper_cpus"),
-            routes=_route_compares(compare.table("routes")),
-        ),
-        state=StateSettings(url=state.text("url", "sqlite:///memshift-data/state.db")),
-        mcp=McpSettings(
-            path=mcp.text("path", "/mcp"),
-            write_tools=mcp.strings("write_tools", McpSettings.write_tools),
-            read_tools=mcp.strings("read_tools", McpSettings.read_tools),
-        ),
+        proxy=read_section(root.table("proxy"), ProxySettings, env),
+        admin=read_section(root.table("admin"), AdminSettings, env),
+        stores=parse_stores(root.table("stores"), env),
+        routing=read_section(root.table("routing"), RoutingSettings, env),
+        rollback=read_section(root.table("rollback"), RollbackSettings, env),
+        mirror=read_section(root.table("mirror"), MirrorSettings, env),
+        compare=read_section(root.table("compare"), CompareSettings, env),
+        state=read_section(root.table("state"), StateSettings, env),
+        mcp=mcp,
         routes=_routes(doc.get("routes", DEFAULT_ROUTES)),
-        tools=_tools(
-            mcp,
-            (
-                *mcp.strings("write_tools", McpSettings.write_tools),
-                *mcp.strings("read_tools", McpSettings.read_tools),
-            ),
-        ),
+        tools=tools,
         source=source,
     )
-    normalize_url(settings.state.url, "state.url")
-    if not settings.mcp.path.startswith("/"):
-        raise ConfigError("mcp.path", "must start with /")
     known = {r.name for r in (*settings.routes, *settings.tools)}
     unknown = set(settings.compare.routes) - known
     if unknown:
         raise ConfigError(f"compare.routes.{sorted(unknown)[0]}", "names no configured route")
-    both = set(settings.mcp.write_tools) & set(settings.mcp.read_tools)
-    if both:
-        raise ConfigError("mcp.read_tools", f"{sorted(both)[0]} is also a write tool")
-    for table in (proxy, admin, stores, routing, rollback, state, mcp, mirror, compare, root):
-        table.done()
+    root.done()
     return settings
 
 

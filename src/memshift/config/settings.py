@@ -1,17 +1,20 @@
-"""The settings model of the proxy: frozen, keyword-only dataclasses.
+"""The settings model of the proxy: every setting declared once, with its type, default and help.
 
-``load.py`` builds a ``Settings`` from TOML and validates every value; nothing else
-creates one from outside input. Secrets (store and admin tokens) are excluded from
+Each ``[section]`` of the config file is a frozen, keyword-only dataclass; each of its
+settings is a field declared with ``setting(...)``: its default, one line of help, and
+the bounds or choices the loader enforces. The loader (``load.py``) reads a section
+from these declarations alone, so a default lives in one place, and ``reference()``
+lists every setting for people. Secrets (store and admin tokens) are excluded from
 ``repr``, so printing or logging settings never shows them.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal
 
-from memshift.jsonpath import Path
+from memshift.jsonpath import Path, parse
 
 StoreName = Literal["legacy", "new"]
 STORE_NAMES: tuple[StoreName, ...] = ("legacy", "new")
@@ -21,6 +24,45 @@ WriteMode = Literal["sync", "async"]
 def other(store: StoreName) -> StoreName:
     """Return the other store's name."""
     return "new" if store == "legacy" else "legacy"
+
+
+def setting(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+    key: str | None = None,
+    scale: int = 1,
+    secret: bool = False,
+    read: str | None = None,
+) -> Any:
+    """Declare one setting of a section.
+
+    ``low``/``high`` bound a number, ``choices`` a string; ``key`` is its name in the
+    file when that differs from the field's (with ``scale``: the file's unit, times
+    ``scale``, is the field's); ``read`` names a reader for values of a shape of their
+    own (``load.READERS``); ``secret`` keeps it out of ``repr``.
+    """
+    meta = {
+        "help": help,
+        "low": low,
+        "high": high,
+        "choices": choices,
+        "key": key,
+        "scale": scale,
+        "read": read,
+    }
+    if isinstance(default, dict):
+        frozen = dict(default)
+        return field(default_factory=lambda: dict(frozen), metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
+
+
+def defaults_of(*texts: str) -> tuple[Path, ...]:
+    """Parsed JSON paths, for a default."""
+    return tuple(parse(t) for t in texts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,122 +80,192 @@ class Listen:
 class ProxySettings:
     """``[proxy]``: where clients connect, and how large a body may be."""
 
-    listen: Listen
-    max_body_bytes: int = 16 * 1024 * 1024
+    listen: Listen = setting(
+        Listen(host="127.0.0.1", port=8100), "HOST:PORT the proxy serves clients on", read="listen"
+    )
+    max_body_bytes: int = setting(
+        16 * 1024 * 1024,
+        "the largest request body accepted, in MiB",
+        low=1,
+        high=1024,
+        key="max_body_mib",
+        scale=1024 * 1024,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdminSettings:
     """``[admin]``: the operators' API and its bearer token."""
 
-    listen: Listen
-    token: str = field(repr=False)
+    listen: Listen = setting(
+        Listen(host="127.0.0.1", port=8109), "HOST:PORT of the admin API", read="listen"
+    )
+    token: str = setting(
+        help="the admin API's bearer token (or token_env: the variable holding it)",
+        secret=True,
+        read="secret",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class StoreEndpoint:
     """``[stores.NAME]``: a store's base URL, its service (admin) token and timeouts."""
 
-    name: StoreName
-    url: str
-    token: str = field(repr=False)
-    connect_timeout_s: float = 2.0
-    read_timeout_s: float = 30.0
+    name: StoreName = setting(read="name")
+    url: str = setting(help="http(s)://HOST[:PORT] of the store, no path", read="url")
+    token: str = setting(
+        help="an admin-role token of that store (or token_env)", secret=True, read="secret"
+    )
+    connect_timeout_s: float = setting(
+        2.0, "seconds to connect; a write not connected in time was not sent", low=0.01, high=600
+    )
+    read_timeout_s: float = setting(
+        30.0,
+        "the longest silence of a store that owes an answer, in seconds",
+        low=0.01,
+        high=3600,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Step:
     """``[[routing.steps]]``: a read percent, and how long it must be healthy to move on."""
 
-    read_percent: int
-    hold_s: float
+    read_percent: int = setting(help="the read percent of this step", low=1, high=100)
+    hold_s: float = setting(
+        help="seconds of healthy verdicts before the next step", low=0, high=30 * 86400
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class RoutingSettings:
     """``[routing]``: the operator's control values, as the file gives them."""
 
-    primary: StoreName = "legacy"
-    read_percent: int = 0
-    shadow_read_percent: int = 100
-    write_mode: WriteMode = "sync"
-    sticky_header: str = "authorization"
-    steps: tuple[Step, ...] = ()
+    primary: StoreName = setting(
+        "legacy", "the store whose answers clients get", choices=STORE_NAMES
+    )
+    read_percent: int = setting(0, "share of callers whose reads new serves", low=0, high=100)
+    shadow_read_percent: int = setting(
+        100, "share of reads also sent to the other store and compared", low=0, high=100
+    )
+    write_mode: WriteMode = setting(
+        "sync",
+        "sync: answer after both writes; async: after the primary's",
+        choices=("sync", "async"),
+    )
+    sticky_header: str = setting(
+        "authorization", "the header whose value keeps a caller on one store", read="lower"
+    )
+    steps: tuple[Step, ...] = setting((), "the ramp schedule ([[routing.steps]])", read="steps")
 
 
 @dataclass(frozen=True, kw_only=True)
 class RollbackSettings:
     """``[rollback]``: when the new store is judged unhealthy."""
 
-    window_s: float = 30.0
-    min_samples: int = 50
-    max_error_rate: float = 0.01
-    max_latency_ratio: float = 3.0
-    max_mismatch_rate: float = 0.01
+    window_s: float = setting(30.0, "seconds judged", low=1, high=86400)
+    min_samples: int = setting(
+        50, "fewer samples than this is inconclusive, never healthy", low=1, high=10**9
+    )
+    max_error_rate: float = setting(0.01, "new's errors / requests", low=0, high=1)
+    max_latency_ratio: float = setting(3.0, "p99(new) / p99(legacy)", low=1, high=1000)
+    max_mismatch_rate: float = setting(0.01, "mismatched / compared reads", low=0, high=1)
 
 
 @dataclass(frozen=True, kw_only=True)
 class MirrorSettings:
     """``[mirror]``: how writes reach the secondary, and when to shout about a backlog."""
 
-    workers: int = 32
-    queue: int = 10_000
-    retry_attempts: int = 4
-    retry_initial_s: float = 0.05
-    retry_max_s: float = 1.0
-    backlog_alert: int = 10_000
-    replay_interval_s: float = 1.0
-    whoami_path: str = "/v1/whoami"
+    workers: int = setting(32, "mirrored writes in flight in async mode", low=1, high=4096)
+    queue: int = setting(
+        10_000,
+        "async writes waiting for a worker before spilling to the backlog",
+        low=0,
+        high=10**7,
+    )
+    retry_attempts: int = setting(4, "attempts per mirrored write", low=1, high=100)
+    retry_initial_s: float = setting(0.05, "first backoff, in seconds", low=0.001, high=60)
+    retry_max_s: float = setting(1.0, "longest backoff, in seconds", low=0.001, high=600)
+    backlog_alert: int = setting(
+        10_000, "a backlog this long is logged and flagged", low=1, high=10**9
+    )
+    replay_interval_s: float = setting(
+        1.0, "seconds between replays of the backlog", low=0.05, high=3600
+    )
+    whoami_path: str = setting("/v1/whoami", "the primary's path that names a caller's user")
 
 
 @dataclass(frozen=True, kw_only=True)
 class RouteCompare:
     """``[compare.routes.NAME]``: rules added for one route (ignored paths, unordered lists)."""
 
-    ignore: tuple[Path, ...] = ()
-    unordered: tuple[str, ...] = ()
-    tolerance: float | None = None
+    ignore: tuple[Path, ...] = setting((), "JSON paths ignored on this route", read="paths")
+    unordered: tuple[str, ...] = setting(
+        (), "lists compared as multisets on this route", read="path_texts"
+    )
+    tolerance: float | None = setting(
+        None, "relative and absolute number tolerance on this route", low=0, high=1
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class CompareSettings:
     """``[compare]``: how shadow reads are normalized and compared, within what bounds."""
 
-    ignore: tuple[Path, ...] = ()
-    unordered: tuple[str, ...] = ()
-    tolerance: float = 1e-6
-    noise_percent: int = 5
-    workers: int = 16
-    queue: int = 256
-    helper: bool = True  # shadow reads run in a helper process at idle CPU priority
-    helper_cpus: tuple[int, ...] = ()  # the CPUs it may use; () = the proxy's own
-    routes: dict[str, RouteCompare] = field(default_factory=dict)
+    # updated_at is each store's own clock; an error's message may name a store's own
+    # ids: the code and the status are what must agree.
+    ignore: tuple[Path, ...] = setting(
+        defaults_of("$..updated_at", "$.error.message"),
+        "JSON paths ignored on every route",
+        read="paths",
+    )
+    unordered: tuple[str, ...] = setting(
+        (), "lists compared as multisets on every route", read="path_texts"
+    )
+    tolerance: float = setting(1e-6, "number tolerance", low=0, high=1)
+    noise_percent: int = setting(
+        5, "share of shadow reads that read the served store twice to learn noise", low=0, high=100
+    )
+    workers: int = setting(16, "shadow reads in flight", low=1, high=1024)
+    queue: int = setting(256, "shadow reads waiting; past it they are dropped", low=0, high=100_000)
+    helper: bool = setting(True, "shadow reads run in a helper process at idle CPU priority")
+    helper_cpus: tuple[int, ...] = setting(
+        (), "the CPUs the helper may use ([] = the proxy's)", read="cpus"
+    )
+    routes: dict[str, RouteCompare] = setting(
+        {}, "rules per route ([compare.routes.NAME])", read="route_compares"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class StateSettings:
     """``[state]``: the database shared by every proxy instance."""
 
-    url: str = "sqlite:///memshift-data/state.db"
+    url: str = setting(
+        "sqlite:///memshift-data/state.db",
+        "SQLAlchemy URL: sqlite:///path, or postgresql://... shared by all instances",
+        read="database",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class McpSettings:
     """``[mcp]``: the MCP endpoint and which tools write or read."""
 
-    path: str = "/mcp"
-    write_tools: tuple[str, ...] = (
-        "create_memory",
-        "update_memory",
-        "delete_memory",
-        "create_context",
-        "create_relation",
+    path: str = setting("/mcp", "the MCP endpoint's path", read="path")
+    write_tools: tuple[str, ...] = setting(
+        (
+            "create_memory",
+            "update_memory",
+            "delete_memory",
+            "create_context",
+            "create_relation",
+        ),
+        "tools mirrored as writes",
     )
-    read_tools: tuple[str, ...] = (
-        "get_memory",
-        "search_memories",
-        "list_memories",
-        "get_memory_relations",
+    read_tools: tuple[str, ...] = setting(
+        ("get_memory", "search_memories", "list_memories", "get_memory_relations"),
+        "tools ramped and compared as reads",
     )
 
 
@@ -209,3 +321,65 @@ class Settings:
             if spec.tool == name:
                 return spec
         return None
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "proxy": ProxySettings,
+    "admin": AdminSettings,
+    "stores.NAME": StoreEndpoint,
+    "routing": RoutingSettings,
+    "routing.steps[]": Step,
+    "rollback": RollbackSettings,
+    "mirror": MirrorSettings,
+    "compare": CompareSettings,
+    "compare.routes.NAME": RouteCompare,
+    "state": StateSettings,
+    "mcp": McpSettings,
+}
+
+
+def reference() -> list[tuple[str, str, str]]:
+    """Every declared setting: its dotted key, its default, its help."""
+    out = []
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            meta = f.metadata
+            if "help" not in meta or not meta["help"]:
+                continue
+            key = meta["key"] or f.name
+            if f.default is not MISSING:
+                default: Any = f.default
+            elif f.default_factory is not MISSING:
+                default = f.default_factory()
+            else:
+                default = "required"
+            if meta["scale"] != 1 and isinstance(default, int):
+                default //= meta["scale"]
+            shown = _shown(default)
+            out.append((f"{section}.{key}", shown, str(meta["help"])))
+    return out
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Listen):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, Path):
+        return f'"{value.text}"'
+    if isinstance(value, str):
+        return f'"{value}"' if value != "required" else value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "unset"
+    if value == {}:
+        return "{}"
+    return str(value)
+
+
+def reference_markdown() -> str:
+    """The settings reference as a Markdown table (``docs/config.md`` holds it)."""
+    rows = ["| setting | default | what it is |", "|---|---|---|"]
+    rows += [f"| `{key}` | `{default}` | {help_} |" for key, default, help_ in reference()]
+    return "\n".join(rows) + "\n"
