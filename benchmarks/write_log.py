@@ -17,6 +17,7 @@ import time
 
 from benchmarks.harness import report
 from memshift.loadtest.stats import percentile
+from memshift.shadow.groupcommit import GroupCommit
 from memshift.shadow.idmap import IdMap
 from memshift.shadow.writelog import WriteLog
 from memshift.statedb import open_state
@@ -25,10 +26,10 @@ from memshift.statedb import open_state
 async def run(writes: int, concurrency: int, grouped: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="memshift-wal-") as tmp:
         db = open_state(f"sqlite:///{tmp}/state.db")
-        log = WriteLog(db)
-        idmap = IdMap(db)
-        idmap.post = log.post_soon
-        flusher = asyncio.ensure_future(log.flusher()) if grouped else None
+        group = GroupCommit(db)
+        log = WriteLog(db, group)
+        idmap = IdMap(db, post=group.post_soon)
+        flusher = asyncio.ensure_future(group.flusher()) if grouped else None
         await asyncio.sleep(0)
         latencies: list[float] = []
         queue = iter(range(writes))
@@ -58,7 +59,7 @@ async def run(writes: int, concurrency: int, grouped: bool) -> dict[str, float]:
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         if flusher:
-            await log.commit_now()
+            await group.commit_now()
         elapsed = time.perf_counter() - started
         if flusher:
             flusher.cancel()
@@ -67,7 +68,7 @@ async def run(writes: int, concurrency: int, grouped: bool) -> dict[str, float]:
             "writes_per_s": writes / elapsed,
             "intent_p50_ms": percentile(latencies, 50) * 1000,
             "intent_p99_ms": percentile(latencies, 99) * 1000,
-            "ops_per_commit": log.operations / max(log.commits, 1) if grouped else 1.0,
+            "ops_per_commit": group.operations / max(group.commits, 1) if grouped else 1.0,
         }
 
 

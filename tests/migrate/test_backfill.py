@@ -92,6 +92,7 @@ async def old_records_session(
         await asyncio.sleep(rnd.random() * 0.02)
 
 
+@pytest.mark.slow
 async def test_backfill_during_live_traffic_leaves_stores_equal(make_stack: MakeStack) -> None:
     """5,000 old records are copied while clients change old and new ones through the proxy."""
     stack = await make_stack(seed=0, sections=FAST_REPLAY)

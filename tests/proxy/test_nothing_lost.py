@@ -75,6 +75,7 @@ async def _until_drained(core: Any, within: float = 60) -> None:
             await asyncio.sleep(0.1)
 
 
+@pytest.mark.slow
 async def test_secondary_down_for_20_seconds(
     stores: dict[str, StoreProcess], sessions: dict[str, Any], make_proxy: MakeProxy
 ) -> None:

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from memshift.database import Database
 from memshift.scheduler import Scheduler
-from memshift.shadow import writelog
+from memshift.shadow import groupcommit
 from memshift.shadow.writelog import BACKLOG, DIVERGENT, INTENT, Answered, WriteLog
 from memshift.statedb import open_state, writes
 
@@ -26,7 +26,7 @@ async def running_log(db_url: str) -> AsyncIterator[WriteLog]:
     background = Scheduler(
         name="test", limit=1, pending_limit=0, close_timeout=1, on_error=lambda *_: None
     )
-    background.spawn(wal.flusher(), "write-log", daemon=True)
+    background.spawn(wal.group.flusher(), "write-log", daemon=True)
     await asyncio.sleep(0)
     try:
         yield wal
@@ -63,8 +63,8 @@ def _rows(db: Database) -> list[Any]:
 async def test_concurrent_writes_share_commits_and_keep_their_order(log: WriteLog) -> None:
     ids = await asyncio.gather(*(_intent(log, n) for n in range(40)))
     assert sorted(ids) == ids and len(set(ids)) == 40  # logged in the order they came
-    assert 40 == log.operations
-    assert log.commits < 40  # group commit: many writes per transaction
+    assert 40 == log.group.operations
+    assert log.group.commits < 40  # group commit: many writes per transaction
     assert [f"k{n}" for n in range(40)] == [r.idem_key for r in _rows(log.db)]
     for entry_id in ids:
         log.end_soon(entry_id)
@@ -82,9 +82,9 @@ async def test_a_commit_waits_for_intents_a_few_turns_of_the_loop_behind(log: Wr
         return await _intent(log, n)
 
     await _intent(log, 100)  # the flusher waits for the next
-    commits = log.commits
-    await asyncio.gather(*(late(n) for n in range(writelog.GATHER_TURNS)))
-    assert commits + 1 == log.commits
+    commits = log.group.commits
+    await asyncio.gather(*(late(n) for n in range(groupcommit.GATHER_TURNS)))
+    assert commits + 1 == log.group.commits
 
 
 async def test_a_failing_operation_fails_alone(log: WriteLog) -> None:
@@ -92,15 +92,15 @@ async def test_a_failing_operation_fails_alone(log: WriteLog) -> None:
         raise RuntimeError("broken operation")
 
     with capture_logs() as logs:
-        first = log.post(lambda conn: conn.execute(writes.insert().values(**_row("a"))))
-        failing = log.post(broken)
-        log.post_soon(broken, "cleanup")
-        last = log.post(lambda conn: conn.execute(writes.insert().values(**_row("b"))))
+        first = log.group.post(lambda conn: conn.execute(writes.insert().values(**_row("a"))))
+        failing = log.group.post(broken)
+        log.group.post_soon(broken, "cleanup")
+        last = log.group.post(lambda conn: conn.execute(writes.insert().values(**_row("b"))))
         await asyncio.gather(first, last)
         with pytest.raises(RuntimeError, match="broken operation"):
             await failing
     assert ["a", "b"] == [r.idem_key for r in _rows(log.db)]
-    failed = [e for e in logs if e["event"] == "write_log_operation_failed"]
+    failed = [e for e in logs if e["event"] == "group_commit_failed"]
     assert [("cleanup", "error")] == [(e["operation"], e["log_level"]) for e in failed]
 
 
@@ -128,13 +128,16 @@ async def test_clean_up_rides_along_with_a_later_commit(
 ) -> None:
     """An ended write is not a commit of its own: new intents leave it waiting, the next
     other operation takes it along; meanwhile it is not counted as backlog."""
-    monkeypatch.setattr(writelog, "CLEAN_UP_S", 60.0)
+    monkeypatch.setattr(groupcommit, "CLEAN_UP_S", 60.0)
     ended, waiting = await _intent(log, 1), await _intent(log, 2)
-    commits = log.commits
+    commits = log.group.commits
     log.end_soon(ended)
     assert 1 == (await log.figures())["backlog"]  # the one still waiting
     await _intent(log, 3)
-    assert (commits + 1, [1, 2, 3]) == (log.commits, [int(r.idem_key[1:]) for r in _rows(log.db)])
+    assert (commits + 1, [1, 2, 3]) == (
+        log.group.commits,
+        [int(r.idem_key[1:]) for r in _rows(log.db)],
+    )
     await log.backlog(waiting, "timeout")
     assert [2, 3] == [int(r.idem_key[1:]) for r in _rows(log.db)]
 
@@ -143,16 +146,16 @@ async def test_clean_up_is_committed_within_its_delay(log: WriteLog) -> None:
     ended = await _intent(log, 1)
     log.end_soon(ended)
     assert 1 == len(_rows(log.db))
-    async with asyncio.timeout(10 + writelog.CLEAN_UP_S):
+    async with asyncio.timeout(10 + groupcommit.CLEAN_UP_S):
         while _rows(log.db):  # noqa: ASYNC110
-            await asyncio.sleep(writelog.CLEAN_UP_S / 4)
+            await asyncio.sleep(groupcommit.CLEAN_UP_S / 4)
 
 
 def test_clean_up_falls_due_on_uvloop(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """uvloop's timers count whole milliseconds and fire before the loop's clock reaches
     a delay like this one: clean-up must still fall due when its timer fires."""
     uvloop = pytest.importorskip("uvloop")
-    monkeypatch.setattr(writelog, "CLEAN_UP_S", 0.0204)
+    monkeypatch.setattr(groupcommit, "CLEAN_UP_S", 0.0204)
 
     async def ends_committed() -> None:
         async with running_log(db_url) as wal:

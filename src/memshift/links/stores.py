@@ -25,7 +25,8 @@ from memshift.config.settings import STORE_NAMES, Settings, StoreEndpoint, Store
 from memshift.errors import UpstreamError
 from memshift.links.http import HttpLink
 from memshift.links.mcp import McpLink
-from memshift.links.wire import TOOL, OutboundRequest, StreamedResponse, UpstreamResponse
+from memshift.links.wire import OutboundRequest, StreamedResponse, UpstreamResponse
+from memshift.mcp.protocol import TOOL
 
 RETIRE_AFTER_S = 60.0
 Spawn = Callable[[Coroutine[Any, Any, None], str], object]

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-TOOL = "TOOL"  # the method of a tool call: its name in the path, its arguments the body
-
 
 @dataclass(frozen=True)
 class OutboundRequest:
     """What is sent to a store: never an absolute URL, only a path under its base URL.
 
-    A request whose method is ``TOOL`` is a tool call (``/mcp/tools/NAME``, the
-    arguments as the body), sent on memshift's own MCP session with the store.
+    A request whose method is ``protocol.TOOL`` is a tool call (``/mcp/tools/NAME``,
+    the arguments as the body), sent on memshift's own MCP session with the store.
     """
 
     method: str

@@ -1,1 +1,1 @@
-"""MCP Streamable HTTP as memshift speaks it: messages, store links, client sessions."""
+"""MCP as memshift reads it: JSON-RPC messages, tool outcomes, SSE events."""

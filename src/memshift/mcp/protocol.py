@@ -14,10 +14,9 @@ from typing import Any
 import orjson
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 
-from memshift.links.wire import TOOL
 from memshift.mcp.sse import events as sse_events
 
-__all__ = ["TOOL"]
+TOOL = "TOOL"  # the method of a tool call: its name in the path, its arguments the body
 
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"

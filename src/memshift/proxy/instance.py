@@ -44,6 +44,7 @@ from memshift.proxy.watchdog import Watchdog
 from memshift.proxy.writes import WritePath
 from memshift.scheduler import Scheduler
 from memshift.shadow.dispatch import Mirroring
+from memshift.shadow.groupcommit import GroupCommit
 from memshift.shadow.idmap import IdMap
 from memshift.shadow.lanes import Lanes
 from memshift.shadow.mirror import Mirror, Outcome
@@ -76,12 +77,17 @@ class Proxy:
             name="proxy", limit=64, pending_limit=1024, close_timeout=5.0, on_error=self.failed
         )
         self.plane = ControlPlane(state_db)
-        self.writelog = WriteLog(state_db)
-        self.idmap = IdMap(state_db, write=self.writelog.submit, post=self.writelog.post_soon)
+        self.commits = GroupCommit(state_db)  # the write log's and the id map's writes
+        self.writelog = WriteLog(state_db, self.commits)
+        self.idmap = IdMap(state_db, write=self.commits.submit, post=self.commits.post_soon)
         self.translator = Translator(self.idmap)
         self.lanes = Lanes()
         self.health = StoreHealth(settings.rollback.window_s, self.metrics)
-        self.links = StoreLinks(current, self.background.spawn, self.health.observe)
+        self.links = StoreLinks(
+            current,
+            lambda job, label: self.background.spawn(job, label, daemon=True),
+            self.health.observe,
+        )
         self.report = Report()
         self.mirroring = Mirroring(
             self.writelog,
@@ -188,7 +194,7 @@ class Proxy:
         """Take the shared state, recover the write log, start the background work."""
         settings = self.holder.current
         await self.plane.start(settings.routing)
-        self.background.spawn(self.writelog.flusher(), "write_log", daemon=True)
+        self.background.spawn(self.commits.flusher(), "write_log", daemon=True)
         if self.shadows.helper is not None:
             self.background.spawn(self.shadows.helper.run(), "shadow_helper", daemon=True)
         mine = (await report_store.saved(self.state_db)).get(self.instance)
@@ -246,8 +252,8 @@ class Proxy:
         return figures | {
             "age_s": age,
             "alert": int(alert),
-            "commits": self.writelog.commits,
-            "operations": self.writelog.operations,
+            "commits": self.commits.commits,
+            "operations": self.commits.operations,
         }
 
     async def close(self) -> None:
@@ -255,7 +261,7 @@ class Proxy:
         await self.writes.close()
         await self.shadows.close()
         try:
-            await asyncio.wait_for(self.writelog.commit_now(), 5)  # or replayed after restart
+            await asyncio.wait_for(self.commits.commit_now(), 5)  # or replayed after restart
         except Exception as exc:
             self.failed("write_log_commit", exc)
         try:

@@ -90,7 +90,7 @@ def run_replay(settings_path: str) -> int:
 
     async def main() -> int:
         proxy = make_proxy(settings)
-        proxy.background.spawn(proxy.writelog.flusher(), "write_log", daemon=True)
+        proxy.background.spawn(proxy.commits.flusher(), "write_log", daemon=True)
         try:
             waiting = await proxy.replayer.recover()
             print(f"write log: {waiting} write(s) to replay", flush=True)

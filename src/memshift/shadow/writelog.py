@@ -30,46 +30,26 @@ An ``intent`` left by a run that died is an orphan: replay resolves it as it res
 an ``unknown`` write, by sending it to the primary again under its key, as its user;
 the primary applies it at most once and answers as it did.
 
-Operations are group-committed: a single flusher takes every operation queued since
-its last commit, and those queued in the next few turns of the event loop while they
-keep coming, and runs them in one transaction, so that many concurrent writes share
-one commit. Should one operation fail, the group is run again with each operation in
-a savepoint of its own, so that only that one fails.
-
-Clean-up nobody waits for (the end of a mirrored write, a create's id pair) does not
-start a commit of its own: it joins the next commit that has anything else than new
-intents in it, or one within ``CLEAN_UP_S``. A commit writes every page it changed,
-and clean-up gathered this way changes each page once instead of once per commit.
-Whatever is posted after clean-up that is not an intent is committed with it or
-after it, never before.
+Its operations are group-committed (``groupcommit.py``): many concurrent writes share
+one commit, and the end of a mirrored write is clean-up that rides along with a later
+commit.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import structlog
 from sqlalchemy import Connection, func, select, update
 
-from memshift.database import Database, driver_execute, driver_executemany
+from memshift.database import Database, driver_execute
+from memshift.shadow.groupcommit import GroupCommit
 from memshift.statedb import writes
 from memshift.timestamps import now_us
 
-T = TypeVar("T")
 log = structlog.get_logger("memshift.shadow")
-Op = Callable[[Connection], Any]
-# An operation, with its waiter (or its name when nobody waits), and whether it is a
-# new intent: a row nothing posted before it needs to be committed with.
-_Item = tuple[Op, "asyncio.Future[Any] | str", bool]
-
-CLEAN_UP_S = 0.02  # the longest clean-up waits for a commit that happens anyway
-CLEAN_UP_MAX = 500  # or until this many operations wait
-GATHER_TURNS = 4  # the most turns of the event loop a commit waits for more operations
 
 INTENT, UNKNOWN, BACKLOG, DIVERGENT = "intent", "unknown", "backlog", "divergent"
 ACCEPTED = "accepted"  # written by earlier versions: joins the backlog at start
@@ -158,154 +138,14 @@ def _entry(row: Any) -> Entry:
     )
 
 
-def _nothing(_conn: Connection) -> None:
-    """An operation that only makes its commit carry the clean-up waiting."""
-
-
-# Queued only to wake the flusher for clean-up that is due; taken out, never run.
-_WAKE: _Item = (_nothing, "clean-up", True)
-
-
-def _forget_all(rows: list[tuple[int]], conn: Connection) -> None:
-    driver_executemany(conn, _FORGET, rows)
-
-
 class WriteLog:
-    """The ``writes`` table, written through one group-committing flusher."""
+    """The ``writes`` table: the only owner of a write's state (see the module)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, group: GroupCommit | None = None) -> None:
+        """``group``: the group commit its operations join (the proxy's); without one,
+        each operation is a transaction of its own (migrate, tests)."""
         self.db = db
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._later: list[tuple[Op, str]] = []  # clean-up, in the order it was posted
-        self._forgets: list[int] = []  # ended writes, deleted together after it
-        self._timer: asyncio.TimerHandle | None = None  # makes the clean-up due
-        self._due = False  # clean-up goes with the next commit, whatever it holds
-        self._flushing = False
-        self.commits = 0
-        self.operations = 0
-
-    async def flusher(self) -> None:
-        """Commit queued operations in groups; run for the life of the log."""
-        self._flushing = True
-        try:
-            while True:
-                batch = [await self._queue.get()]
-                # Let the requests ready to run queue their operations too: a commit
-                # on the event loop is quick, and one commit for more of them is less.
-                # A request whose data just arrived needs a few turns of the loop to
-                # reach its intent: wait turns while they bring operations, and no
-                # longer (a lone client waits one turn).
-                for _ in range(GATHER_TURNS):
-                    await asyncio.sleep(0)
-                    if self._queue.empty():
-                        break
-                    while not self._queue.empty():
-                        batch.append(self._queue.get_nowait())
-                batch = [item for item in batch if item is not _WAKE]
-                clean = bool(self._later or self._forgets) and (
-                    self._due or not all(alone for _, _, alone in batch)
-                )
-                items = [(op, waiter) for op, waiter, _ in batch]
-                if clean:
-                    items = self._clean_up() + items  # posted before what follows it
-                if items:
-                    await self._commit(items)
-        finally:
-            self._flushing = False
-
-    def _clean_up(self) -> list[tuple[Op, asyncio.Future[Any] | str]]:
-        items: list[tuple[Op, asyncio.Future[Any] | str]] = list(self._later)
-        if self._forgets:
-            rows = [(i,) for i in self._forgets]
-            items.append((partial(_forget_all, rows), "forget"))
-            self.operations += len(rows) - 1  # one statement, one operation per write
-        self._later, self._forgets, self._due = [], [], False
-        self._stop_timer()
-        return items
-
-    def _later_posted(self) -> None:
-        if self._due:
-            return
-        if len(self._later) + len(self._forgets) >= CLEAN_UP_MAX:
-            self._fall_due()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(CLEAN_UP_S, self._fall_due)
-
-    def _fall_due(self) -> None:
-        """Make the clean-up waiting go with the next commit, and wake the flusher for it.
-
-        A flag, not a deadline read off the loop's clock: a timer may fire a hair
-        before its time by that clock (uvloop counts in whole milliseconds).
-        """
-        self._stop_timer()
-        self._due = True
-        self._queue.put_nowait(_WAKE)
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any] | str]]) -> None:
-        def together(conn: Connection) -> list[tuple[bool, Any]]:
-            return [(True, op(conn)) for op, _ in batch]
-
-        def isolated(conn: Connection) -> list[tuple[bool, Any]]:
-            out: list[tuple[bool, Any]] = []
-            for op, _ in batch:
-                try:
-                    with conn.begin_nested():
-                        out.append((True, op(conn)))
-                except Exception as exc:
-                    out.append((False, exc))
-            return out
-
-        try:
-            results = await self.db.write_quick(together)
-        except Exception:
-            try:
-                results = await self.db.write(isolated)
-            except Exception as exc:
-                results = [(False, exc)] * len(batch)
-        self.commits += 1
-        self.operations += len(batch)
-        for (_, waiter), (ok, value) in zip(batch, results, strict=True):
-            if isinstance(waiter, str):
-                if not ok:
-                    log.error("write_log_operation_failed", operation=waiter, error=repr(value))
-            elif waiter.done():
-                continue
-            elif ok:
-                waiter.set_result(value)
-            else:
-                waiter.set_exception(value)
-
-    async def submit(self, op: Callable[[Connection], T], *, intent: bool = False) -> T:
-        """Run ``op`` in the next group commit and return its result.
-
-        ``intent``: ``op`` only adds a new intent, which waits for no clean-up.
-        """
-        if not self._flushing:
-            return await self.db.write(op)
-        return await self.post(op, intent=intent)
-
-    def post_soon(self, op: Callable[[Connection], Any], what: str) -> None:
-        """Queue clean-up ``op``: nobody waits, a failure is logged (see the module)."""
-        self._later.append((op, what))
-        self._later_posted()
-
-    def post(self, op: Callable[[Connection], T], *, intent: bool = False) -> asyncio.Future[T]:
-        """Queue ``op`` for the next group commit now; return its future.
-
-        Operations are committed in the order they were posted (new intents aside).
-        """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, future, intent))
-        return future
-
-    async def commit_now(self) -> None:
-        """Commit the clean-up posted so far now (before a shutdown, say)."""
-        await self.submit(_nothing)
+        self.group = group or GroupCommit(db)
 
     async def intent(
         self,
@@ -339,7 +179,7 @@ class WriteLog:
         def op(conn: Connection) -> int:
             return int(driver_execute(conn, _APPEND, values).fetchone()[0])
 
-        return await self.submit(op, intent=True)
+        return await self.group.submit(op, new_row=True)
 
     async def unknown(self, entry_id: int, error: str) -> None:
         """The primary's answer to a write was lost: replay asks it again under its key."""
@@ -382,7 +222,7 @@ class WriteLog:
 
     async def _set(self, entry_id: int, **values: Any) -> None:
         # Only a write still in memshift's hands: never one backfill took over.
-        await self.submit(
+        await self.group.submit(
             lambda conn: conn.execute(
                 update(writes)
                 .where(writes.c.id == entry_id, writes.c.state.in_(LIVE))
@@ -405,12 +245,11 @@ class WriteLog:
         clean-up. Safe to lose in a crash: the write is then replayed, and its
         ``Idempotency-Key`` makes the secondary answer as before without applying it.
         """
-        self._forgets.append(entry_id)
-        self._later_posted()
+        self.group.post_rows(_FORGET, (entry_id,))
 
     async def forget(self, entry_id: int) -> None:
         """Drop a write that is done: mirrored, or never applied by the primary."""
-        await self.submit(lambda conn: driver_execute(conn, _FORGET, (entry_id,)))
+        await self.group.submit(lambda conn: driver_execute(conn, _FORGET, (entry_id,)))
 
     async def unfinished(self, after: int = 0, limit: int = 500) -> list[Entry]:
         """Return unfinished writes (live ones, and those backfill took over) in log order."""
@@ -438,7 +277,7 @@ class WriteLog:
     async def recover(self) -> int:
         """After a restart: every accepted write not known mirrored joins the backlog."""
         return int(
-            await self.submit(
+            await self.group.submit(
                 lambda conn: (
                     conn.execute(
                         update(writes).where(writes.c.state == ACCEPTED).values(state=BACKLOG)
@@ -452,7 +291,7 @@ class WriteLog:
 
         Writes that ended here, whose rows wait for their clean-up, are not counted.
         """
-        ended = list(self._forgets)
+        ended = [row[0] for row in self.group.rows(_FORGET)]
 
         def read(conn: Connection) -> dict[str, int]:
             query = select(writes.c.state, func.count(), func.min(writes.c.at))
