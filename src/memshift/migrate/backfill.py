@@ -35,6 +35,7 @@ from memshift.migrate.fence import Fence, moot, verdict
 from memshift.migrate.progress import Pacer, Progress
 from memshift.migrate.walk import KINDS, StoreClient
 from memshift.shadow.idmap import IdMap
+from memshift.shadow.writelog import WriteLog
 from memshift.statedb import drop_doc, load_doc, save_doc
 from memshift.timestamps import format_ts, now_us
 
@@ -112,7 +113,7 @@ class Backfill:
         self.legacy = StoreClient(settings.stores["legacy"])
         self.new = StoreClient(settings.stores["new"])
         self.copier = Copier(state, self.idmap, self.legacy, self.new)
-        self.fence = Fence(state, settings.routes)
+        self.fence = Fence(WriteLog(state), settings.routes)
         self.rules = [ignore(settings.compare.ignore)]
         self.diff = DiffOptions(tolerance=settings.compare.tolerance)
         self.pacer = Pacer(options.rate)

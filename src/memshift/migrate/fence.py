@@ -29,13 +29,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from sqlalchemy import Connection, and_, or_, select
-
 from memshift.config.settings import RouteSpec
-from memshift.database import Database
 from memshift.shadow.routes import match_route
-from memshift.shadow.writelog import ACCEPTED, BACKLOG, UNANSWERED, UNFINISHED
-from memshift.statedb import writes
+from memshift.shadow.writelog import ACCEPTED, BACKLOG, UNANSWERED, WriteLog
 
 SETTLE_S = 5.0
 
@@ -50,32 +46,16 @@ class Pending:
     creates: bool
 
 
-def _read(conn: Connection, keys: list[str]) -> list[tuple[int, str, str | None, str, str]]:
-    rows = conn.execute(
-        select(writes.c.id, writes.c.state, writes.c.record_key, writes.c.method, writes.c.path)
-        .where(
-            writes.c.state.in_(UNFINISHED),
-            or_(
-                writes.c.record_key.in_(keys),
-                and_(writes.c.record_key.is_(None), writes.c.state.in_(UNANSWERED)),
-            ),
-        )
-        .order_by(writes.c.id)
-    ).all()
-    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-
-
 class Fence:
     """Looks at the write log around one batch of reads."""
 
-    def __init__(self, state: Database, routes: tuple[RouteSpec, ...]) -> None:
-        self.state = state
+    def __init__(self, log: WriteLog, routes: tuple[RouteSpec, ...]) -> None:
+        self.log = log
         self.routes = routes
 
     async def look(self, keys: Iterable[str]) -> list[Pending]:
         """Return the unfinished writes of ``keys``, and every create whose record is unknown."""
-        wanted = sorted(set(keys))
-        rows = await self.state.read(lambda conn: _read(conn, wanted))
+        rows = await self.log.unfinished_of(sorted(set(keys)))
         return [Pending(i, state, key, self._creates(m, p)) for i, state, key, m, p in rows]
 
     def _creates(self, method: str, path: str) -> bool:
@@ -104,15 +84,7 @@ class Fence:
 
     async def backlog_keys(self) -> list[str]:
         """Return the records that have writes in the backlog."""
-        return await self.state.read(
-            lambda conn: list(
-                conn.execute(
-                    select(writes.c.record_key)
-                    .where(writes.c.state == BACKLOG, writes.c.record_key.is_not(None))
-                    .distinct()
-                ).scalars()
-            )
-        )
+        return await self.log.backlog_keys()
 
 
 def _unanswered(found: list[Pending]) -> set[int]:

@@ -73,7 +73,7 @@ class Mirroring:
     each waiting through its own retries, so clients see no slowdown.
     """
 
-    log: WriteLog
+    writelog: WriteLog
     lanes: Lanes
     mirror: Mirror
     settings: Callable[[], MirrorSettings]
@@ -109,7 +109,7 @@ class Mirroring:
         return self._hold(taken, reason)
 
     async def _hold(self, taken: Taken, reason: str) -> None:
-        await self.log.backlog(taken.entry_id, reason, taken.answered)
+        await self.writelog.backlog(taken.entry_id, reason, taken.answered)
         self.counted(other(taken.primary), Outcome(Kind.BACKLOG, reason))
 
     async def _run(
@@ -145,7 +145,7 @@ class Mirroring:
         self.counted(target, outcome)
         self.mark(target, up=outcome.reason not in UNANSWERED)
         if outcome.kind is Kind.DONE:
-            self.log.end_soon(taken.entry_id)
+            self.writelog.end_soon(taken.entry_id)
             return
         log.warning(
             "mirror_write_failed",
@@ -157,9 +157,9 @@ class Mirroring:
         )
         entry_id, answered = taken.entry_id, taken.answered
         if outcome.kind is Kind.DIVERGENT:
-            await self.log.divergent(
+            await self.writelog.divergent(
                 entry_id, outcome.status, outcome.body, outcome.reason, answered
             )
         else:
             self.lanes.block(answered.record_key)
-            await self.log.backlog(entry_id, outcome.reason, answered)
+            await self.writelog.backlog(entry_id, outcome.reason, answered)

@@ -60,9 +60,9 @@ class Replayer:
 
     async def recover(self) -> int:
         """Turn the log left by a previous run into an ordered backlog; return its size."""
-        await self.mirroring.log.recover()
+        await self.mirroring.writelog.recover()
         count, after = 0, 0
-        while rows := await self.mirroring.log.unfinished(after):
+        while rows := await self.mirroring.writelog.unfinished(after):
             for row in rows:
                 self.mirroring.lanes.block(row.record_key)
                 if row.state == INTENT:
@@ -77,7 +77,7 @@ class Replayer:
         result = PassResult()
         skipped: set[str] = set()
         after = 0
-        while rows := await self.mirroring.log.unfinished(after):
+        while rows := await self.mirroring.writelog.unfinished(after):
             for row in rows:
                 after = row.id
                 if row.record_key in skipped or skipped.intersection(row.depends):
@@ -97,14 +97,14 @@ class Replayer:
     async def _replay(self, row: Entry, result: PassResult, skipped: set[str]) -> str | None:
         path = unquote(row.path.partition("?")[0])
         match = match_route(self.routes(), row.method, path)
-        log_ = self.mirroring.log
+        wal = self.mirroring.writelog
         if match is None:
-            await log_.divergent(row.id, None, b"", "no configured route matches any more")
+            await wal.divergent(row.id, None, b"", "no configured route matches any more")
             self.mirroring.lanes.release(row.record_key)
             result.divergent += 1
             return None
         if row.state == COPIED:  # backfill's copy of the record holds this write
-            await log_.forget(row.id)
+            await wal.forget(row.id)
             self.mirroring.lanes.release(row.record_key)
             result.copied += 1
             return None
@@ -121,12 +121,12 @@ class Replayer:
             if isinstance(resolved, str):
                 return resolved
             if resolved is None:
-                await log_.forget(row.id)
+                await wal.forget(row.id)
                 self.mirroring.lanes.release(own)
                 return None
             answer = resolved
             own = own or created_key(match, primary, document_of(answer))
-            await log_.resolved(row.id, Answered(own, 200, answer))
+            await wal.resolved(row.id, Answered(own, 200, answer))
             self.orphans.discard(row.id)
         outcome = await self.mirroring.mirror.apply(
             write, primary, answer, other(primary), attempts=1, still=lambda: self._still(row.id)
@@ -135,7 +135,7 @@ class Replayer:
 
     async def _still(self, entry_id: int) -> bool:
         """Whether the write is still replay's to send (backfill did not take it over)."""
-        return await self.mirroring.log.state_of(entry_id) in LIVE
+        return await self.mirroring.writelog.state_of(entry_id) in LIVE
 
     async def _resolve(self, write: Write, row: Entry, primary: StoreName) -> bytes | str | None:
         """Send an intent to the primary again; its answer, None if refused, or why to stop."""
@@ -157,22 +157,22 @@ class Replayer:
         skipped: set[str],
         primary: StoreName,
     ) -> str | None:
-        log_, lanes = self.mirroring.log, self.mirroring.lanes
+        wal, lanes = self.mirroring.writelog, self.mirroring.lanes
         self.mirroring.counted(other(primary), outcome)
         self.mirroring.mark(other(primary), up=outcome.kind is not Kind.BACKLOG)
         result.kinds[outcome.kind.value] = result.kinds.get(outcome.kind.value, 0) + 1
         if outcome.kind is Kind.DONE:
-            await log_.forget(row.id)
+            await wal.forget(row.id)
             lanes.release(row.record_key)
             result.replayed += 1
         elif outcome.kind is Kind.DIVERGENT:
-            await log_.divergent(row.id, outcome.status, outcome.body, outcome.reason)
+            await wal.divergent(row.id, outcome.status, outcome.body, outcome.reason)
             lanes.release(row.record_key)
             result.divergent += 1
         elif outcome.kind is Kind.UNMAPPED:
             _wait_behind(skipped, own, *row.depends)
             result.skipped += 1
         else:
-            await log_.backlog(row.id, outcome.reason)
+            await wal.backlog(row.id, outcome.reason)
             return f"secondary: {outcome.reason}"
         return None

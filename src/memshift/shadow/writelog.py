@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from memshift.database import Database, driver_execute
 from memshift.shadow.groupcommit import GroupCommit
@@ -262,6 +262,40 @@ class WriteLog:
             ).all()
         )
         return [_entry(r) for r in rows]
+
+    async def unfinished_of(self, keys: list[str]) -> list[tuple[int, str, str | None, str, str]]:
+        """Unfinished writes of the records ``keys``, and every one whose record is not
+        known yet (an unanswered create): id, state, record key, method and path."""
+
+        def read(conn: Connection) -> list[tuple[int, str, str | None, str, str]]:
+            rows = conn.execute(
+                select(
+                    writes.c.id, writes.c.state, writes.c.record_key, writes.c.method, writes.c.path
+                )
+                .where(
+                    writes.c.state.in_(UNFINISHED),
+                    or_(
+                        writes.c.record_key.in_(keys),
+                        and_(writes.c.record_key.is_(None), writes.c.state.in_(UNANSWERED)),
+                    ),
+                )
+                .order_by(writes.c.id)
+            ).all()
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+        return await self.db.read(read)
+
+    async def backlog_keys(self) -> list[str]:
+        """Return the records that have writes in the backlog."""
+        return await self.db.read(
+            lambda conn: list(
+                conn.execute(
+                    select(writes.c.record_key)
+                    .where(writes.c.state == BACKLOG, writes.c.record_key.is_not(None))
+                    .distinct()
+                ).scalars()
+            )
+        )
 
     async def replayable(self) -> bool:
         """Whether any write waits for replay (backlog, or one backfill took over)."""
