@@ -40,7 +40,6 @@ async def test_reload_swaps_valid_and_refuses_invalid(tmp_path: Path) -> None:
     holder.subscribe("test", listener)
     task = asyncio.ensure_future(watch(holder, path, interval_s=0.05))
     try:
-        await asyncio.sleep(0.1)
         path.write_text(CONFIG.format(percent=25))
         await eventually(lambda: holder.current.routing.read_percent == 25)
         assert [frozenset({"routing.read_percent"})] == heard

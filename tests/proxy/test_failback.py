@@ -129,7 +129,7 @@ async def test_too_little_traffic_is_inconclusive(make_stack: MakeStack) -> None
     stack = await make_stack(read_percent=100)
     ids = await _memories(stack.proxy, 2)
     await stack.proxy.get(f"/v1/memories/{ids[0]}", headers=auth("user1"))
-    await asyncio.sleep(1.2)
+    await eventually(lambda: stack.core.watchdog.verdict.reason != "starting", within=5)
     status = await _status(stack.admin)
     assert (False, "inconclusive") == (status["failed_back"], status["health"])
 
@@ -147,8 +147,9 @@ async def test_the_latch_holds_until_rearmed(make_stack: MakeStack) -> None:
     assert 409 == (await stack.admin.post("/promote", json={}, headers=ADMIN)).status
     text = stack.config.read_text()
     stack.config.write_text(text.replace("read_percent = 30", "read_percent = 60"))
-    await asyncio.sleep(1.2)
-    assert 0 == stack.core.plane.state.read_percent
+    last = stack.core.holder
+    await eventually(lambda: last.last is not None and last.last.outcome == "applied", within=5)
+    assert (60, 0) == (last.current.routing.read_percent, stack.core.plane.state.read_percent)
     rearmed = await (await stack.admin.post("/rearm", json={}, headers=ADMIN)).json()
     assert (False, None, 0) == (rearmed["failed_back"], rearmed["reason"], rearmed["read_percent"])
     assert 200 == (await stack.admin.post("/ramp", json={"read_percent": 50}, headers=ADMIN)).status

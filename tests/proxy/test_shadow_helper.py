@@ -16,8 +16,17 @@ from memshift.store.api import STATE
 from memshift.store.call import Call
 from memshift.store.memories import update_memory
 from memshift.store.tokens import Principal
+from tests.helpers import eventually
 from tests.proxy.conftest import ADMIN, MakeProxy, MakeStack, auth, echo_server, helper_up
 from tests.proxy.test_compare import _compared
+
+
+async def _helper_has_the_settings(core: Any) -> None:
+    """With a helper, wait until it has taken the reloaded settings."""
+    helper = core.shadows.helper
+    if helper is not None:
+        await eventually(lambda: helper.settings_applied >= helper.settings_sent, within=5)
+
 
 HELPER = {"compare": {"helper": True}}
 
@@ -136,7 +145,7 @@ async def test_the_helper_follows_a_reloaded_config(make_stack: MakeStack) -> No
     async with asyncio.timeout(10):
         while "$.title" not in [p.text for p in core.holder.current.compare.ignore]:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)  # the new settings travel to the helper before the next read
+    await _helper_has_the_settings(core)
     await stack.proxy.get(f"/v1/memories/{memory}", headers=auth("user1"))
     await _compared(core)
     item = next(r for r in core.report.document()["routes"] if r["route"] == "memories.item")
@@ -185,7 +194,7 @@ async def test_a_store_moved_in_the_config_is_followed(
     async with asyncio.timeout(10):
         while not core.holder.current.stores["new"].url.startswith(second_url):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)  # the new settings travel to the helper before the next read
+    await _helper_has_the_settings(core)
     await proxy.get("/v1/stats", headers=auth("user1"))
     await _compared(core)
     assert (1, 1, 2) == (hits["first"], hits["second"], hits["legacy"])

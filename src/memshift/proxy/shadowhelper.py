@@ -67,6 +67,8 @@ class ShadowHelper:
         self.restarts = 0
         self.settled = 0  # reads the helper answered
         self.pid: int | None = None
+        self.settings_sent = 0  # reloaded settings passed on to the helper
+        self.settings_applied = 0  # and taken by it
         self._pending: dict[int, ReadCopy] = {}
         self._ids = itertools.count(1)
         self._pairs_seen = idmap.made  # pairs the helper was told of, or loads itself
@@ -107,9 +109,10 @@ class ShadowHelper:
         return True
 
     async def reconfigure(self, settings: Settings, changed: frozenset[str]) -> None:
-        """Pass a reloaded config on to the helper."""
+        """Pass a reloaded config on to the helper; it says when it has taken it."""
         if self._conn is not None:
-            write_frame(self._conn, ("settings", settings, changed))
+            self.settings_sent += 1
+            write_frame(self._conn, ("settings", settings, changed, self.settings_sent))
 
     async def run(self) -> None:
         """Keep a helper running until ``close``; a helper that dies is started again."""
@@ -156,6 +159,7 @@ class ShadowHelper:
         level, as_json = logs.configured()
         write_frame(writer, ("hello", self.settings(), level, as_json))
         self._conn, self.pid = writer, proc.pid
+        self.settings_applied = self.settings_sent  # it starts with the settings in force
         self._pairs_seen = self.idmap.made  # the helper loads older pairs from the state db
         try:
             if self._closed or await read_frame(reader) != ("ready",):
@@ -166,6 +170,8 @@ class ShadowHelper:
                 if message[0] == "answers":
                     for answer in message[1]:
                         self._answered(answer)
+                elif message[0] == "settings_applied":
+                    self.settings_applied = max(self.settings_applied, message[1])
         finally:
             self._conn, self._ready = None, False
             writer.close()

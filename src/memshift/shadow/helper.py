@@ -100,6 +100,7 @@ class _Helper:
     """What a shadow read needs: the stores, the id map, the compare settings."""
 
     def __init__(self, settings: Settings, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
         self._answers = Batch("answers", lambda: writer)
         self.db = Database(settings.state.url, readers=2, key="state.url")
         self.idmap = IdMap(self.db)
@@ -162,6 +163,7 @@ class _Helper:
         elif kind == "settings":
             self._use(message[1])
             self.stores.follow(message[1], message[2])
+            write_frame(self._writer, ("settings_applied", message[3]))
 
     async def _shadow(
         self,
