@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 from yarl import URL
 
@@ -32,19 +32,18 @@ RETIRE_AFTER_S = 60.0
 Spawn = Callable[[Coroutine[Any, Any, None], str], object]
 
 
-class Observer(Protocol):
-    """Told of every exchange with a store: its status (None when it left it unanswered,
-    after ``timeout`` or not), and how long it took."""
+class Exchange(NamedTuple):
+    """One exchange with a store, as its observer is told of it."""
 
-    def __call__(
-        self,
-        store: StoreName,
-        route: str,
-        purpose: str,
-        status: int | None,
-        elapsed_s: float,
-        timeout: bool,
-    ) -> None: ...
+    store: StoreName
+    route: str  # the configured route or tool, or memshift's own name for the request
+    purpose: str  # read, write, mirror, shadow, replay, session, identity...
+    status: int | None  # None: the store left it unanswered
+    elapsed_s: float
+    timeout: bool  # unanswered because the store was too slow
+
+
+Observer = Callable[[Exchange], None]
 
 
 def target(path_qs: str) -> str:
@@ -127,9 +126,9 @@ class StoreLinks:
         try:
             answer = await self.links[store].send(request)
         except UpstreamError as exc:
-            self._observe(store, route, purpose, None, 0.0, exc.timeout)
+            self._observe(Exchange(store, route, purpose, None, 0.0, exc.timeout))
             raise
-        self._observe(store, route, purpose, answer.status, answer.elapsed_s, False)
+        self._observe(Exchange(store, route, purpose, answer.status, answer.elapsed_s, False))
         return answer
 
     @asynccontextmanager
@@ -141,9 +140,9 @@ class StoreLinks:
             try:
                 answer = await stack.enter_async_context(self.links[store].stream(request))
             except UpstreamError as exc:
-                self._observe(store, route, purpose, None, 0.0, exc.timeout)
+                self._observe(Exchange(store, route, purpose, None, 0.0, exc.timeout))
                 raise
-            self._observe(store, route, purpose, answer.status, answer.elapsed_s, False)
+            self._observe(Exchange(store, route, purpose, answer.status, answer.elapsed_s, False))
             yield answer
 
     def follow(self, settings: Settings, changed: frozenset[str]) -> None:

@@ -7,8 +7,9 @@ the shadow helper's exchanges included (it passes them on).
 
 from __future__ import annotations
 
-from memshift.config.settings import STORE_NAMES, StoreName
+from memshift.config.settings import STORE_NAMES
 from memshift.control.health import HealthWindow
+from memshift.links.stores import Exchange
 from memshift.proxy.metrics import STATUS_CLASS, ProxyMetrics
 
 
@@ -19,16 +20,9 @@ class StoreHealth:
         self.windows = {name: HealthWindow(window_s) for name in STORE_NAMES}
         self.metrics = metrics
 
-    def observe(
-        self,
-        store: StoreName,
-        route: str,
-        purpose: str,
-        status: int | None,
-        elapsed_s: float,
-        timeout: bool,
-    ) -> None:
-        """Record one exchange with ``store``; ``status`` None: it left it unanswered."""
+    def observe(self, exchange: Exchange) -> None:
+        """Record one exchange with a store (its observer: ``links/stores.py``)."""
+        store, route, purpose, status, elapsed_s, timeout = exchange
         if status is None:
             self.windows[store].record(0.0, error=True)
             outcome = "timeout" if timeout else "unreachable"

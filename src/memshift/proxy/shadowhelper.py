@@ -28,6 +28,7 @@ import structlog
 
 from memshift import logs
 from memshift.config.settings import Settings, StoreName
+from memshift.links.stores import Exchange
 from memshift.mcp import protocol
 from memshift.shadow.helper import Batch, Sent, read_frame, write_frame
 from memshift.shadow.idmap import IdMap
@@ -44,15 +45,7 @@ class Host(Protocol):
 
     def judge(self, read: ReadCopy, shadowed: Shadowed) -> None: ...
 
-    def observe(
-        self,
-        store: StoreName,
-        route: str,
-        purpose: str,
-        status: int | None,
-        elapsed_s: float,
-        timeout: bool,
-    ) -> None: ...
+    def observe(self, exchange: Exchange) -> None: ...
 
     def failed(self, route: str, error: BaseException, count: int = 1) -> None: ...
 
@@ -190,7 +183,7 @@ class ShadowHelper:
             if kind == "done":
                 sent: list[Sent] = message[3]
                 for exchange in sent:
-                    self.host.observe(*exchange)
+                    self.host.observe(Exchange(*exchange))
                 self.host.judge(read, Shadowed.unpacked(message[2]))
                 self.settled += 1
             else:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
@@ -26,7 +25,7 @@ from memshift.compare.report import Report
 from memshift.config.settings import Settings, StoreName
 from memshift.control.plane import ControlPlane
 from memshift.control.rollback import CompareWindow
-from memshift.links.stores import StoreLinks
+from memshift.links.stores import Exchange, StoreLinks
 from memshift.proxy.health import StoreHealth
 from memshift.proxy.metrics import ProxyMetrics
 from memshift.proxy.shadowhelper import ShadowHelper
@@ -133,9 +132,9 @@ class ShadowReads:
         self.metrics.background_failures("shadow").inc(count)
         log.error("compare_failed", route=route, reads=count, exc_info=error)
 
-    def observe(self, *exchange: Any) -> None:
+    def observe(self, exchange: Exchange) -> None:
         """An exchange the helper had with a store: into the health windows and metrics."""
-        self.health.observe(*exchange)
+        self.health.observe(exchange)
 
     async def close(self) -> None:
         """Let shadow reads in hand finish for a while; cancel the rest; stop the helper."""

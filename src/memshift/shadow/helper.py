@@ -36,7 +36,7 @@ import structlog
 from memshift import logs
 from memshift.config.settings import RouteSpec, Settings, StoreName
 from memshift.database import Database
-from memshift.links.stores import StoreLinks
+from memshift.links.stores import Exchange, StoreLinks
 from memshift.runtime import run_async, settle_heap
 from memshift.scheduler import Scheduler
 from memshift.shadow.idmap import IdMap
@@ -49,8 +49,8 @@ log = structlog.get_logger("memshift.shadow_helper")
 CLOSE_WAIT_S = 2.0
 SYNC_EVERY_S = 1.0
 BATCH_EVERY_S, BATCH_SIZE = 0.02, 64
-# One exchange with a store, as ``StoreHealth.observe`` takes it: store, route,
-# purpose, status (None: unanswered), seconds, whether it timed out.
+# One exchange with a store (``links.stores.Exchange``) as a plain tuple: pickled
+# several times faster, and a message per read is paid on the proxy's event loop.
 Sent = tuple[StoreName, str, str, int | None, float, bool]
 # Which read a store exchange belongs to: each read runs in a task of its own.
 _JOB: contextvars.ContextVar[int | None] = contextvars.ContextVar("helper_job", default=None)
@@ -128,20 +128,10 @@ class _Helper:
             **{(True, s.name): s for s in settings.tools},
         }
 
-    def _observed(
-        self,
-        store: StoreName,
-        route: str,
-        purpose: str,
-        status: int | None,
-        elapsed_s: float,
-        timeout: bool,
-    ) -> None:
+    def _observed(self, exchange: Exchange) -> None:
         job = _JOB.get()
         if job is not None:
-            self._sent.setdefault(job, []).append(
-                (store, route, purpose, status, elapsed_s, timeout)
-            )
+            self._sent.setdefault(job, []).append(tuple(exchange))  # type: ignore[arg-type]
 
     async def _sync(self) -> None:
         while True:
