@@ -44,7 +44,7 @@ async def run(writes: int, concurrency: int, grouped: bool) -> dict[str, float]:
                     method="POST",
                     path="/v1/memories",
                     body=b"x" * 200,
-                    record_key=None,
+                    keys=(),
                     depends=(),
                     primary="legacy",
                 )

@@ -2,15 +2,22 @@
 
 ``control`` holds the one control row (primary, percents, write mode, failback latch)
 versioned by ``epoch``; ``audit`` records every change of it. ``id_map`` pairs the ids
-each store gave one record. ``writes`` is the write-ahead log: every client write
-from before it reaches the primary until the secondary has it, and the repair log of
-what the secondary has not taken yet. ``copy_plans`` and ``migrate_state`` are backfill's
-own log and checkpoints. SQLite by default; PostgreSQL when several instances share it.
+each store gave one record (as JSON text: ids are opaque, integers or strings).
+``writes`` is the write-ahead log: every client write from before it reaches the
+primary until the secondary has it, and the repair log of what the secondary has not
+taken yet. ``copy_plans`` and ``migrate_state`` are backfill's own log and checkpoints.
+``meta`` holds the schema's version. SQLite by default; PostgreSQL when several
+instances share it.
+
+The schema has a version (``SCHEMA_VERSION``). ``open_state`` creates a new database
+at that version, and moves an older one forward, one step at a time, each step in a
+transaction of its own (``MIGRATIONS``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -27,6 +34,7 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.exc import DBAPIError
@@ -67,8 +75,8 @@ id_map = Table(
     "id_map",
     metadata,
     Column("kind", String(64), primary_key=True),
-    Column("legacy_id", BigInteger, primary_key=True),
-    Column("new_id", BigInteger, nullable=False),
+    Column("legacy_id", Text, primary_key=True),  # the id's JSON text
+    Column("new_id", Text, nullable=False),
     Index("ux_id_map_new", "kind", "new_id", unique=True),
 )
 
@@ -84,8 +92,9 @@ writes = Table(
     Column("method", String(10), nullable=False),
     Column("path", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Column("record_key", String(200), nullable=True),
-    Column("depends", Text, nullable=False),
+    Column("record_key", Text, nullable=True),  # the first record it changes
+    Column("depends", Text, nullable=False),  # JSON: the records it refers to
+    Column("touches", Text, nullable=True),  # JSON: every record it changes
     Column("primary_store", String(16), nullable=False),
     Column("primary_status", Integer, nullable=True),
     Column("primary_body", LargeBinary, nullable=True),
@@ -94,6 +103,7 @@ writes = Table(
     Column("error", Text, nullable=True),
     Column("attempts", Integer, nullable=False),
     Index("ix_writes_state", "state", "id"),
+    Index("ix_writes_record", "record_key", "id"),
     sqlite_autoincrement=True,
 )
 
@@ -105,7 +115,7 @@ copy_plans = Table(
     "copy_plans",
     metadata,
     Column("kind", String(64), primary_key=True),
-    Column("source_id", BigInteger, primary_key=True),
+    Column("source_id", Text, primary_key=True),  # the id's JSON text
     Column("target", String(16), nullable=False),
     Column("idem_key", String(300), nullable=False),
     Column("body", LargeBinary, nullable=False),
@@ -129,6 +139,13 @@ mcp_sessions = Table(
     Column("data", Text, nullable=False),
     Column("last_used", BigInteger, nullable=False),
     Index("ix_mcp_sessions_last_used", "last_used"),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 reports = Table(
@@ -161,21 +178,101 @@ def drop_doc(conn: Connection, name: str) -> None:
     conn.execute(delete(migrate_state).where(migrate_state.c.name == name))
 
 
+SCHEMA_VERSION = 2
+
+
+def _v2_opaque_ids(conn: Connection) -> None:
+    """Ids become opaque (JSON text); writes name every record they change."""
+    if conn.dialect.name == "postgresql":
+        for statement in (
+            "ALTER TABLE id_map ALTER COLUMN legacy_id TYPE TEXT USING legacy_id::text",
+            "ALTER TABLE id_map ALTER COLUMN new_id TYPE TEXT USING new_id::text",
+            "ALTER TABLE copy_plans ALTER COLUMN source_id TYPE TEXT USING source_id::text",
+            "ALTER TABLE writes ALTER COLUMN record_key TYPE TEXT",
+            "ALTER TABLE writes ADD COLUMN touches TEXT",
+            "CREATE INDEX IF NOT EXISTS ix_writes_record ON writes (record_key, id)",
+        ):
+            conn.exec_driver_sql(statement)
+        return
+    # SQLite: a column declared BIGINT turns text that looks like a number back into
+    # one, so the two tables are made again at their new shape, their rows cast.
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ux_id_map_new")
+    for table in (id_map, copy_plans):
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {table.name}_v1")
+        table.create(conn)
+        columns = ", ".join(
+            f"CAST({c.name} AS TEXT)" if c.name in ("legacy_id", "new_id", "source_id") else c.name
+            for c in table.columns
+        )
+        conn.exec_driver_sql(f"INSERT INTO {table.name} SELECT {columns} FROM {table.name}_v1")
+        conn.exec_driver_sql(f"DROP TABLE {table.name}_v1")
+    conn.exec_driver_sql("ALTER TABLE writes ADD COLUMN touches TEXT")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_writes_record ON writes (record_key, id)")
+
+
+# MIGRATIONS[n] moves a database from version n to n + 1.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v2_opaque_ids}
+
+
+def schema_version(conn: Connection) -> int | None:
+    """The schema version of the database; None when it holds no memshift tables yet."""
+    tables = set(inspect(conn).get_table_names())
+    if "meta" in tables:
+        found = conn.execute(
+            select(meta.c.value).where(meta.c.name == "schema_version")
+        ).scalar_one_or_none()
+        if found is not None:
+            return int(found)
+    return 1 if "writes" in tables else None  # made before the schema had a version
+
+
+def _set_version(conn: Connection, version: int) -> None:
+    conn.execute(delete(meta).where(meta.c.name == "schema_version"))
+    conn.execute(insert(meta).values(name="schema_version", value=str(version)))
+
+
+def _prepare(conn: Connection) -> None:
+    """Create a new schema, or move an older one forward to ``SCHEMA_VERSION``."""
+    version = schema_version(conn)
+    if version is None:
+        metadata.create_all(conn)
+        _set_version(conn, SCHEMA_VERSION)
+        return
+    if version > SCHEMA_VERSION:
+        raise StateDbError(
+            f"the state db has schema version {version}; this memshift knows up to "
+            f"{SCHEMA_VERSION}: run a newer memshift"
+        )
+    metadata.tables["meta"].create(conn, checkfirst=True)
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version](conn)
+        version += 1
+        _set_version(conn, version)
+    metadata.create_all(conn)  # tables added since, at their present shape
+
+
+class StateDbError(Exception):
+    """The state db cannot be used as it is (see the message)."""
+
+
 def open_state(url: str) -> Database:
-    """Open the state database at ``url`` and create its missing tables.
+    """Open the state database at ``url``, creating or moving forward its schema.
 
     Several processes may open it at once (``serve --workers``, instances started
-    together): tables are created in a write transaction, and a process that lost a
-    race to create one finds it there when it tries again.
+    together): the schema is prepared in a write transaction, and a process that lost a
+    race to create a table finds it there when it tries again.
     """
     db = Database(url, readers=2, key="state.url")
     for attempt in range(5):
         try:
-            db.write_sync(lambda conn: metadata.create_all(conn))
+            db.write_sync(_prepare)
             return db
         except DBAPIError:
             if attempt == 4:
                 db.close()
                 raise
             time.sleep(0.1 * (attempt + 1))
+        except StateDbError:
+            db.close()
+            raise
     return db

@@ -330,7 +330,7 @@ async def test_an_intent_left_by_a_crash_is_sent_again_once_then_mirrored(
             method="PATCH",
             path=path,
             body=body,
-            record_key=f"memory:{path.rsplit('/', 1)[1]}",
+            keys=(f"memory:{path.rsplit('/', 1)[1]}",),
             depends=(),
             primary="legacy",
         )

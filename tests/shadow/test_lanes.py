@@ -8,6 +8,7 @@ import pytest
 
 from memshift.shadow import lanes as lanes_module
 from memshift.shadow.lanes import Lanes
+from memshift.shadow.records import GLOBAL
 
 
 async def _leave(mine: asyncio.Future[bool]) -> None:
@@ -16,7 +17,7 @@ async def _leave(mine: asyncio.Future[bool]) -> None:
 
 
 async def _write(lanes: Lanes, key: str) -> None:
-    _, mine = lanes.join(key, ())
+    _, mine = lanes.join((key,), ())
     await _leave(mine)
 
 
@@ -24,7 +25,7 @@ async def test_a_write_since_the_snapshot_unsettles_its_record_only() -> None:
     lanes = Lanes()
     before = lanes.snapshot("memory:1")
     assert lanes.settled("memory:1", before)
-    _, mine = lanes.join("memory:1", ())
+    _, mine = lanes.join(("memory:1",), ())
     assert not lanes.settled("memory:1", before)  # pending
     assert not lanes.settled("memory:1", lanes.snapshot("memory:1"))
     await _leave(mine)
@@ -51,3 +52,61 @@ async def test_records_written_long_ago_are_forgotten_and_count_as_written(
     assert lanes.settled("memory:1", after)
     await _write(lanes, "memory:3")  # written again: the newest, kept
     assert ["memory:4", "memory:5", "memory:3"] == list(lanes.touched)
+
+
+async def test_a_keyless_write_is_a_barrier_both_ways() -> None:
+    """It waits for every write before it, every later write waits for it, and it waits
+    for the backlog to drain."""
+    lanes = Lanes()
+    _, first = lanes.join(("memory:1",), ())
+    waits, barrier = lanes.join((), ())
+    assert [first] == waits
+    waits, later = lanes.join(("memory:2",), ())
+    assert [barrier] == waits  # another record, yet behind the barrier
+    assert not lanes.is_blocked((), ())
+    lanes.block(7, ("memory:5",))
+    assert lanes.is_blocked((), ())  # behind the backlog, whichever record it holds
+    assert not lanes.is_blocked(("memory:6",), ())
+    lanes.block(8, (GLOBAL,))  # a keyless write in the backlog holds every record back
+    assert lanes.is_blocked(("memory:6",), ())
+    lanes.release(8)
+    lanes.release(7)
+    assert not lanes.blocked
+    for future in (first, barrier, later):
+        future.set_result(True)
+
+
+async def test_blocks_are_lifted_by_the_write_that_set_them() -> None:
+    """A write blocks its records once however often it is held, and only it lifts them."""
+    lanes = Lanes()
+    lanes.block(1, ("memory:1", "memory:2"))
+    lanes.block(1, ("memory:1", "memory:2"))  # held again: still one block each
+    lanes.block(2, ("memory:2",))
+    lanes.release(3)  # a write that blocked nothing lifts nothing
+    assert {"memory:1": 1, "memory:2": 2} == dict(lanes.blocked)
+    lanes.release(1)
+    assert {"memory:2": 1} == dict(lanes.blocked)
+    assert lanes.is_blocked(("memory:2",), ())
+
+
+async def test_locks_of_several_records_and_the_barrier() -> None:
+    """Two writes over overlapping records never wait for each other in a circle, and a
+    barrier lock waits for every keyed lock and holds the later ones back."""
+    lanes = Lanes()
+    order: list[str] = []
+
+    async def write(name: str, keys: tuple[str, ...], barrier: bool = False) -> None:
+        async with lanes.lock(keys, barrier=barrier):
+            order.append(f"{name}+")
+            await asyncio.sleep(0.01)
+            order.append(f"{name}-")
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(
+            write("a", ("memory:2", "memory:1")),
+            write("b", ("memory:1", "memory:2")),
+            write("k", (), barrier=True),
+            write("c", ("memory:3",)),
+        )
+    assert order.index("k+") > max(order.index("a-"), order.index("b-"))
+    assert order.index("c+") > order.index("k-")  # came after the barrier: waits for it

@@ -50,7 +50,7 @@ async def _intent(wal: WriteLog, n: int, record_key: str | None = None) -> int:
         method="PATCH",
         path=f"/v1/memories/{n}",
         body=b'{"content": "x"}',
-        record_key=record_key,
+        keys=(record_key,) if record_key else (),
         depends=(),
         primary="legacy",
     )
@@ -110,8 +110,8 @@ async def test_the_primary_answer_is_kept_with_an_outcome_only(log: WriteLog) ->
         (r.state, r.primary_status, r.primary_body) for r in _rows(log.db)
     ]
     await log.forget(mirrored)
-    await log.backlog(backlog, "timeout", Answered("memory:7", 201, b'{"id": 7}'))
-    await log.divergent(divergent, 422, b"refused", "rejected", Answered(None, 200, b"{}"))
+    await log.backlog(backlog, "timeout", Answered(("memory:7",), 201, b'{"id": 7}'))
+    await log.divergent(divergent, 422, b"refused", "rejected", Answered((), 200, b"{}"))
     await log.backlog(backlog, "timeout")  # a later attempt: the answer stays
     assert [
         (BACKLOG, "memory:7", 201, b'{"id": 7}', 2),

@@ -42,6 +42,7 @@ from memshift.config.settings import (
 from memshift.config.table import Table
 from memshift.database import normalize_url
 from memshift.errors import ConfigError
+from memshift.ids import FORMS, IdForms
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _KIND = re.compile(r"[a-z][a-z0-9_]*")
@@ -189,7 +190,23 @@ def _route_compares(table: Table, key: str, _default: Any, env: Env) -> dict[str
     return out
 
 
+def _identity(table: Table, key: str, default: str, _env: Env) -> str:
+    """``identity``: "whoami", "none", or ``{ header = "NAME" }`` (kept as ``header:NAME``)."""
+    value = table.get(key, (str, dict), default, 'a string or { header = "NAME" }')
+    if isinstance(value, dict):
+        header = value.get("header")
+        if set(value) != {"header"} or not isinstance(header, str):
+            raise ConfigError(table.key(key), 'must be { header = "NAME" }')
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header):
+            raise ConfigError(f"{table.key(key)}.header", "must be a header name")
+        return f"header:{header}"
+    if value not in ("whoami", "none"):
+        raise ConfigError(table.key(key), 'must be "whoami", "none" or { header = "NAME" }')
+    return str(value)
+
+
 READERS: dict[str, Reader] = {
+    "identity": _identity,
     "listen": _listen,
     "secret": _secret,
     "url": _url,
@@ -232,21 +249,39 @@ def _route(table: Table) -> RouteSpec:
     methods = frozenset(m.upper() for m in table.strings("methods", ("GET",)))
     if not methods <= METHODS:
         raise ConfigError(table.key("methods"), f"must be among {', '.join(sorted(METHODS))}")
-    creates = table.get("creates", str, None, "an id kind")
     spec = RouteSpec(
         name=table.text("name"),
         methods=methods,
         path=path,
         pattern=re.compile(regex + r"\Z"),
         path_kinds=kinds,
-        creates=creates,
         request_ids=_kind_map(table, "request_ids", jsonpath.parse),
         response_ids=_kind_map(table, "response_ids", jsonpath.parse),
         query_ids=_kind_map(table, "query_ids", str),
         copy_from_answer=table.strings("copy_from_answer", ()),
+        **_creates_and_records(table),
     )
     table.done()
     return spec
+
+
+def _creates_and_records(table: Table) -> dict[str, Any]:
+    """``creates``, ``created_id`` and ``records`` of a route or a tool."""
+    creates = table.get("creates", str, None, "an id kind")
+    if creates is not None and not _KIND.fullmatch(creates):
+        raise ConfigError(table.key("creates"), "must name an id kind (lower-case word)")
+    created = table.get("created_id", str, None, "a JSON path")
+    if created is not None and creates is None:
+        raise ConfigError(table.key("created_id"), "needs creates (the kind of the new ids)")
+    try:
+        created_id = jsonpath.parse(created or "$.id")
+    except ValueError as exc:
+        raise ConfigError(table.key("created_id"), str(exc)) from exc
+    return {
+        "creates": creates,
+        "created_id": created_id,
+        "records": _kind_map(table, "records", jsonpath.parse),
+    }
 
 
 TOOL_ROUTE_PREFIX = "mcp:tools/call "
@@ -270,12 +305,15 @@ def _tool(table: Table, name: str) -> RouteSpec:
         path=path,
         pattern=re.compile(re.escape(path) + r"\Z"),
         path_kinds=(),
-        creates=table.get("creates", str, None, "an id kind"),
-        request_ids=tuple((jsonpath.parse(f"$.{a}"), k) for a, k in arguments),
+        request_ids=(
+            *((jsonpath.parse(f"$.{a}"), k) for a, k in arguments),
+            *_kind_map(table, "request_ids", jsonpath.parse),
+        ),
         response_ids=_kind_map(table, "result_ids", jsonpath.parse),
         copy_from_answer=table.strings("copy_from_answer", ()),
         record=None if record is None else (jsonpath.parse(f"$.{record}"), kinds[record]),
         tool=name,
+        **_creates_and_records(table),
     )
     table.done()
     return spec
@@ -321,6 +359,29 @@ def parse_mcp(mcp: Table, env: Env) -> tuple[McpSettings, tuple[RouteSpec, ...]]
     return settings, _tools(mcp, (*settings.write_tools, *settings.read_tools))
 
 
+def _id_forms(table: Table) -> dict[str, str]:
+    """``[ids]``: each kind's id form (``integer``, ``string`` or ``natural``)."""
+    out = {}
+    for kind in list(table.data):
+        if not _KIND.fullmatch(kind):
+            raise ConfigError(table.key(kind), "must name an id kind (lower-case word)")
+        out[kind] = table.choice(kind, "string", FORMS)
+    table.done()
+    return out
+
+
+def _check_ids(settings: Settings) -> None:
+    """Refuse what cannot work: a create of a natural kind (its ids are the client's
+    own, in the request) that says where the store put new ids."""
+    forms = IdForms(settings.ids)
+    for spec in (*settings.routes, *settings.tools):
+        where = f"mcp.tools.{spec.tool}" if spec.tool else f"routes.{spec.name}"
+        if spec.creates and forms.natural(spec.creates) and spec.created_id.text != "$.id":
+            raise ConfigError(
+                f"{where}.created_id", f"{spec.creates} ids are chosen by the client (natural)"
+            )
+
+
 def parse_settings(
     doc: dict[str, Any], *, source: str = "", env: Mapping[str, str] | None = None
 ) -> Settings:
@@ -329,6 +390,7 @@ def parse_settings(
     root = Table(doc, "")
     root.read.add("routes")
     mcp, tools = parse_mcp(root.table("mcp"), env)
+    ids = root.table("ids")
     settings = Settings(
         proxy=read_section(root.table("proxy"), ProxySettings, env),
         admin=read_section(root.table("admin"), AdminSettings, env),
@@ -341,8 +403,10 @@ def parse_settings(
         mcp=mcp,
         routes=_routes(doc.get("routes", DEFAULT_ROUTES)),
         tools=tools,
+        ids=_id_forms(ids),
         source=source,
     )
+    _check_ids(settings)
     known = {r.name for r in (*settings.routes, *settings.tools)}
     unknown = set(settings.compare.routes) - known
     if unknown:

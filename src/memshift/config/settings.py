@@ -125,6 +125,24 @@ class StoreEndpoint:
         low=0.01,
         high=3600,
     )
+    identity: str = setting(
+        "whoami",
+        'who a write is for: "whoami" (asked of the store), "none" (a store without'
+        ' users), or { header = "X-User" } (a header the client sends)',
+        read="identity",
+    )
+    write_order: Literal["record", "global"] = setting(
+        "record",
+        "record: writes to one record in the primary's order; global: every write"
+        " one at a time in the primary's order (one-file stores, ids in creation order)",
+        choices=("record", "global"),
+    )
+    idempotency: Literal["key", "none"] = setting(
+        "key",
+        "key: the store applies a repeated Idempotency-Key once; none: it does not, so"
+        " a write whose outcome is unknown is never sent twice",
+        choices=("key", "none"),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,10 +296,12 @@ class RouteSpec:
     naming the record it changes.
 
     ``path`` is a template whose ``{kind}`` segments are ids of that kind; ``creates``
-    names the kind whose new id the answer's ``$.id`` holds; the ``*_ids`` pairs map
-    JSON paths (or query parameters) to the kind of id found there; a mirrored create
-    copies the ``copy_from_answer`` fields of the primary's answer (owner, timestamps)
-    into its body, so that the secondary's record is an exact copy.
+    names the kind whose new ids the answer holds at ``created_id`` (``$.id`` unless
+    said); the ``*_ids`` pairs map JSON paths (or query parameters) to the kind of id
+    found there; ``records`` names the records a write changes (by default, the last
+    ``{kind}`` of the path, or a tool's ``record``); a mirrored create copies the
+    ``copy_from_answer`` fields of the primary's answer (owner, timestamps) into its
+    body, so that the secondary's record is an exact copy.
     """
 
     name: str
@@ -296,6 +316,8 @@ class RouteSpec:
     copy_from_answer: tuple[str, ...] = ()
     record: tuple[Path, str] | None = None
     tool: str | None = None
+    created_id: Path = field(default_factory=lambda: parse("$.id"))
+    records: tuple[tuple[Path, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -313,7 +335,16 @@ class Settings:
     mcp: McpSettings
     routes: tuple[RouteSpec, ...]
     tools: tuple[RouteSpec, ...] = ()
+    ids: dict[str, str] = field(default_factory=dict)  # [ids]: kind → id form
     source: str = ""
+
+    def one_at_a_time(self, primary: StoreName) -> bool:
+        """Whether writes go one at a time in the primary's order: either store says
+        ``write_order = "global"`` (a one-file store, or ids given in creation order)."""
+        return "global" in (
+            self.stores[primary].write_order,
+            self.stores[other(primary)].write_order,
+        )
 
     def tool(self, name: str) -> RouteSpec | None:
         """Return the route of MCP tool ``name``, if it is a configured one."""

@@ -30,6 +30,7 @@ from memshift.compare.normalize import ignore
 from memshift.config.settings import Settings
 from memshift.database import Database
 from memshift.errors import IntegrityError
+from memshift.ids import Id
 from memshift.migrate.copy import Conflict, Copier, translate_ids
 from memshift.migrate.fence import Fence, moot, verdict
 from memshift.migrate.progress import Pacer, Progress
@@ -119,7 +120,7 @@ class Backfill:
         self.pacer = Pacer(options.rate)
         self.limit = asyncio.Semaphore(options.concurrency)
         self.point = Checkpoint()
-        self.recent: list[tuple[str, dict[str, Any], int]] = []
+        self.recent: list[tuple[str, dict[str, Any], Id]] = []
         self.batches = 0
 
     async def run(self) -> dict[str, Any]:
@@ -265,7 +266,7 @@ class Backfill:
         counts.writes_taken_over += len(adopted)
         self.recent.append((kind, record, copy_id))
 
-    def _failed(self, kind: str, record_id: int, why: str) -> None:
+    def _failed(self, kind: str, record_id: Id, why: str) -> None:
         self.point.counts[kind].failed += 1
         log.warning("backfill_refused", kind=kind, id=record_id, answer=why)
         if len(self.point.failures) < KEEP_FAILURES:

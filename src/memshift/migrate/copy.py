@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from memshift.config.settings import StoreName
 from memshift.database import Database
+from memshift.ids import Id, decode, encode
 from memshift.migrate.walk import CREATE_PATHS, StoreClient
 from memshift.shadow.idmap import IdMap
 from memshift.shadow.writelog import Moved, WriteLog
@@ -42,7 +43,7 @@ class Plan:
     """One planned copy: what is sent, under which key, and what it takes over."""
 
     kind: str
-    source_id: int
+    source_id: Id
     target: StoreName
     key: str
     body: dict[str, Any]
@@ -95,7 +96,7 @@ class Copier:
             raise Conflict(f"{kind} {plan.source_id}: its backlog writes moved on") from exc
         return plan
 
-    async def run(self, plan: Plan) -> tuple[int | None, str]:
+    async def run(self, plan: Plan) -> tuple[Id | None, str]:
         """Create the planned copy and finish; return its id (None if refused) and why."""
         status, answer = await self.target.call(
             "POST", CREATE_PATHS[plan.kind], plan.body, plan.key
@@ -104,7 +105,7 @@ class Copier:
             await self.state.write(lambda conn: _drop_plan(conn, plan, restore=True))
             code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
             return None, f"{status} {code or ''}".strip()
-        copy_id = int(answer["id"])
+        copy_id: Id = answer["id"]
         await self.state.write(lambda conn: _finish(conn, plan, copy_id))
         legacy_id, new_id = self._pair(plan, copy_id)
         self.idmap.remember(plan.kind, legacy_id, new_id)
@@ -119,7 +120,7 @@ class Copier:
         return True
 
     @staticmethod
-    def _pair(plan: Plan, copy_id: int) -> tuple[int, int]:
+    def _pair(plan: Plan, copy_id: Id) -> tuple[Id, Id]:
         return (copy_id, plan.source_id) if plan.target == "legacy" else (plan.source_id, copy_id)
 
     async def pending(self) -> list[Plan]:
@@ -128,7 +129,7 @@ class Copier:
         return [
             Plan(
                 r.kind,
-                r.source_id,
+                decode(r.source_id),
                 "legacy" if r.target == "legacy" else "new",
                 r.idem_key,
                 orjson.loads(r.body),
@@ -143,7 +144,7 @@ def _save_plan(conn: Connection, plan: Plan) -> None:
     conn.execute(
         insert(copy_plans).values(
             kind=plan.kind,
-            source_id=plan.source_id,
+            source_id=encode(plan.source_id),
             target=plan.target,
             idem_key=plan.key,
             body=orjson.dumps(plan.body),
@@ -158,13 +159,13 @@ def _drop_plan(conn: Connection, plan: Plan, *, restore: bool) -> None:
         WriteLog.restore_in(conn, plan.adopted)
     conn.execute(
         delete(copy_plans).where(
-            copy_plans.c.kind == plan.kind, copy_plans.c.source_id == plan.source_id
+            copy_plans.c.kind == plan.kind, copy_plans.c.source_id == encode(plan.source_id)
         )
     )
 
 
-def _finish(conn: Connection, plan: Plan, copy_id: int) -> None:
-    legacy_id, new_id = Copier._pair(plan, copy_id)
+def _finish(conn: Connection, plan: Plan, copy_id: Id) -> None:
+    legacy_id, new_id = (encode(i) for i in Copier._pair(plan, copy_id))
     # A pair a repair replaces (its copy was lost) goes; a pair is otherwise written once.
     conn.execute(
         delete(id_map).where(

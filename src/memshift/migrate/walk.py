@@ -15,6 +15,7 @@ import orjson
 
 from memshift.config.settings import StoreEndpoint
 from memshift.errors import UpstreamError
+from memshift.ids import Id
 from memshift.jsonpath import document_of
 from memshift.links.stores import StoreLink
 from memshift.links.wire import OutboundRequest
@@ -97,7 +98,7 @@ class StoreClient:
             found = await asyncio.gather(*(self.one(kind, i) for i in ids))
             yield [record for record in found if record is not None]
 
-    async def one(self, kind: str, record_id: int) -> dict[str, Any] | None:
+    async def one(self, kind: str, record_id: Id) -> dict[str, Any] | None:
         """Return one record whole, or None if the store does not have it."""
         status, body = await self.get(f"{ITEM_PATHS[kind]}{record_id}")
         return body if status == 200 else None

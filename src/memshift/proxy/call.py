@@ -18,6 +18,7 @@ from memshift.config.settings import RouteSpec, StoreName
 from memshift.errors import UpstreamError
 from memshift.shadow.mirror import Write
 from memshift.shadow.reads import ReadCopy
+from memshift.shadow.records import Records
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ class Call(Protocol):
     def client_key(self) -> str | None:
         """The client's ``Idempotency-Key``, if it sent one."""
 
-    def records(self) -> tuple[str | None, tuple[str, ...]]:
-        """The record the call changes or reads (``kind:id``), and those it refers to."""
+    def records(self) -> Records:
+        """The records the call changes or reads, and those it refers to."""
 
     def write(self, key: str, user: str) -> Write:
         """The write as the write log keeps it: client-side ids, the user, no token."""

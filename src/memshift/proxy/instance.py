@@ -31,6 +31,7 @@ from memshift.config.settings import Settings, StoreName
 from memshift.config.watch import SettingsHolder, watch
 from memshift.control.plane import ControlPlane
 from memshift.database import Database
+from memshift.ids import forms_of
 from memshift.links.stores import StoreLinks
 from memshift.proxy.health import StoreHealth
 from memshift.proxy.identity import Identity
@@ -80,7 +81,7 @@ class Proxy:
         self.commits = GroupCommit(state_db)  # the write log's and the id map's writes
         self.writelog = WriteLog(state_db, self.commits)
         self.idmap = IdMap(state_db, write=self.commits.submit, post=self.commits.post_soon)
-        self.translator = Translator(self.idmap)
+        self.translator = Translator(self.idmap, lambda: forms_of(self._current().ids))
         self.lanes = Lanes()
         self.health = StoreHealth(settings.rollback.window_s, self.metrics)
         self.links = StoreLinks(
@@ -101,9 +102,7 @@ class Proxy:
             settings=lambda: self._current().mirror,
             counted=self._count_mirrored,
         )
-        self.replayer = Replayer(
-            self.mirroring, routes=lambda: (*self._current().routes, *self._current().tools)
-        )
+        self.replayer = Replayer(self.mirroring, current)
         self.shadows = ShadowReads(
             settings=current,
             plane=self.plane,

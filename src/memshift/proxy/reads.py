@@ -28,6 +28,13 @@ from memshift.proxy.shadows import ShadowReads
 from memshift.shadow.lanes import Lanes
 
 
+def _fence(call: Call) -> str | None:
+    """The record whose pending writes make a comparison of this read in-flight (None:
+    any record's, for a read of many)."""
+    keys = call.records().keys
+    return keys[0] if len(keys) == 1 else None
+
+
 class ReadPath:
     """Reads of every protocol: served by the store the ramp gives, compared in the shadow."""
 
@@ -49,7 +56,7 @@ class ReadPath:
     async def read(self, call: Call) -> web.StreamResponse:
         """Serve one read; schedule its shadow comparison once the answer is ready."""
         sampled = self.shadows.sampled()
-        fence = call.records()[0] if sampled else None
+        fence = _fence(call) if sampled else None
         before = self.lanes.snapshot(fence) if sampled else (0, False)
         served: StoreName = "legacy"
         response = None

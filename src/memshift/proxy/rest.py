@@ -21,15 +21,16 @@ from multidict import CIMultiDict
 
 from memshift.config.settings import RouteSpec, Settings, StoreName
 from memshift.control.plane import ControlPlane
+from memshift.ids import forms_of
 from memshift.jsonpath import document_of
 from memshift.links.stores import StoreLinks
 from memshift.links.wire import OutboundRequest, UpstreamResponse
 from memshift.proxy.call import Reply
 from memshift.proxy.headers import SERVED_BY, inbound, with_header
 from memshift.proxy.metrics import ProxyMetrics, method_label
-from memshift.shadow.dispatch import record_keys
 from memshift.shadow.mirror import Write
 from memshift.shadow.reads import ReadCopy
+from memshift.shadow.records import Records, records_of
 from memshift.shadow.routes import RouteMatch
 from memshift.shadow.translate import Translator
 from memshift.webutil import error_response
@@ -93,10 +94,11 @@ class RestCall:
         return self.request.headers.get("Idempotency-Key")
 
     @cached_property
-    def _records(self) -> tuple[str | None, tuple[str, ...]]:
-        return record_keys(self.match, document_of(self.body) if self.body else None)
+    def _records(self) -> Records:
+        doc = document_of(self.body) if self.body else None
+        return records_of(self.match, doc, forms_of(self.parts.settings().ids))
 
-    def records(self) -> tuple[str | None, tuple[str, ...]]:
+    def records(self) -> Records:
         return self._records
 
     def write(self, key: str, user: str) -> Write:

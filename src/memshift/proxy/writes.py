@@ -26,13 +26,16 @@ from aiohttp import web
 from memshift.config.settings import Settings, StoreName
 from memshift.control.plane import ControlPlane
 from memshift.errors import NotSent
+from memshift.ids import IdForms, forms_of
 from memshift.jsonpath import document_of
 from memshift.proxy.call import Call, Reply
 from memshift.proxy.headers import fresh_id
 from memshift.proxy.identity import Identity
 from memshift.scheduler import Scheduler
-from memshift.shadow.dispatch import Mirroring, Taken, created_key
+from memshift.shadow.dispatch import Mirroring, Taken, lane_keys
 from memshift.shadow.lanes import Lanes
+from memshift.shadow.mirror import Write
+from memshift.shadow.records import GLOBAL, created
 from memshift.shadow.writelog import Answered, WriteLog
 
 log = structlog.get_logger("memshift.proxy")
@@ -87,12 +90,16 @@ class WritePath:
         return response
 
     async def _logged(
-        self, call: Call, write: Any, primary: StoreName, key: str
+        self, call: Call, write: Write, primary: StoreName, key: str
     ) -> tuple[Reply | None, Coroutine[Any, Any, None] | None]:
         """Log ``write``, send it to the primary, and return its answer and the mirroring
         work to await (None: nothing to await here)."""
-        own, depends = call.records()
-        async with self.lanes.lock(own):
+        records = call.records()
+        single = self.settings().one_at_a_time(primary)
+        keys = (GLOBAL,) if single else records.keys
+        logged = keys if keys or records.creates else (GLOBAL,)  # keyless: before all
+        depends = records.depends
+        async with self.lanes.lock(keys, barrier=records.keyless and not single):
             entry = await self.writelog.intent(
                 idem_key=write.idempotency_key,
                 user=write.user,
@@ -100,7 +107,7 @@ class WritePath:
                 method=write.method,
                 path=write.path_qs,
                 body=write.body,
-                record_key=own,
+                keys=logged,
                 depends=depends,
                 primary=primary,
             )
@@ -110,13 +117,15 @@ class WritePath:
                 await self.writelog.forget(entry)
                 raise
             except BaseException as exc:  # sent, and no answer: it may have been applied
-                self.lanes.block(own)
+                self.lanes.block(entry, logged)
                 await asyncio.shield(self.writelog.unknown(entry, repr(exc)[:500]))
                 raise
             if reply is None or not reply.accepted:
                 await self.writelog.forget(entry)
                 return reply, None
-            own = own or created_key(write.match, primary, document_of(reply.document))
+            spec = write.match.spec
+            made = created(spec, primary, document_of(reply.document), self.forms())
+            own = lane_keys(records, made, one_at_a_time=single, kind=spec.creates, entry_id=entry)
             taken = Taken(entry, primary, Answered(own, reply.outcome, reply.document))
             queued = self.plane.state.write_mode == "async" and primary == "legacy"
             if queued and self.jobs.full:
@@ -126,6 +135,9 @@ class WritePath:
                 self.jobs.spawn(job, write.match.spec.name)
                 return reply, None
             return reply, job
+
+    def forms(self) -> IdForms:
+        return forms_of(self.settings().ids)
 
     async def close(self) -> None:
         """Finish the mirroring in flight (for a while)."""

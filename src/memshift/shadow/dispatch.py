@@ -18,38 +18,35 @@ from typing import Any
 
 import structlog
 
-from memshift import jsonpath
 from memshift.config.settings import MirrorSettings, StoreName, other
+from memshift.ids import Id
 from memshift.shadow.lanes import Lanes
 from memshift.shadow.mirror import Kind, Mirror, Outcome, Write
-from memshift.shadow.routes import RouteMatch
+from memshift.shadow.records import GLOBAL, Records
 from memshift.shadow.writelog import Answered, WriteLog
 
 log = structlog.get_logger("memshift.shadow")
 
 
-def record_keys(match: RouteMatch, body_doc: Any) -> tuple[str | None, tuple[str, ...]]:
-    """Return the record a write changes (``kind:id``, None for a create) and those it needs."""
-    spec = match.spec
-    keys = [f"{k}:{v}" for k, v in zip(spec.path_kinds, match.params, strict=True) if v.isdigit()]
-    own = keys.pop() if keys else None
-    if isinstance(body_doc, dict):
-        for path, kind in spec.request_ids:
-            found = [f"{kind}:{v}" for v in jsonpath.values(body_doc, path) if type(v) is int]
-            if spec.record is not None and path == spec.record[0] and found:
-                own = found[0]  # a tool names its record among its arguments
-                continue
-            keys += found
-    return own, tuple(sorted(set(keys)))
+def lane_keys(
+    records: Records,
+    created: tuple[tuple[str, Id], ...],
+    *,
+    one_at_a_time: bool,
+    kind: str | None,
+    entry_id: int,
+) -> tuple[str, ...]:
+    """The lanes a write the primary answered joins (see ``lanes.py``).
 
-
-def created_key(match: RouteMatch, primary: StoreName, answer_doc: Any) -> str | None:
-    """Return the record key of what a create made, when the client-side id is known."""
-    kind = match.spec.creates
-    if kind is None or primary != "legacy" or not isinstance(answer_doc, dict):
-        return None
-    new_id = answer_doc.get("id")
-    return f"{kind}:{new_id}" if type(new_id) is int else None
+    One lane for all (``GLOBAL``) when a store takes one write at a time, or when the
+    write's records are unknown; a create's records are those it made (or, while its
+    ids have no client-side spelling yet, a lane of its own).
+    """
+    if one_at_a_time or records.keyless:
+        return (GLOBAL,)
+    if records.creates:
+        return records.with_created(created).keys or (f"{kind}:?{entry_id}",)
+    return records.keys
 
 
 UNANSWERED = ("unreachable", "timeout")
@@ -95,17 +92,17 @@ class Mirroring:
         self, write: Write, taken: Taken, depends: tuple[str, ...]
     ) -> Coroutine[Any, Any, None]:
         """Join the lanes with a write the primary accepted; return the mirroring work."""
-        own = taken.answered.record_key
-        blocked = self.lanes.is_blocked([own, *depends])
+        own = taken.answered.keys
+        blocked = self.lanes.is_blocked(own, depends)
         if blocked or self.is_down(other(taken.primary)):
-            self.lanes.block(own)
+            self.lanes.block(taken.entry_id, own)
             return self._hold(taken, "blocked" if blocked else "store_down")
         waits, mine = self.lanes.join(own, depends)
         return self._run(write, taken, depends, waits, mine)
 
     def hold(self, taken: Taken, reason: str) -> Coroutine[Any, Any, None]:
         """Send an accepted write straight to the backlog (the mirror queue is full)."""
-        self.lanes.block(taken.answered.record_key)
+        self.lanes.block(taken.entry_id, taken.answered.keys)
         return self._hold(taken, reason)
 
     async def _hold(self, taken: Taken, reason: str) -> None:
@@ -120,12 +117,12 @@ class Mirroring:
         waits: list[asyncio.Future[bool]],
         mine: asyncio.Future[bool],
     ) -> None:
-        target, own = other(taken.primary), taken.answered.record_key
+        target, own = other(taken.primary), taken.answered.keys
         try:
             if waits:
                 await asyncio.gather(*waits)
-            if self.lanes.is_blocked([own, *depends]):
-                self.lanes.block(own)
+            if self.lanes.is_blocked(own, depends):
+                self.lanes.block(taken.entry_id, own)
                 await self._hold(taken, "blocked")
                 return
             outcome = await self.mirror.apply(write, taken.primary, taken.answered.body, target)
@@ -133,7 +130,7 @@ class Mirroring:
             mine.set_result(outcome.kind is Kind.DONE)
         except Exception as exc:
             log.exception("mirror_crashed", store=target, route=write.match.spec.name)
-            self.lanes.block(own)
+            self.lanes.block(taken.entry_id, own)
             await self._hold(taken, f"internal: {type(exc).__name__}")
         finally:
             if not mine.done():
@@ -161,5 +158,5 @@ class Mirroring:
                 entry_id, outcome.status, outcome.body, outcome.reason, answered
             )
         else:
-            self.lanes.block(answered.record_key)
+            self.lanes.block(entry_id, answered.keys)
             await self.writelog.backlog(entry_id, outcome.reason, answered)

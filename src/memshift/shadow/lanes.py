@@ -1,13 +1,21 @@
-"""Per-record order of mirrored writes.
+"""The order of mirrored writes, in one proxy instance.
 
-Each record (``kind:legacy id``) has a lane: a write to it is sent to the primary
-under the record's lock, then joins the lane, so writes reach the secondary in the
-order the primary applied them. A write also waits for the lanes of the records it
-refers to (the memory a relation links, the context a memory is in), so it never
-reaches the secondary before them. Writes to unrelated records run in parallel.
+Each record (``kind:id``) has a lane: a write to it is sent to the primary under the
+record's lock, then joins the record's lane, so writes reach the secondary in the
+order the primary applied them. A write that changes several records holds all their
+locks (taken in one order, so two such writes never wait for each other) and joins
+all their lanes. A write also waits for the lanes of the records it refers to (the
+memory a relation links, the context a memory is in), so it never reaches the
+secondary before them. Writes to unrelated records run in parallel.
+
+A write whose records are unknown (*keyless*) is a barrier: it waits for every write
+before it and every write after it waits for it; while anything waits in the backlog,
+it waits there too. A store that takes one write at a time (``write_order =
+"global"``) has every write in one lane, ``GLOBAL``.
 
 A record whose write went to the durable backlog is *blocked*: its later writes go to
-the backlog too, behind it, until replay has drained them in order.
+the backlog too, behind it, until replay has drained them in order. A keyless write in
+the backlog blocks every record.
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from functools import partial
 
-_NO_LOCK: AbstractAsyncContextManager[None] = nullcontext()
+from memshift.shadow.records import GLOBAL
+
 TOUCHED_MAX = 100_000  # records whose last write is remembered (about 10 MB)
 
 
@@ -26,78 +35,104 @@ class Lanes:
     """Lanes, locks and blocks of records, for one proxy instance."""
 
     def __init__(self) -> None:
+        self._barrier = _Barrier()
         self._tails: dict[str, asyncio.Future[bool]] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.blocked: Counter[str] = Counter()
+        self._blocks: dict[int, tuple[str, ...]] = {}  # backlog write → the keys it blocks
         # The generation of each record's last write, oldest first, bounded: a proxy
         # lives for weeks and sees every record. What falls off the end is forgotten.
         self.touched: dict[str, int] = {}
         self.forgotten = 0  # the newest generation forgotten
         self.generation = 0
 
-    def lock(self, key: str | None) -> AbstractAsyncContextManager[None]:
-        """Hold ``key``'s lock (no lock for None): one write at a time per record."""
-        return _NO_LOCK if key is None else self._held(key)
+    @asynccontextmanager
+    async def lock(self, keys: Iterable[str], *, barrier: bool = False) -> AsyncIterator[None]:
+        """Hold the locks of ``keys``: one write at a time per record (a create holds
+        none). A ``barrier`` (a keyless write) holds every record: it waits for the
+        writes holding locks, and writes that come later wait for it."""
+        held = sorted(set(keys))
+        gate = self._barrier.exclusive() if barrier else self._barrier.shared()
+        async with gate, self._keys(held):
+            yield
 
     @asynccontextmanager
-    async def _held(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+    async def _keys(self, keys: list[str]) -> AsyncIterator[None]:
+        held: list[str] = []
         try:
-            async with lock:
-                yield
+            for key in keys:
+                lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+                self._locks[key] = (lock, users + 1)
+                held.append(key)
+                await lock.acquire()
+            yield
         finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            for key in reversed(held):
+                lock, users = self._locks[key]
+                if lock.locked():
+                    lock.release()
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
     def join(
-        self, own: str | None, depends: Iterable[str]
+        self, own: tuple[str, ...], depends: Iterable[str]
     ) -> tuple[list[asyncio.Future[bool]], asyncio.Future[bool]]:
-        """Join ``own``'s lane; return what to wait for first, and this write's own future.
-
-        The future is to be resolved True when the write reached the secondary.
-        """
-        waits = [self._tails[k] for k in {own, *depends} if k is not None and k in self._tails]
+        """Join the lanes of ``own`` (keyless: every lane); return what to wait for first,
+        and this write's own future, to be resolved True once it reached the secondary."""
+        if own and GLOBAL not in own:
+            keys = {*own, *depends, GLOBAL}
+            waits = [self._tails[k] for k in keys if k in self._tails]
+        else:  # one write at a time, or a keyless one: behind every write before it
+            waits = list(set(self._tails.values()))
+            own = (GLOBAL,)
         mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.generation += 1
-        if own is not None:
-            self.touched.pop(own, None)
-            self.touched[own] = self.generation
-            if len(self.touched) > TOUCHED_MAX:
-                oldest = next(iter(self.touched))
-                self.forgotten = self.touched.pop(oldest)
-            self._tails[own] = mine
-            mine.add_done_callback(partial(self._leave, own))
+        for key in own:
+            self.touched.pop(key, None)
+            self.touched[key] = self.generation
+            self._tails[key] = mine
+            mine.add_done_callback(partial(self._leave, key))
+        while len(self.touched) > TOUCHED_MAX:
+            oldest = next(iter(self.touched))
+            self.forgotten = self.touched.pop(oldest)
         return waits, mine
 
     def _leave(self, key: str, future: asyncio.Future[bool]) -> None:
         if self._tails.get(key) is future:
             del self._tails[key]
 
-    def is_blocked(self, keys: Iterable[str | None]) -> bool:
-        """Return whether any of ``keys`` has writes waiting in the backlog."""
-        return any(self.blocked[k] > 0 for k in keys if k is not None)
+    def is_blocked(self, own: tuple[str, ...], depends: Iterable[str] = ()) -> bool:
+        """Whether a write to ``own`` (``GLOBAL`` or none: to anything) must join the backlog."""
+        if not own or GLOBAL in own:
+            return bool(self.blocked)
+        return any(self.blocked[k] > 0 for k in (*own, *depends, GLOBAL))
 
-    def block(self, key: str | None) -> None:
-        """Count one more backlog write of ``key``."""
-        if key is not None:
-            self.blocked[key] += 1
+    def block(self, entry: int, keys: Iterable[str]) -> None:
+        """Block ``keys`` while the write ``entry`` waits in the backlog (a keyless
+        write's key is ``GLOBAL``; a create not answered yet blocks nothing)."""
+        self.release(entry)
+        held = tuple(set(keys))
+        if held:
+            self._blocks[entry] = held
+            self.blocked.update(held)
 
-    def release(self, key: str | None) -> None:
-        """Count one backlog write of ``key`` as replayed."""
-        if key is not None and self.blocked[key] > 0:
+    def release(self, entry: int) -> None:
+        """The write ``entry`` left the backlog: lift what it blocked."""
+        for key in self._blocks.pop(entry, ()):
             self.blocked[key] -= 1
-            if not self.blocked[key]:
+            if self.blocked[key] <= 0:
                 del self.blocked[key]
+
+    def _pending(self, key: str) -> bool:
+        return key in self._tails or key in self._locks or self.blocked[key] > 0
 
     def snapshot(self, key: str | None) -> tuple[int, bool]:
         """Return the generation now and whether a write to ``key`` (any, for None) is pending."""
         if key is None:
             return self.generation, bool(self._tails or self._locks or self.blocked)
-        return self.generation, key in self._tails or key in self._locks or self.blocked[key] > 0
+        return self.generation, self._pending(key) or self._pending(GLOBAL)
 
     def settled(self, key: str | None, before: tuple[int, bool]) -> bool:
         """Whether no write to ``key`` was pending at ``before`` or happened since.
@@ -110,4 +145,57 @@ class Lanes:
         if key is None:
             return self.generation == at
         last = self.touched.get(key)
-        return (self.forgotten if last is None else last) <= at
+        if (self.forgotten if last is None else last) > at:
+            return False
+        last_global = self.touched.get(GLOBAL)  # never evicted while writes go to it
+        return last_global is None or last_global <= at
+
+
+class _Barrier:
+    """A readers-writer lock: many keyed writes share it, a keyless one holds it alone.
+
+    A keyless write waiting for it stops later keyed writes from taking it, so a
+    barrier is never starved.
+    """
+
+    def __init__(self) -> None:
+        self._shared = 0
+        self._exclusive = False
+        self._waiting_exclusive = 0
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        if not (self._exclusive or self._waiting_exclusive):  # the usual case, no await
+            self._shared += 1
+        else:
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: not (self._exclusive or self._waiting_exclusive)
+                )
+                self._shared += 1
+        try:
+            yield
+        finally:
+            self._shared -= 1
+            if self._waiting_exclusive and not self._shared:
+                await self._notify()
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        self._waiting_exclusive += 1
+        try:
+            async with self._changed:
+                await self._changed.wait_for(lambda: not (self._exclusive or self._shared))
+                self._exclusive = True
+        finally:
+            self._waiting_exclusive -= 1
+        try:
+            yield
+        finally:
+            self._exclusive = False
+            await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()

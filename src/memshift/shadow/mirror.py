@@ -22,6 +22,7 @@ from memshift.config.settings import MirrorSettings, StoreName
 from memshift.errors import UpstreamError
 from memshift.jsonpath import document_of
 from memshift.links.wire import OutboundRequest, UpstreamResponse
+from memshift.shadow.records import created_ids
 from memshift.shadow.retry import Retryable, first_wait, retrying
 from memshift.shadow.routes import RouteMatch
 from memshift.shadow.translate import Translator
@@ -172,12 +173,18 @@ class Mirror:
         target: StoreName,
         result: UpstreamResponse,
     ) -> None:
-        kind = write.match.spec.creates
-        if kind is None or not isinstance(first, dict):
-            return
-        copy = document_of(result.body)
-        if not isinstance(copy, dict):
-            return
-        ids = {primary: first.get("id"), target: copy.get("id")}
-        if isinstance(ids["legacy"], int) and isinstance(ids["new"], int):
-            await self.translator.idmap.record(kind, ids["legacy"], ids["new"], wait=False)
+        """Pair the ids a create made on both stores (replacing any pair of either id: a
+        store that reuses ids gave one of them to a record deleted since)."""
+        spec = write.match.spec
+        forms = self.translator.forms()
+        if spec.creates and not forms.natural(spec.creates):
+            mine = created_ids(spec, first)
+            theirs = created_ids(spec, document_of(result.body))
+            if len(mine) != len(theirs):
+                log.warning("created_ids_differ", route=spec.name, primary=len(mine))
+            for made, copy in zip(mine, theirs, strict=False):
+                ids = {primary: made, target: copy}
+                legacy = forms.canonical(spec.creates, ids["legacy"])
+                new = self.translator.canonical(spec.creates, ids["new"], "new")
+                if legacy is not None and new is not None:
+                    await self.translator.idmap.record(spec.creates, legacy, new, wait=False)

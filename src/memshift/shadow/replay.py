@@ -22,10 +22,12 @@ from urllib.parse import unquote
 
 import structlog
 
-from memshift.config.settings import RouteSpec, StoreName, other
+from memshift.config.settings import Settings, StoreName, other
+from memshift.ids import forms_of
 from memshift.jsonpath import document_of
-from memshift.shadow.dispatch import Mirroring, created_key
+from memshift.shadow.dispatch import Mirroring, lane_keys
 from memshift.shadow.mirror import Kind, Outcome, Write
+from memshift.shadow.records import GLOBAL, created, records_of
 from memshift.shadow.retry import Retryable
 from memshift.shadow.routes import match_route
 from memshift.shadow.writelog import COPIED, COPYING, INTENT, LIVE, UNANSWERED, Answered, Entry
@@ -45,17 +47,26 @@ class PassResult:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
-def _wait_behind(skipped: set[str], *keys: str | None) -> None:
+def _wait_behind(skipped: set[str], *keys: str) -> None:
     """Skip every later write of ``keys`` in this pass, so that order is kept."""
-    skipped.update(k for k in keys if k)
+    skipped.update(keys)
+
+
+def _behind(row: Entry, skipped: set[str]) -> bool:
+    """Whether ``row`` waits behind a write skipped earlier in this pass."""
+    if not skipped:
+        return False
+    if GLOBAL in skipped or GLOBAL in row.keys:  # a keyless write orders everything
+        return True
+    return bool(skipped.intersection(row.keys) or skipped.intersection(row.depends))
 
 
 class Replayer:
     """Replays what the secondary has not taken yet."""
 
-    def __init__(self, mirroring: Mirroring, routes: Callable[[], tuple[RouteSpec, ...]]) -> None:
+    def __init__(self, mirroring: Mirroring, settings: Callable[[], Settings]) -> None:
         self.mirroring = mirroring
-        self.routes = routes
+        self.settings = settings
         self.orphans: set[int] = set()  # intents a previous run left without an answer
 
     async def recover(self) -> int:
@@ -64,7 +75,7 @@ class Replayer:
         count, after = 0, 0
         while rows := await self.mirroring.writelog.unfinished(after):
             for row in rows:
-                self.mirroring.lanes.block(row.record_key)
+                self.mirroring.lanes.block(row.id, row.keys)
                 if row.state == INTENT:
                     self.orphans.add(row.id)
                 after, count = row.id, count + 1
@@ -80,12 +91,12 @@ class Replayer:
         while rows := await self.mirroring.writelog.unfinished(after):
             for row in rows:
                 after = row.id
-                if row.record_key in skipped or skipped.intersection(row.depends):
+                if _behind(row, skipped):
                     result.skipped += 1
                     continue
                 if row.state == INTENT and row.id not in self.orphans:
                     # a live write, still in its request's hands: later ones wait behind it
-                    _wait_behind(skipped, row.record_key)
+                    _wait_behind(skipped, *row.keys)
                     result.skipped += 1
                     continue
                 stop = await self._replay(row, result, skipped)
@@ -96,36 +107,47 @@ class Replayer:
 
     async def _replay(self, row: Entry, result: PassResult, skipped: set[str]) -> str | None:
         path = unquote(row.path.partition("?")[0])
-        match = match_route(self.routes(), row.method, path)
+        settings = self.settings()
+        match = match_route((*settings.routes, *settings.tools), row.method, path)
         wal = self.mirroring.writelog
         if match is None:
             await wal.divergent(row.id, None, b"", "no configured route matches any more")
-            self.mirroring.lanes.release(row.record_key)
+            self.mirroring.lanes.release(row.id)
             result.divergent += 1
             return None
         if row.state == COPIED:  # backfill's copy of the record holds this write
             await wal.forget(row.id)
-            self.mirroring.lanes.release(row.record_key)
+            self.mirroring.lanes.release(row.id)
             result.copied += 1
             return None
         if row.state == COPYING:  # backfill is copying the record: wait behind it
-            _wait_behind(skipped, row.record_key, *row.depends)
+            _wait_behind(skipped, *row.keys, *row.depends)
             result.skipped += 1
             return None
         write = Write(match, row.method, row.path, row.body, row.idem_key, row.user)
         primary: StoreName = "new" if row.primary_store == "new" else "legacy"
         answer = row.primary_body or b""
-        own = row.record_key
+        own = row.keys
         if row.state in UNANSWERED:
             resolved = await self._resolve(write, row, primary)
             if isinstance(resolved, str):
                 return resolved
             if resolved is None:
                 await wal.forget(row.id)
-                self.mirroring.lanes.release(own)
+                self.mirroring.lanes.release(row.id)
                 return None
             answer = resolved
-            own = own or created_key(match, primary, document_of(answer))
+            if not own:  # a create: its records are known from its answer
+                forms = forms_of(settings.ids)
+                made = created(match.spec, primary, document_of(answer), forms)
+                records = records_of(match, document_of(row.body), forms)
+                own = lane_keys(
+                    records,
+                    made,
+                    one_at_a_time=settings.one_at_a_time(primary),
+                    kind=match.spec.creates,
+                    entry_id=row.id,
+                )
             await wal.resolved(row.id, Answered(own, 200, answer))
             self.orphans.discard(row.id)
         outcome = await self.mirroring.mirror.apply(
@@ -151,7 +173,7 @@ class Replayer:
     async def _conclude(
         self,
         row: Entry,
-        own: str | None,
+        own: tuple[str, ...],
         outcome: Outcome,
         result: PassResult,
         skipped: set[str],
@@ -163,14 +185,14 @@ class Replayer:
         result.kinds[outcome.kind.value] = result.kinds.get(outcome.kind.value, 0) + 1
         if outcome.kind is Kind.DONE:
             await wal.forget(row.id)
-            lanes.release(row.record_key)
+            lanes.release(row.id)
             result.replayed += 1
         elif outcome.kind is Kind.DIVERGENT:
             await wal.divergent(row.id, outcome.status, outcome.body, outcome.reason)
-            lanes.release(row.record_key)
+            lanes.release(row.id)
             result.divergent += 1
         elif outcome.kind is Kind.UNMAPPED:
-            _wait_behind(skipped, own, *row.depends)
+            _wait_behind(skipped, *own, *row.depends)
             result.skipped += 1
         else:
             await wal.backlog(row.id, outcome.reason)

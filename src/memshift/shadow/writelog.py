@@ -71,6 +71,7 @@ _COLUMNS = (
     "path",
     "body",
     "record_key",
+    "touches",
     "depends",
     "primary_store",
     "attempts",
@@ -84,19 +85,23 @@ _FORGET = "DELETE FROM writes WHERE id = ?"
 
 @dataclass(frozen=True)
 class Answered:
-    """The primary's answer to a logged write, and the record it names."""
+    """The primary's answer to a logged write, and the records it changed."""
 
-    record_key: str | None
+    keys: tuple[str, ...]
     status: int
     body: bytes
 
     def columns(self) -> dict[str, Any]:
         """The write log's columns for it."""
-        return {
-            "record_key": self.record_key,
-            "primary_status": self.status,
-            "primary_body": self.body,
-        }
+        return {**_keys(self.keys), "primary_status": self.status, "primary_body": self.body}
+
+
+def _keys(keys: tuple[str, ...]) -> dict[str, Any]:
+    """The columns naming the records a write changes: the first, and all of them."""
+    return {
+        "record_key": keys[0] if keys else None,
+        "touches": orjson.dumps(list(keys)).decode() if keys else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class Entry:
     method: str
     path: str
     body: bytes
-    record_key: str | None
+    keys: tuple[str, ...]  # the records it changes (none known: a create not answered)
     depends: tuple[str, ...]
     primary_store: str
     primary_status: int | None
@@ -129,7 +134,11 @@ def _entry(row: Any) -> Entry:
         method=row.method,
         path=row.path,
         body=bytes(row.body),
-        record_key=row.record_key,
+        keys=(
+            tuple(orjson.loads(row.touches))
+            if row.touches
+            else ((row.record_key,) if row.record_key else ())
+        ),
         depends=tuple(orjson.loads(row.depends)),
         primary_store=row.primary_store,
         primary_status=row.primary_status,
@@ -156,11 +165,15 @@ class WriteLog:
         method: str,
         path: str,
         body: bytes,
-        record_key: str | None,
+        keys: tuple[str, ...],
         depends: tuple[str, ...],
         primary: str,
     ) -> int:
-        """Log a write before it is sent to the primary; return its id."""
+        """Log a write before it is sent to the primary; return its id.
+
+        ``keys``: the records it changes, as far as they are known before the answer.
+        """
+        columns = _keys(keys)
         values = (
             now_us(),
             INTENT,
@@ -170,7 +183,8 @@ class WriteLog:
             method,
             path,
             body,
-            record_key,
+            columns["record_key"],
+            columns["touches"],
             orjson.dumps(list(depends)).decode(),
             primary,
             0,

@@ -46,6 +46,7 @@ class StoreState:
     db: Database
     content: ContentStore
     last_purge: int = 0
+    admins: frozenset[str] = frozenset()  # users some token makes an admin
 
 
 STATE = web.AppKey("store_state", StoreState)
@@ -86,9 +87,12 @@ ACT_AS = "X-Act-As"
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Resolve the bearer token to a principal; 401 without a known token.
 
-    An admin may send ``X-Act-As: <user>`` to act as that user (keeping admin rights):
-    the write belongs to that user and its ``Idempotency-Key`` is that user's. This is
-    how memshift replays a user's write without ever keeping the user's token.
+    An admin may send ``X-Act-As: <user>`` to act as that user, with that user's rights
+    (an admin's, if the tokens make that user one) and the right to set a record's
+    provenance: the write belongs to that user, its ``Idempotency-Key`` is that user's,
+    and it can change only what that user could. This is how memshift replays a user's
+    write without ever keeping the user's token, and why a mirrored write can never
+    change another user's record.
     """
     if request.path == "/healthz":
         return await handler(request)
@@ -104,7 +108,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             return error_response(403, "forbidden", f"only an admin may send {ACT_AS}")
         if not 1 <= len(acting) <= 200 or not acting.isprintable():
             return error_response(400, "invalid_act_as", f"{ACT_AS} must name a user")
-        who = Principal(acting, admin=True)
+        admins = request.app[STATE].admins
+        who = Principal(acting, admin=acting in admins, acting=True)
     request[PRINCIPAL] = who
     return await handler(request)
 

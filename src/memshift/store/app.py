@@ -51,7 +51,8 @@ def make_app(settings: StoreSettings, tokens: dict[str, Principal]) -> web.Appli
         middlewares=[errors_middleware, auth_middleware],
     )
     db = Database(settings.db_url, readers=settings.readers)
-    app[STATE] = StoreState(settings, tokens, db, content_store(settings))
+    admins = frozenset(p.user for p in tokens.values() if p.admin)
+    app[STATE] = StoreState(settings, tokens, db, content_store(settings), admins=admins)
     app.cleanup_ctx.append(_lifecycle)
     routes.setup(app)
     mcp.setup(app, settings.mcp_hosts)

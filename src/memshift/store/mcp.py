@@ -112,7 +112,7 @@ def _only(args: dict[str, Any], names: tuple[str, ...]) -> None:
 def _fields(
     args: dict[str, Any], fields: tuple[Field, ...], who: Principal, update: bool = False
 ) -> dict[str, Any]:
-    return parse_body(args, fields, admin=who.admin, update=update)
+    return parse_body(args, fields, admin=who.provenance, update=update)
 
 
 def _create_memory(args: dict[str, Any], who: Principal) -> Operation:

@@ -33,7 +33,7 @@ async def _body(
     request: web.Request, fields: tuple[Field, ...], *, update: bool = False
 ) -> dict[str, Any]:
     return parse_body(
-        await read_json(request), fields, admin=request[PRINCIPAL].admin, update=update
+        await read_json(request), fields, admin=request[PRINCIPAL].provenance, update=update
     )
 
 

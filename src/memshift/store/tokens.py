@@ -15,10 +15,20 @@ ROLES = ("user", "admin")
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the user a token maps to, and whether that user is an admin."""
+    """Who is calling: the user a token maps to, and whether that user is an admin.
+
+    ``acting``: an admin's token acting as this user (``X-Act-As``).
+    """
 
     user: str
     admin: bool = False
+    acting: bool = False
+
+    @property
+    def provenance(self) -> bool:
+        """May set ``owner``, ``version`` and the timestamps: an admin, or an admin
+        acting as a user, so that a copy is exact."""
+        return self.admin or self.acting
 
 
 def parse_tokens(text: str, source: str) -> dict[str, Principal]:

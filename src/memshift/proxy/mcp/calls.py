@@ -16,14 +16,15 @@ import orjson
 from aiohttp import web
 
 from memshift.config.settings import RouteSpec, StoreName
+from memshift.ids import forms_of
 from memshift.links.wire import StreamedResponse
 from memshift.mcp import protocol
 from memshift.proxy.call import Reply
 from memshift.proxy.mcp import relay
 from memshift.proxy.mcp.exchange import McpRequest, rpc_error
-from memshift.shadow.dispatch import record_keys
 from memshift.shadow.mirror import Write
 from memshift.shadow.reads import ReadCopy
+from memshift.shadow.records import Records, records_of
 from memshift.shadow.routes import RouteMatch
 
 UNANSWERABLE = "the answer names records that are not migrated yet; try again"
@@ -59,10 +60,10 @@ class ToolCall:
         return self.mcp.request.headers.get("Idempotency-Key")
 
     @cached_property
-    def _records(self) -> tuple[str | None, tuple[str, ...]]:
-        return record_keys(self.match, self.args)
+    def _records(self) -> Records:
+        return records_of(self.match, self.args, forms_of(self.mcp.parts.settings().ids))
 
-    def records(self) -> tuple[str | None, tuple[str, ...]]:
+    def records(self) -> Records:
         return self._records
 
     def write(self, key: str, user: str) -> Write:
