@@ -36,6 +36,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    update,
 )
 from sqlalchemy.exc import DBAPIError
 
@@ -102,6 +103,7 @@ writes = Table(
     Column("secondary_body", LargeBinary, nullable=True),
     Column("error", Text, nullable=True),
     Column("attempts", Integer, nullable=False),
+    Column("instance", Text, nullable=True),  # the proxy instance that took it
     Index("ix_writes_state", "state", "id"),
     Index("ix_writes_record", "record_key", "id"),
     sqlite_autoincrement=True,
@@ -141,6 +143,15 @@ mcp_sessions = Table(
     Index("ix_mcp_sessions_last_used", "last_used"),
 )
 
+# Every proxy instance sharing the state db, and when it last said it is alive.
+instances = Table(
+    "instances",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("beat_at", BigInteger, nullable=False),
+)
+
 meta = Table(
     "meta",
     metadata,
@@ -178,7 +189,7 @@ def drop_doc(conn: Connection, name: str) -> None:
     conn.execute(delete(migrate_state).where(migrate_state.c.name == name))
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _v2_opaque_ids(conn: Connection) -> None:
@@ -210,8 +221,13 @@ def _v2_opaque_ids(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_writes_record ON writes (record_key, id)")
 
 
+def _v3_instances(conn: Connection) -> None:
+    """Writes name the instance that took them (the instances table comes with it)."""
+    conn.exec_driver_sql("ALTER TABLE writes ADD COLUMN instance TEXT")
+
+
 # MIGRATIONS[n] moves a database from version n to n + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v2_opaque_ids}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v2_opaque_ids, 2: _v3_instances}
 
 
 def schema_version(conn: Connection) -> int | None:
@@ -249,6 +265,21 @@ def _prepare(conn: Connection) -> None:
         version += 1
         _set_version(conn, version)
     metadata.create_all(conn)  # tables added since, at their present shape
+
+
+def take_lease(conn: Connection, name: str, holder: str, now: int, ttl_us: int) -> bool:
+    """Take (or keep) the lease ``name`` for ``holder``; False while another holds it."""
+    found = conn.execute(select(meta.c.value).where(meta.c.name == name)).scalar_one_or_none()
+    if found is not None:
+        current = orjson.loads(found)
+        if current["holder"] != holder and current["until"] > now:
+            return False
+    value = orjson.dumps({"holder": holder, "until": now + ttl_us}).decode()
+    if found is None:
+        conn.execute(insert(meta).values(name=name, value=value))
+    else:
+        conn.execute(update(meta).where(meta.c.name == name).values(value=value))
+    return True
 
 
 class StateDbError(Exception):

@@ -110,8 +110,11 @@ def _listen(table: Table, key: str, default: Listen, _env: Env) -> Listen:
     return Listen(host=host, port=port)
 
 
-def _secret(table: Table, key: str, _default: Any, env: Env) -> str:
-    """Read ``token`` or ``token_env`` (the name of an environment variable)."""
+def _secret(table: Table, key: str, default: Any, env: Env) -> str:
+    """Read ``token`` or ``token_env`` (the name of an environment variable).
+
+    Required unless it has a default (a store's: some stores take no credentials).
+    """
     token = table.get(key, str, None, "a string")
     name = table.get(f"{key}_env", str, None, "a string")
     if token and name:
@@ -121,6 +124,8 @@ def _secret(table: Table, key: str, _default: Any, env: Env) -> str:
         if not token:
             raise ConfigError(table.key(f"{key}_env"), f"environment variable {name} is unset")
     if not token:
+        if default is not ...:
+            return str(default)
         raise ConfigError(table.key(key), f"is required (or {key}_env)")
     return str(token)
 
@@ -266,7 +271,7 @@ def _route(table: Table) -> RouteSpec:
 
 
 def _creates_and_records(table: Table) -> dict[str, Any]:
-    """``creates``, ``created_id`` and ``records`` of a route or a tool."""
+    """``creates``, ``created_id``, ``records`` and ``idempotency`` of a route or a tool."""
     creates = table.get("creates", str, None, "an id kind")
     if creates is not None and not _KIND.fullmatch(creates):
         raise ConfigError(table.key("creates"), "must name an id kind (lower-case word)")
@@ -277,10 +282,14 @@ def _creates_and_records(table: Table) -> dict[str, Any]:
         created_id = jsonpath.parse(created or "$.id")
     except ValueError as exc:
         raise ConfigError(table.key("created_id"), str(exc)) from exc
+    idempotency = None
+    if "idempotency" in table.data:
+        idempotency = table.choice("idempotency", "key", ("key", "none", "repeatable"))
     return {
         "creates": creates,
         "created_id": created_id,
         "records": _kind_map(table, "records", jsonpath.parse),
+        "idempotency": idempotency,
     }
 
 
@@ -346,6 +355,19 @@ def parse_stores(stores: Table, env: Env) -> dict[Any, StoreEndpoint]:
         for name in STORE_NAMES
     }
     stores.done()
+    for name, store in out.items():
+        if store.identity == "whoami" and not store.token:
+            raise ConfigError(
+                f"stores.{name}.token",
+                'is required with identity = "whoami": an admin token of that store,'
+                " to write as each user",
+            )
+    if (out["legacy"].identity == "none") != (out["new"].identity == "none"):
+        raise ConfigError(
+            "stores.new.identity",
+            "a store without users and a store with users cannot hold the same records:"
+            ' both must say identity = "none", or neither',
+        )
     return out
 
 

@@ -114,7 +114,10 @@ class StoreEndpoint:
     name: StoreName = setting(read="name")
     url: str = setting(help="http(s)://HOST[:PORT] of the store, no path", read="url")
     token: str = setting(
-        help="an admin-role token of that store (or token_env)", secret=True, read="secret"
+        "",
+        "an admin-role token of that store (or token_env); needed with identity = whoami",
+        secret=True,
+        read="secret",
     )
     connect_timeout_s: float = setting(
         2.0, "seconds to connect; a write not connected in time was not sent", low=0.01, high=600
@@ -211,6 +214,12 @@ class MirrorSettings:
         1.0, "seconds between replays of the backlog", low=0.05, high=3600
     )
     whoami_path: str = setting("/v1/whoami", "the primary's path that names a caller's user")
+    unidentified: Literal["refuse", "pass"] = setting(
+        "refuse",
+        "a write whose user cannot be told: refuse it, or pass it to the primary alone"
+        " (logged, counted and shown in /status)",
+        choices=("refuse", "pass"),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,7 +308,10 @@ class RouteSpec:
     names the kind whose new ids the answer holds at ``created_id`` (``$.id`` unless
     said); the ``*_ids`` pairs map JSON paths (or query parameters) to the kind of id
     found there; ``records`` names the records a write changes (by default, the last
-    ``{kind}`` of the path, or a tool's ``record``); a mirrored create copies the
+    ``{kind}`` of the path, or a tool's ``record``); ``idempotency`` overrides the
+    store's for this route (``repeatable``: applying it twice does what once does, as a
+    delete, or a create of a name that is skipped when it exists); a mirrored create
+    copies the
     ``copy_from_answer`` fields of the primary's answer (owner, timestamps) into its
     body, so that the secondary's record is an exact copy.
     """
@@ -318,6 +330,16 @@ class RouteSpec:
     tool: str | None = None
     created_id: Path = field(default_factory=lambda: parse("$.id"))
     records: tuple[tuple[Path, str], ...] = ()
+    idempotency: str | None = None  # key | none | repeatable: overrides the store's
+
+    def keyed(self, store: StoreEndpoint) -> bool:
+        """Whether ``store`` takes this write with an ``Idempotency-Key``."""
+        return (self.idempotency or store.idempotency) == "key"
+
+    def repeatable(self, store: StoreEndpoint) -> bool:
+        """Whether this write may be sent to ``store`` again when its outcome is unknown:
+        under a key it honours, or because applying it twice does what once does."""
+        return (self.idempotency or store.idempotency) in ("key", "repeatable")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,9 +57,9 @@ class Call(Protocol):
     def sticky(self) -> str:
         """The caller's sticky key: the same caller, the same store."""
 
-    @property
-    def credentials(self) -> str | None:
-        """The client's ``Authorization``, to learn its user (never kept)."""
+    def header(self, name: str) -> str | None:
+        """A header of the client's request (its ``Authorization``, to learn its user:
+        never kept)."""
 
     @property
     def client_key(self) -> str | None:

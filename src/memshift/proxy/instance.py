@@ -19,6 +19,7 @@ A background failure is logged with its traceback and counted
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from memshift.compare import store as report_store
 from memshift.compare.report import Report
 from memshift.config.settings import Settings, StoreName
 from memshift.config.watch import SettingsHolder, watch
+from memshift.control.peers import Peers
 from memshift.control.plane import ControlPlane
 from memshift.database import Database
 from memshift.ids import forms_of
@@ -52,7 +54,7 @@ from memshift.shadow.mirror import Mirror, Outcome
 from memshift.shadow.replay import Replayer
 from memshift.shadow.translate import Translator
 from memshift.shadow.writelog import WriteLog
-from memshift.statedb import open_state
+from memshift.statedb import open_state, take_lease
 from memshift.timestamps import now_us
 
 log = structlog.get_logger("memshift.proxy")
@@ -70,14 +72,19 @@ class Proxy:
         self.holder = SettingsHolder(settings)
         current = self._current
         self.state_db = state_db
-        self.instance = f"{socket.gethostname()}:{settings.proxy.listen}" + (
-            f"/worker{worker}" if worker is not None else ""
+        # Stable across restarts (its report and its orphans are found again); an
+        # instance on port 0 cannot be told from another by its address.
+        self.instance = (
+            f"{socket.gethostname()}:{settings.proxy.listen}"
+            + (f"/worker{worker}" if worker is not None else "")
+            + (f"#{secrets.token_hex(4)}" if settings.proxy.listen.port == 0 else "")
         )
         self.metrics = ProxyMetrics()
         self.background = Scheduler(
             name="proxy", limit=64, pending_limit=1024, close_timeout=5.0, on_error=self.failed
         )
         self.plane = ControlPlane(state_db)
+        self.peers = Peers(state_db, self.instance)
         self.commits = GroupCommit(state_db)  # the write log's and the id map's writes
         self.writelog = WriteLog(state_db, self.commits)
         self.idmap = IdMap(state_db, write=self.commits.submit, post=self.commits.post_soon)
@@ -96,13 +103,13 @@ class Proxy:
             Mirror(
                 self.translator,
                 self.links.send,
-                tokens=lambda store: self._current().stores[store].token,
+                stores=lambda: self._current().stores,
                 settings=lambda: self._current().mirror,
             ),
             settings=lambda: self._current().mirror,
             counted=self._count_mirrored,
         )
-        self.replayer = Replayer(self.mirroring, current)
+        self.replayer = Replayer(self.mirroring, current, self.peers)
         self.shadows = ShadowReads(
             settings=current,
             plane=self.plane,
@@ -128,6 +135,8 @@ class Proxy:
             lanes=self.lanes,
             mirroring=self.mirroring,
             on_error=lambda _label, exc: self.failed("mirror", exc),
+            counted_unmirrored=self.metrics.unmirrored.inc,
+            peers=self.peers,
         )
         self.reads = ReadPath(
             settings=current,
@@ -193,6 +202,7 @@ class Proxy:
         """Take the shared state, recover the write log, start the background work."""
         settings = self.holder.current
         await self.plane.start(settings.routing)
+        await self.peers.beat()  # the others learn of this one at their next beat
         self.background.spawn(self.commits.flusher(), "write_log", daemon=True)
         if self.shadows.helper is not None:
             self.background.spawn(self.shadows.helper.run(), "shadow_helper", daemon=True)
@@ -222,9 +232,11 @@ class Proxy:
             await report_store.save(self.state_db, self.instance, self.report)
 
     async def _replay(self) -> None:
-        """Replay the backlog when there is one."""
+        """Replay the backlog when there is one (one instance at a time: the lease's)."""
         if not self.replayer.orphans and not await self.writelog.replayable():
             return  # only writes still in their requests' hands: nothing to do
+        if self.peers.shared and not await self.take_replay_lease():
+            return  # another instance replays the shared log now
         result = await self.replayer.run_pass()
         log.info(
             "replay_pass",
@@ -234,8 +246,17 @@ class Proxy:
             stopped=result.stopped,
         )
 
+    async def take_replay_lease(self) -> bool:
+        """Take the lease of replaying the shared write log (one instance at a time)."""
+        ttl = int((self._current().mirror.replay_interval_s * 3 + 5) * 1_000_000)
+        name, now = self.instance, now_us()
+        return await self.state_db.write(
+            lambda conn: take_lease(conn, "replay_lease", name, now, ttl)
+        )
+
     async def _refresh(self) -> None:
         """Adopt control changes other instances made, and pairs a repair replaced."""
+        await self.peers.beat()
         await self.plane.refresh()
         if await self.idmap.sync():
             log.info("id_map_reloaded", reason="pairs replaced by a repair")
@@ -268,6 +289,10 @@ class Proxy:
         except Exception as exc:
             self.failed("report_save", exc)
         await self.background.close()
+        try:
+            await self.peers.leave()
+        except Exception as exc:
+            self.failed("instance_leave", exc)
         await self.links.close()
 
 

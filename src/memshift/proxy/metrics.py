@@ -122,6 +122,12 @@ class ProxyMetrics:
             " the tool's name is in the log.",
             registry=r,
         )
+        self.unmirrored = Counter(
+            "memshift_unmirrored_writes",
+            "Writes whose user could not be told, passed to the primary alone"
+            " ([mirror] unidentified = pass); each is logged write_not_mirrored.",
+            registry=r,
+        )
         self.background = Counter(
             "memshift_background_failures",
             "Failures of background work, by job (logged with their traceback).",

@@ -85,9 +85,8 @@ class RestCall:
         sticky_header = self.parts.settings().routing.sticky_header
         return self.request.headers.get(sticky_header) or (self.request.remote or "")
 
-    @property
-    def credentials(self) -> str | None:
-        return self.request.headers.get("Authorization")
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
 
     @property
     def client_key(self) -> str | None:

@@ -92,6 +92,10 @@ def run_replay(settings_path: str) -> int:
         proxy = make_proxy(settings)
         proxy.background.spawn(proxy.commits.flusher(), "write_log", daemon=True)
         try:
+            await proxy.peers.beat()  # which instances are alive: their writes are theirs
+            if not await proxy.take_replay_lease():
+                print("another instance is replaying the write log now; try again later")
+                return 1
             waiting = await proxy.replayer.recover()
             print(f"write log: {waiting} write(s) to replay", flush=True)
             while waiting:

@@ -157,6 +157,9 @@ class Mirroring:
             await self.writelog.divergent(
                 entry_id, outcome.status, outcome.body, outcome.reason, answered
             )
+        elif outcome.kind is Kind.HELD:
+            self.lanes.block(entry_id, answered.keys)
+            await self.writelog.held(entry_id, outcome.reason, answered)
         else:
             self.lanes.block(entry_id, answered.keys)
             await self.writelog.backlog(entry_id, outcome.reason, answered)

@@ -1,11 +1,13 @@
 """Mirrored writes: apply to the secondary what the primary accepted.
 
-The secondary is reached with its own service token acting as the write's user
-(``X-Act-As``; never the client's token), with the same ``Idempotency-Key`` the primary
-saw, ids translated into the secondary's, and, for a create, the primary's provenance
-fields copied in so that the copy is exact. The pair of ids a create produced is
-recorded in the id map. Failed attempts are retried (``retry.py``); what comes of a
-write is an ``Outcome``: done, backlog (try again later) or divergent (refused).
+The secondary is reached as the write's user, as its ``identity`` says: with its own
+service token acting as that user (``X-Act-As``; never the client's token), with that
+user in a header, or as no one for a store without users; with the same
+``Idempotency-Key`` the primary saw (where the store honours keys), ids translated
+into the secondary's, and, for a create, the primary's provenance fields copied in so
+that the copy is exact. The pair of ids a create produced is recorded in the id map.
+Failed attempts are retried (``retry.py``); what comes of a write is an ``Outcome``:
+done, backlog (try again later) or divergent (refused).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from typing import Any
 
 import structlog
 
-from memshift.config.settings import MirrorSettings, StoreName
+from memshift.config.settings import MirrorSettings, RouteSpec, StoreEndpoint, StoreName
 from memshift.errors import UpstreamError
 from memshift.jsonpath import document_of
 from memshift.links.wire import OutboundRequest, UpstreamResponse
 from memshift.shadow.records import created_ids
-from memshift.shadow.retry import Retryable, first_wait, retrying
+from memshift.shadow.retry import Retryable, Unsure, first_wait, retrying
 from memshift.shadow.routes import RouteMatch
 from memshift.shadow.translate import Translator
 
@@ -51,6 +53,7 @@ class Kind(Enum):
     BACKLOG = "backlog"
     DIVERGENT = "divergent"
     UNMAPPED = "unmapped"
+    HELD = "held"  # sent, answer lost, must not go twice: for verify --repair
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,12 @@ class Mirror:
         self,
         translator: Translator,
         send: Send,
-        tokens: Callable[[StoreName], str],
+        stores: Callable[[], dict[StoreName, StoreEndpoint]],
         settings: Callable[[], MirrorSettings],
     ) -> None:
         self.translator = translator
         self.send = send
-        self.tokens = tokens
+        self.stores = stores
         self.settings = settings
 
     async def request(self, write: Write, target: StoreName, first: Any) -> OutboundRequest | None:
@@ -93,45 +96,58 @@ class Mirror:
         if translated is None:
             return None
         path_qs, body = translated
-        headers = [
-            ("Authorization", f"Bearer {self.tokens(target)}"),
-            (ACT_AS, write.user),
-            ("Idempotency-Key", write.idempotency_key),
-        ]
+        headers = self._as_user(target, write.user)
+        if spec.keyed(self.stores()[target]):
+            headers.append(("Idempotency-Key", write.idempotency_key))
         if write.request_id:
             headers.append(("X-Request-Id", write.request_id))
         if body:
             headers.append(("Content-Type", "application/json"))
         return OutboundRequest(write.method, path_qs, tuple(headers), body)
 
+    def _as_user(self, target: StoreName, user: str) -> list[tuple[str, str]]:
+        """The headers that make ``target`` apply a write as ``user`` (its ``identity``)."""
+        store = self.stores()[target]
+        headers = [("Authorization", f"Bearer {store.token}")] if store.token else []
+        if store.identity == "whoami":
+            headers.append((ACT_AS, user))
+        elif store.identity.startswith("header:"):
+            headers.append((store.identity.partition(":")[2], user))
+        return headers
+
     async def attempt(
         self,
         store: StoreName,
         request: OutboundRequest,
-        route: str,
+        spec: RouteSpec,
         purpose: str,
         attempts: int | None = None,
     ) -> UpstreamResponse:
-        """Send with retries; return the answer (2xx or 4xx); raise ``Retryable`` at the end."""
+        """Send with retries; return the answer (2xx or 4xx); raise ``Retryable`` at the
+        end, or ``Unsure`` at once when a write that must not go twice lost its answer."""
         settings = self.settings()
+        again = spec.repeatable(self.stores()[store])
         try:
-            return await self._once(store, request, route, purpose)
+            return await self._once(store, request, spec.name, purpose, again)
         except Retryable:
             if (attempts or settings.retry_attempts) <= 1:
                 raise
         await asyncio.sleep(first_wait(settings))
         async for attempt in retrying(settings, attempts, after_first=True):
             with attempt:
-                return await self._once(store, request, route, purpose)
+                return await self._once(store, request, spec.name, purpose, again)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def _once(
-        self, store: StoreName, request: OutboundRequest, route: str, purpose: str
+        self, store: StoreName, request: OutboundRequest, route: str, purpose: str, again: bool
     ) -> UpstreamResponse:
         try:
             answer = await self.send(store, request, route, purpose)
         except UpstreamError as exc:
-            raise Retryable("timeout" if exc.timeout else "unreachable") from exc
+            reason = "timeout" if exc.timeout else "unreachable"
+            if exc.sent and not again:
+                raise Unsure(f"{reason}: outcome unknown") from exc
+            raise Retryable(reason) from exc
         if answer.status >= 500:
             raise Retryable("server_error", answer.status, answer.body[:500])
         return answer
@@ -157,9 +173,11 @@ class Mirror:
         if still is not None and not await still():
             return Outcome(Kind.UNMAPPED, "taken_over")
         try:
-            result = await self.attempt(target, request, write.match.spec.name, "mirror", attempts)
+            result = await self.attempt(target, request, write.match.spec, "mirror", attempts)
         except Retryable as exc:
             return Outcome(Kind.BACKLOG, exc.reason, exc.status, exc.body)
+        except Unsure as exc:
+            return Outcome(Kind.HELD, exc.reason)
         if not 200 <= result.status < 300:
             return Outcome(Kind.DIVERGENT, "rejected", result.status, result.body[:2000])
         await self._pair(write, primary, first, target, result)

@@ -23,14 +23,24 @@ from urllib.parse import unquote
 import structlog
 
 from memshift.config.settings import Settings, StoreName, other
+from memshift.control.peers import Peers
 from memshift.ids import forms_of
 from memshift.jsonpath import document_of
 from memshift.shadow.dispatch import Mirroring, lane_keys
 from memshift.shadow.mirror import Kind, Outcome, Write
 from memshift.shadow.records import GLOBAL, created, records_of
-from memshift.shadow.retry import Retryable
+from memshift.shadow.retry import Retryable, Unsure
 from memshift.shadow.routes import match_route
-from memshift.shadow.writelog import COPIED, COPYING, INTENT, LIVE, UNANSWERED, Answered, Entry
+from memshift.shadow.writelog import (
+    COPIED,
+    COPYING,
+    HELD,
+    INTENT,
+    LIVE,
+    UNANSWERED,
+    Answered,
+    Entry,
+)
 
 log = structlog.get_logger("memshift.shadow")
 
@@ -64,9 +74,12 @@ def _behind(row: Entry, skipped: set[str]) -> bool:
 class Replayer:
     """Replays what the secondary has not taken yet."""
 
-    def __init__(self, mirroring: Mirroring, settings: Callable[[], Settings]) -> None:
+    def __init__(
+        self, mirroring: Mirroring, settings: Callable[[], Settings], peers: Peers
+    ) -> None:
         self.mirroring = mirroring
         self.settings = settings
+        self.peers = peers
         self.orphans: set[int] = set()  # intents a previous run left without an answer
 
     async def recover(self) -> int:
@@ -76,7 +89,7 @@ class Replayer:
         while rows := await self.mirroring.writelog.unfinished(after):
             for row in rows:
                 self.mirroring.lanes.block(row.id, row.keys)
-                if row.state == INTENT:
+                if row.state == INTENT and (row.instance == self.peers.name or self._orphan(row)):
                     self.orphans.add(row.id)
                 after, count = row.id, count + 1
         if count:
@@ -94,7 +107,11 @@ class Replayer:
                 if _behind(row, skipped):
                     result.skipped += 1
                     continue
-                if row.state == INTENT and row.id not in self.orphans:
+                if row.state == HELD:  # an operator's: what follows its records waits
+                    _wait_behind(skipped, *row.keys)
+                    result.skipped += 1
+                    continue
+                if row.state == INTENT and row.id not in self.orphans and not self._orphan(row):
                     # a live write, still in its request's hands: later ones wait behind it
                     _wait_behind(skipped, *row.keys)
                     result.skipped += 1
@@ -104,6 +121,10 @@ class Replayer:
                     result.stopped = stop
                     return result
         return result
+
+    def _orphan(self, row: Entry) -> bool:
+        """Whether an intent was left by an instance that is gone (none alive owns it)."""
+        return row.instance != self.peers.name and not self.peers.is_alive(row.instance)
 
     async def _replay(self, row: Entry, result: PassResult, skipped: set[str]) -> str | None:
         path = unquote(row.path.partition("?")[0])
@@ -130,6 +151,10 @@ class Replayer:
         own = row.keys
         if row.state in UNANSWERED:
             resolved = await self._resolve(write, row, primary)
+            if resolved == HELD:
+                self.orphans.discard(row.id)
+                _wait_behind(skipped, *own)
+                return None
             if isinstance(resolved, str):
                 return resolved
             if resolved is None:
@@ -160,13 +185,20 @@ class Replayer:
         return await self.mirroring.writelog.state_of(entry_id) in LIVE
 
     async def _resolve(self, write: Write, row: Entry, primary: StoreName) -> bytes | str | None:
-        """Send an intent to the primary again; its answer, None if refused, or why to stop."""
-        request = await self.mirroring.mirror.request(write, primary, None)
+        """Send an intent to the primary again; its answer, None if refused, or why to stop.
+
+        A write the primary must not get twice is held instead (``HELD``).
+        """
+        mirror = self.mirroring.mirror
+        if not write.match.spec.repeatable(mirror.stores()[primary]):
+            await self.mirroring.writelog.held(row.id, "primary: outcome unknown")
+            return HELD
+        request = await mirror.request(write, primary, None)
         if request is None:
             return "unmapped id at the primary"
         try:
-            answer = await self.mirroring.mirror.attempt(primary, request, row.route, "replay", 1)
-        except Retryable as exc:
+            answer = await mirror.attempt(primary, request, write.match.spec, "replay", 1)
+        except (Retryable, Unsure) as exc:
             return f"primary: {exc.reason}"
         return answer.body if 200 <= answer.status < 300 else None
 
@@ -193,6 +225,10 @@ class Replayer:
             result.divergent += 1
         elif outcome.kind is Kind.UNMAPPED:
             _wait_behind(skipped, *own, *row.depends)
+            result.skipped += 1
+        elif outcome.kind is Kind.HELD:
+            await wal.held(row.id, outcome.reason)
+            _wait_behind(skipped, *own)
             result.skipped += 1
         else:
             await wal.backlog(row.id, outcome.reason)

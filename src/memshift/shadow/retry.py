@@ -1,9 +1,10 @@
 """The retry policy of mirrored writes, built in one place from ``[mirror]`` settings.
 
-Exponential backoff with jitter; retried are connection errors, timeouts and 5xx
-answers (raised as ``Retryable``); a 4xx is an answer, never retried. Every mirrored
-write carries its ``Idempotency-Key``, so a retry after a lost answer applies nothing
-twice.
+Exponential backoff with jitter; retried are writes never sent, 5xx answers, and
+writes whose answer was lost where they may be sent again (raised as ``Retryable``):
+under an ``Idempotency-Key`` the store honours, or a write that does the same when
+applied twice. A lost answer from a store that must not get a write twice is
+``Unsure``: never retried. A 4xx is an answer, never retried.
 """
 
 from __future__ import annotations
@@ -22,13 +23,23 @@ from memshift.config.settings import MirrorSettings
 
 
 class Retryable(Exception):
-    """A failed attempt worth repeating: no answer, a timeout, or a 5xx."""
+    """A failed attempt worth repeating: not sent, a 5xx, or (where the write may be
+    sent again) no answer."""
 
     def __init__(self, reason: str, status: int | None = None, body: bytes = b"") -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.body = body
+
+
+class Unsure(Exception):
+    """The write was sent and its outcome is unknown, on a store that must not get it
+    twice: it is not tried again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _backoff(settings: MirrorSettings) -> wait_exponential_jitter:

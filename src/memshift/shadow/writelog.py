@@ -14,7 +14,7 @@ intent     logged; the primary may be applying it      ``forget`` → gone (refu
                                                        ``backlog`` → backlog · ``divergent``
 unknown    sent, and the primary's answer was lost:    ``resolved`` → backlog (asked again
            it may have been applied                    under its key) · ``forget`` → gone
-                                                       (the primary refused it)
+                                                       (the primary refused it) · ``held``
 backlog    applied by the primary; the secondary       ``forget`` → gone (replayed) ·
            must take it, in order                      ``divergent`` · ``adopt_in`` → copying
                                                        · ``moot_in`` → copied
@@ -23,6 +23,9 @@ copying    backfill is making a copy that will hold    ``copied_in`` → copied 
 copied     the copy holds its effect                   ``forget`` → gone (replay drops it)
 divergent  the secondary refused it (4xx); kept with   — (an operator's to look at)
            both answers for an operator
+held       sent, its answer lost, to a store that     ``release_held`` → gone (``verify
+           must not get it twice: it blocks its        --repair`` made the records agree)
+           records until a repair settles them
 accepted   written by earlier versions                 ``recover`` → backlog (at start)
 =========  ==========================================  =======================================
 
@@ -42,20 +45,22 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
 from memshift.database import Database, driver_execute
 from memshift.shadow.groupcommit import GroupCommit
+from memshift.shadow.records import GLOBAL
 from memshift.statedb import writes
 from memshift.timestamps import now_us
 
 log = structlog.get_logger("memshift.shadow")
 
 INTENT, UNKNOWN, BACKLOG, DIVERGENT = "intent", "unknown", "backlog", "divergent"
+HELD = "held"
 ACCEPTED = "accepted"  # written by earlier versions: joins the backlog at start
 COPYING, COPIED = "copying", "copied"
 LIVE = (INTENT, UNKNOWN, ACCEPTED, BACKLOG)
-UNFINISHED = (*LIVE, COPYING, COPIED)
+UNFINISHED = (*LIVE, COPYING, COPIED, HELD)
 WAITING = (UNKNOWN, BACKLOG, COPYING, COPIED)  # for replay; intent is its request's
 UNANSWERED = (INTENT, UNKNOWN)  # the primary's answer is not known here
 
@@ -75,6 +80,7 @@ _COLUMNS = (
     "depends",
     "primary_store",
     "attempts",
+    "instance",
 )
 _APPEND = (
     f"INSERT INTO writes ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in _COLUMNS)}) "
@@ -97,9 +103,11 @@ class Answered:
 
 
 def _keys(keys: tuple[str, ...]) -> dict[str, Any]:
-    """The columns naming the records a write changes: the first, and all of them."""
+    """The columns naming the records a write changes: ``record_key`` for lookups (its
+    one record; ``*`` for a write of several or of unknown ones, which other instances
+    order every write behind), and ``touches``, all of them."""
     return {
-        "record_key": keys[0] if keys else None,
+        "record_key": (keys[0] if len(keys) == 1 else GLOBAL) if keys else None,
         "touches": orjson.dumps(list(keys)).decode() if keys else None,
     }
 
@@ -122,6 +130,7 @@ class Entry:
     primary_status: int | None
     primary_body: bytes | None
     at: int
+    instance: str | None = None
 
 
 def _entry(row: Any) -> Entry:
@@ -144,6 +153,7 @@ def _entry(row: Any) -> Entry:
         primary_status=row.primary_status,
         primary_body=bytes(row.primary_body) if row.primary_body is not None else None,
         at=row.at,
+        instance=row.instance,
     )
 
 
@@ -168,6 +178,7 @@ class WriteLog:
         keys: tuple[str, ...],
         depends: tuple[str, ...],
         primary: str,
+        instance: str | None = None,
     ) -> int:
         """Log a write before it is sent to the primary; return its id.
 
@@ -188,6 +199,7 @@ class WriteLog:
             orjson.dumps(list(depends)).decode(),
             primary,
             0,
+            instance,
         )
 
         def op(conn: Connection) -> int:
@@ -198,6 +210,20 @@ class WriteLog:
     async def unknown(self, entry_id: int, error: str) -> None:
         """The primary's answer to a write was lost: replay asks it again under its key."""
         await self._set(entry_id, state=UNKNOWN, error=error)
+
+    async def held(self, entry_id: int, error: str, answered: Answered | None = None) -> None:
+        """Keep a write whose outcome is unknown on a store that must not get it twice."""
+        await self._set(
+            entry_id, state=HELD, error=error, **(answered.columns() if answered else {})
+        )
+
+    async def release_held(self) -> int:
+        """Drop every held write (a repair made their records agree); return how many."""
+        return int(
+            await self.group.submit(
+                lambda conn: conn.execute(delete(writes).where(writes.c.state == HELD)).rowcount
+            )
+        )
 
     async def resolved(self, entry_id: int, answered: Answered) -> None:
         """Record the answer of a write re-sent to the primary; it waits for replay."""
@@ -311,6 +337,19 @@ class WriteLog:
             )
         )
 
+    async def earlier(
+        self, entry_id: int, keys: tuple[str, ...], states: tuple[str, ...]
+    ) -> list[str | None]:
+        """The instances of the writes logged before ``entry_id``, in ``states``, that a
+        write changing ``keys`` must come after (for ordering across instances)."""
+        c = writes.c
+        query = select(c.instance).where(c.id < entry_id, c.state.in_(states))
+        if keys and GLOBAL not in keys:
+            query = query.where(c.record_key.in_([*keys, GLOBAL]))
+        elif not keys:  # a create: behind writes of unknown records only
+            query = query.where(c.record_key == GLOBAL)
+        return await self.db.read(lambda conn: list(conn.execute(query).scalars()))
+
     async def replayable(self) -> bool:
         """Whether any write waits for replay (backlog, or one backfill took over)."""
         return await self.db.read(
@@ -351,6 +390,7 @@ class WriteLog:
             return {
                 "backlog": sum(n for n, _ in waiting),
                 "divergent": by.get(DIVERGENT, (0, 0))[0],
+                "held": by.get(HELD, (0, 0))[0],
                 "oldest_at": min((at for _, at in waiting), default=0),
             }
 

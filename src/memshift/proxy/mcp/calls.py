@@ -51,9 +51,8 @@ class ToolCall:
         request = self.mcp.request
         return request.headers.get(sticky_header) or (request.remote or "")
 
-    @property
-    def credentials(self) -> str | None:
-        return self.mcp.request.headers.get("Authorization")
+    def header(self, name: str) -> str | None:
+        return self.mcp.request.headers.get(name)
 
     @property
     def client_key(self) -> str | None:
