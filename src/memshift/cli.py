@@ -292,6 +292,8 @@ def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     replay.add_argument("--config", required=True, help="the proxy's TOML config file")
     replay.set_defaults(func=_cmd_replay)
     _migrate_parsers(sub)
+    profiles = sub.add_parser("profiles", help="list the store profiles memshift ships")
+    profiles.set_defaults(func=_cmd_profiles)
     up = sub.add_parser("up", help="run legacy, new and the proxy on this machine")
     up.add_argument("--config", help="a config file (default: one made in the data dir)")
     up.add_argument("--data-dir", default="memshift-data", help="where data and settings live")
@@ -300,6 +302,16 @@ def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--demo-traffic", action="store_true", help="send a gentle load test through the proxy"
     )
     up.set_defaults(func=_cmd_up)
+
+
+def _cmd_profiles(_args: argparse.Namespace) -> int:
+    from memshift import profiles
+
+    found = profiles.shipped()
+    width = max(len(name) for name, _ in found)
+    for name, summary in found:
+        print(f"{name:<{width}}  {summary}")
+    return 0
 
 
 def _migrate_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -34,6 +34,11 @@ def bind(**values: Any) -> Bound:
     return _BOUND.set({**current, **values} if current else values)
 
 
+def unbound() -> None:
+    """Drop the bound context in this task (a background task started from a request)."""
+    _BOUND.set(None)
+
+
 def unbind(token: Bound) -> None:
     """Undo the ``bind`` that returned ``token``."""
     _BOUND.reset(token)

@@ -19,9 +19,8 @@ from pathlib import Path as FilePath
 from typing import Any, Literal, TypeVar, get_args, get_origin
 from urllib.parse import urlsplit
 
-from memshift import jsonpath
+from memshift import jsonpath, profiles
 from memshift.config.addresses import parse_listen
-from memshift.config.routes import DEFAULT_ROUTES, DEFAULT_TOOLS
 from memshift.config.settings import (
     STORE_NAMES,
     AdminSettings,
@@ -130,8 +129,10 @@ def _secret(table: Table, key: str, default: Any, env: Env) -> str:
     return str(token)
 
 
-def _url(table: Table, key: str, _default: Any, _env: Env) -> str:
-    url = table.text(key).rstrip("/")
+def _url(table: Table, key: str, default: str, _env: Env) -> str:
+    url = table.text(key, default).rstrip("/")
+    if not url:
+        return url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
         raise ConfigError(table.key(key), "must be http(s)://HOST[:PORT] with no path")
@@ -210,7 +211,24 @@ def _identity(table: Table, key: str, default: str, _env: Env) -> str:
     return str(value)
 
 
+def _command(table: Table, key: str, default: tuple[str, ...], _env: Env) -> tuple[str, ...]:
+    value = table.get(key, list, list(default), "a list of strings")
+    if not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(table.key(key), "must be a list of non-empty strings (the program first)")
+    return tuple(value)
+
+
+def _env(table: Table, key: str, default: dict[str, str], _env: Env) -> dict[str, str]:
+    value = table.get(key, dict, dict(default), "a table of strings")
+    for name, text in value.items():
+        if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"{table.key(key)}.{name}", 'must be NAME = "text"')
+    return dict(value)
+
+
 READERS: dict[str, Reader] = {
+    "command": _command,
+    "env": _env,
     "identity": _identity,
     "listen": _listen,
     "secret": _secret,
@@ -330,7 +348,7 @@ def _tool(table: Table, name: str) -> RouteSpec:
 
 def _tools(mcp: Table, classified: tuple[str, ...]) -> tuple[RouteSpec, ...]:
     tables = mcp.table("tools")
-    raw = tables.data or DEFAULT_TOOLS
+    raw = tables.data
     specs = {n: _tool(Table(raw[n], f"mcp.tools.{n}"), n) for n in list(raw)}
     tables.read.update(raw)
     for name in classified:  # a listed tool with no ids still gets a route
@@ -339,8 +357,8 @@ def _tools(mcp: Table, classified: tuple[str, ...]) -> tuple[RouteSpec, ...]:
 
 
 def _routes(raw: Any) -> tuple[RouteSpec, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError("routes", "must be a non-empty array of tables ([[routes]])")
+    if not isinstance(raw, list):
+        raise ConfigError("routes", "must be an array of tables ([[routes]]), or []")
     specs = tuple(_route(Table(item, f"routes[{i}]")) for i, item in enumerate(raw))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
@@ -356,6 +374,18 @@ def parse_stores(stores: Table, env: Env) -> dict[Any, StoreEndpoint]:
     }
     stores.done()
     for name, store in out.items():
+        if bool(store.url) == bool(store.command):
+            raise ConfigError(
+                f"stores.{name}.url",
+                "give url (a store over HTTP) or command (an MCP server on stdio), one of them",
+            )
+        if (store.env or store.cwd) and not store.command:
+            raise ConfigError(f"stores.{name}.env", "env and cwd go with command")
+        if store.command and store.identity == "whoami":
+            raise ConfigError(
+                f"stores.{name}.identity",
+                'a stdio server has one client, memshift: say identity = "none"',
+            )
         if store.identity == "whoami" and not store.token:
             raise ConfigError(
                 f"stores.{name}.token",
@@ -409,6 +439,7 @@ def parse_settings(
 ) -> Settings:
     """Return validated settings from a parsed TOML document; raise ``ConfigError``."""
     env = os.environ if env is None else env
+    doc = profiles.apply(doc, FilePath(source).parent if source else None)
     root = Table(doc, "")
     root.read.add("routes")
     mcp, tools = parse_mcp(root.table("mcp"), env)
@@ -423,7 +454,7 @@ def parse_settings(
         compare=read_section(root.table("compare"), CompareSettings, env),
         state=read_section(root.table("state"), StateSettings, env),
         mcp=mcp,
-        routes=_routes(doc.get("routes", DEFAULT_ROUTES)),
+        routes=_routes(doc.get("routes", [])),
         tools=tools,
         ids=_id_forms(ids),
         source=source,

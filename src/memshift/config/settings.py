@@ -112,7 +112,16 @@ class StoreEndpoint:
     """``[stores.NAME]``: a store's base URL, its service (admin) token and timeouts."""
 
     name: StoreName = setting(read="name")
-    url: str = setting(help="http(s)://HOST[:PORT] of the store, no path", read="url")
+    url: str = setting("", "http(s)://HOST[:PORT] of the store, no path", read="url")
+    command: tuple[str, ...] = setting(
+        (), "or: the command that runs it as an MCP server on stdin/stdout", read="command"
+    )
+    env: dict[str, str] = setting({}, "with command: variables set for it", read="env")
+    cwd: str = setting("", "with command: the folder it runs in")
+    profile: str = setting(
+        "memshift-reference",
+        "the kind of store: a shipped profile's name (memshift profiles) or a profile file",
+    )
     token: str = setting(
         "",
         "an admin-role token of that store (or token_env); needed with identity = whoami",

@@ -1,7 +1,8 @@
 """Both stores as one process reaches them: a link each, and one observer of every exchange.
 
-A store's link is its HTTP client (``http.py``) and memshift's own MCP session on it
-(``mcp.py``, for the tool calls memshift makes itself). Every exchange with a store,
+A store's link is how it is reached (its HTTP client, ``http.py``, or the child it runs
+on stdio, ``stdio.py``) and memshift's own MCP session on it (``mcp.py``, for the tool
+calls memshift makes itself). Every exchange with a store,
 whole or streamed, goes through ``StoreLinks.send`` or ``StoreLinks.stream`` and is
 reported once to the observer given at construction (the proxy's health windows and
 metrics; the shadow helper's report to the proxy), with its status, or the
@@ -14,10 +15,11 @@ and the old one is closed a minute later, once the requests it carries are done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from yarl import URL
 
@@ -25,6 +27,7 @@ from memshift.config.settings import STORE_NAMES, Settings, StoreEndpoint, Store
 from memshift.errors import UpstreamError
 from memshift.links.http import HttpLink
 from memshift.links.mcp import McpLink
+from memshift.links.stdio import StdioStore
 from memshift.links.wire import OutboundRequest, StreamedResponse, UpstreamResponse
 from memshift.mcp.protocol import TOOL
 
@@ -54,12 +57,22 @@ def target(path_qs: str) -> str:
     return "/" + path_qs.lstrip("/")
 
 
-class StoreLink:
-    """One store: its HTTP client and memshift's own MCP session on it."""
+class Transport(Protocol):
+    """How a store is reached: requests by path, answered whole or streamed."""
 
-    def __init__(self, endpoint: StoreEndpoint, mcp_path: Callable[[], str]) -> None:
-        self.name: StoreName = endpoint.name
-        self.endpoint = endpoint
+    async def request(self, request: OutboundRequest) -> UpstreamResponse: ...
+
+    def stream(
+        self, request: OutboundRequest
+    ) -> contextlib.AbstractAsyncContextManager[StreamedResponse]: ...
+
+    async def close(self) -> None: ...
+
+
+class HttpTransport:
+    """A store over HTTP: its lean client (``http.py``)."""
+
+    def __init__(self, endpoint: StoreEndpoint) -> None:
         base = URL(endpoint.url)
         self.http = HttpLink(
             endpoint.name,
@@ -69,7 +82,6 @@ class StoreLink:
             connect_timeout_s=endpoint.connect_timeout_s,
             read_timeout_s=endpoint.read_timeout_s,
         )
-        self.mcp = McpLink(endpoint.name, mcp_path, self.request)
 
     async def request(self, request: OutboundRequest) -> UpstreamResponse:
         """Send an HTTP request and return the whole answer; raise ``UpstreamError``."""
@@ -80,12 +92,6 @@ class StoreLink:
         return UpstreamResponse(
             answer.status, tuple(answer.headers), answer.body, time.perf_counter() - started
         )
-
-    async def send(self, request: OutboundRequest) -> UpstreamResponse:
-        """Send ``request``: a tool call (method ``TOOL``) through the MCP session."""
-        if request.method == TOOL:
-            return await self.mcp.call(request)
-        return await self.request(request)
 
     @asynccontextmanager
     async def stream(self, request: OutboundRequest) -> AsyncIterator[StreamedResponse]:
@@ -103,6 +109,39 @@ class StoreLink:
         self.http.close()
 
 
+class StoreLink:
+    """One store: how it is reached (HTTP, or a child on stdio) and memshift's own MCP
+    session on it, for the tool calls memshift makes itself."""
+
+    def __init__(self, endpoint: StoreEndpoint, mcp_path: Callable[[], str], spawn: Spawn) -> None:
+        self.name: StoreName = endpoint.name
+        self.endpoint = endpoint
+        self.transport: Transport = (
+            StdioStore(endpoint, mcp_path, spawn) if endpoint.command else HttpTransport(endpoint)
+        )
+        self.mcp = McpLink(endpoint.name, mcp_path, self.transport.request)
+
+    async def request(self, request: OutboundRequest) -> UpstreamResponse:
+        """Send a request and return the whole answer; raise ``UpstreamError``."""
+        return await self.transport.request(request)
+
+    async def send(self, request: OutboundRequest) -> UpstreamResponse:
+        """Send ``request``: a tool call (method ``TOOL``) through the MCP session."""
+        if request.method == TOOL:
+            return await self.mcp.call(request)
+        return await self.transport.request(request)
+
+    def stream(
+        self, request: OutboundRequest
+    ) -> contextlib.AbstractAsyncContextManager[StreamedResponse]:
+        """Send a request; its answer's body is read while the context is open."""
+        return self.transport.stream(request)
+
+    async def close(self) -> None:
+        """Release connections, or stop the child."""
+        await self.transport.close()
+
+
 class StoreLinks:
     """Both stores' links, following config reloads, every exchange observed."""
 
@@ -116,7 +155,7 @@ class StoreLinks:
         self._retiring: set[StoreLink] = set()
 
     def _link(self, endpoint: StoreEndpoint) -> StoreLink:
-        return StoreLink(endpoint, lambda: self._settings().mcp.path)
+        return StoreLink(endpoint, lambda: self._settings().mcp.path, self._spawn)
 
     async def send(
         self, store: StoreName, request: OutboundRequest, route: str, purpose: str

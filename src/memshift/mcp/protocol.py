@@ -24,6 +24,7 @@ METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
 ACCEPT = "application/json, text/event-stream"
 HANDSHAKE_VERSION = LATEST_HANDSHAKE_VERSION
+HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)  # 2024-11-05 to the newest
 
 # JSON-RPC error codes and the HTTP status they stand for on memshift's side.
 _RPC_STATUS = {-32700: 400, -32600: 400, -32601: 404, -32602: 422, -32603: 502}

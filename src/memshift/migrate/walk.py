@@ -27,13 +27,17 @@ PAGE = 500
 IN_FLIGHT = 16
 
 
+def _no_spawn(job: Any, _label: str) -> None:
+    raise NotImplementedError("a stdio store is reached through its profile's tools")
+
+
 class StoreClient:
     """One store, as memshift's own migration work reaches it."""
 
     def __init__(self, endpoint: StoreEndpoint) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
-        self.http = StoreLink(endpoint, lambda: "/mcp")
+        self.http = StoreLink(endpoint, lambda: "/mcp", _no_spawn)
         self.limit = asyncio.Semaphore(IN_FLIGHT)
 
     async def call(

@@ -69,7 +69,11 @@ class ShadowReads:
             close_timeout=2.0,
             on_error=self.failed,
         )
-        self.helper = ShadowHelper(settings, self, translator.idmap) if compare.helper else None
+        # A store run on stdio is this process's child: the helper cannot reach it.
+        stdio = any(store.command for store in settings().stores.values())
+        self.helper = (
+            ShadowHelper(settings, self, translator.idmap) if compare.helper and not stdio else None
+        )
 
     def sampled(self) -> bool:
         """Whether this read is one to compare (``shadow_read_percent``)."""
