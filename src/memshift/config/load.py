@@ -29,6 +29,7 @@ from memshift.config.settings import (
     McpSettings,
     MirrorSettings,
     ProxySettings,
+    RecordRecipe,
     RollbackSettings,
     RouteCompare,
     RouteSpec,
@@ -36,6 +37,7 @@ from memshift.config.settings import (
     Settings,
     StateSettings,
     Step,
+    StoreCall,
     StoreEndpoint,
 )
 from memshift.config.table import Table
@@ -434,6 +436,98 @@ def _check_ids(settings: Settings) -> None:
             )
 
 
+_CALL_KEYS = {
+    "tool",
+    "route",
+    "method",
+    "arguments",
+    "body",
+    "query",
+    "path",
+    "items",
+    "drop",
+    "page",
+}
+
+
+def _store_call(table: Table, name: str, what: str) -> StoreCall | None:
+    """One call of a record recipe (``export``, ``create``...): a tool or a route."""
+    raw = table.get(name, dict, None, "a table: { tool = ... } or { route = ... }")
+    if raw is None:
+        return None
+    key = table.key(name)
+    unknown = set(raw) - _CALL_KEYS
+    if unknown:
+        raise ConfigError(f"{key}.{sorted(unknown)[0]}", "is not a known setting")
+    if ("tool" in raw) == ("route" in raw):
+        raise ConfigError(key, "names a tool or a route, one of them")
+    call = Table(raw, key)
+    items = call.get("items", str, None, "a JSON path")
+    page = call.get("page", dict, {}, "a table")
+    if items is None and what == "export":
+        raise ConfigError(f"{key}.items", "is required: where the records sit in the answer")
+    try:
+        return StoreCall(
+            tool=call.get("tool", str, None, "a tool's name"),
+            route=call.get("route", str, None, "a route's name"),
+            method=call.choice("method", "GET" if what == "export" else "POST", tuple(METHODS)),
+            arguments=raw.get("arguments", raw.get("body")),
+            query=call.get("query", dict, {}, "a table"),
+            path=call.get("path", dict, {}, "a table"),
+            items=jsonpath.parse(items) if items else None,
+            drop=tuple(jsonpath.parse(p) for p in call.strings("drop", ())),
+            page={str(k): str(v) for k, v in page.items()},
+        )
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from exc
+
+
+def _records(table: Table) -> tuple[RecordRecipe, ...]:
+    """``[records.KIND]``: how verify, backfill and repair read and write each kind."""
+    out = []
+    for kind in list(table.data):
+        sub = table.table(kind)
+        if not _KIND.fullmatch(kind):
+            raise ConfigError(sub.prefix, "must name an id kind (lower-case word)")
+        key = sub.get("key", (str, list), ..., "a JSON path, or a list of them")
+        keys = [key] if isinstance(key, str) else key
+        export = _store_call(sub, "export", "export")
+        if export is None:
+            raise ConfigError(sub.key("export"), "is required: how to read every record")
+        try:
+            recipe = RecordRecipe(
+                kind=kind,
+                key=tuple(jsonpath.parse(k) for k in keys),
+                refs=_kind_map(sub, "refs", jsonpath.parse),
+                export=export,
+                create=_store_call(sub, "create", "create"),
+                delete=_store_call(sub, "delete", "delete"),
+                update=_store_call(sub, "update", "update"),
+                ignore=tuple(_paths(sub, "ignore", (), {})),
+                unordered=_path_texts(sub, "unordered", (), {}),
+            )
+        except ValueError as exc:
+            raise ConfigError(sub.key("key"), str(exc)) from exc
+        sub.done()
+        out.append(recipe)
+    table.done()
+    return tuple(out)
+
+
+def _check_records(settings: Settings) -> None:
+    """A recipe's routes and tools must be ones the config knows."""
+    routes = {r.name for r in settings.routes}
+    tools = {t.tool for t in settings.tools}
+    for recipe in settings.records:
+        for name in ("export", "create", "delete", "update"):
+            call: StoreCall | None = getattr(recipe, name)
+            where = f"records.{recipe.kind}.{name}"
+            if call is not None and call.route and call.route not in routes:
+                raise ConfigError(f"{where}.route", f"no [[routes]] is named {call.route!r}")
+            if call is not None and call.tool and call.tool not in tools:
+                raise ConfigError(f"{where}.tool", f"no [mcp.tools] table names {call.tool!r}")
+
+
 def parse_settings(
     doc: dict[str, Any], *, source: str = "", env: Mapping[str, str] | None = None
 ) -> Settings:
@@ -457,9 +551,11 @@ def parse_settings(
         routes=_routes(doc.get("routes", [])),
         tools=tools,
         ids=_id_forms(ids),
+        records=_records(root.table("records")),
         source=source,
     )
     _check_ids(settings)
+    _check_records(settings)
     known = {r.name for r in (*settings.routes, *settings.tools)}
     unknown = set(settings.compare.routes) - known
     if unknown:

@@ -352,6 +352,47 @@ class RouteSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StoreCall:
+    """One call a record recipe makes: a tool with arguments, or a route with a body.
+
+    Strings in ``arguments``, ``body``, ``query`` and ``path`` that start with ``$`` are
+    JSON paths into the record the call is about (``"$"`` is the record itself).
+    """
+
+    tool: str | None = None
+    route: str | None = None
+    method: str = "GET"
+    arguments: Any = None  # a tool's arguments, or a route's JSON body
+    query: dict[str, Any] = field(default_factory=dict)
+    path: dict[str, Any] = field(default_factory=dict)  # the route's {kind} segments
+    items: Path | None = None  # where the records sit in the answer (export, get)
+    drop: tuple[Path, ...] = ()  # fields of the record left out of "$" (its own id)
+    page: dict[str, str] = field(default_factory=dict)  # offset|cursor, next, limit, size
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordRecipe:
+    """``[records.KIND]``: how to read every record of a kind from a store, and write one.
+
+    ``key`` locates a record's identity within it: a name the client chose (the same in
+    both stores), or, for a kind whose ids the store gives, its id (paired through the
+    id map). ``refs`` are other records' ids within it. ``export`` reads them all; the
+    rest write one: ``create``, ``delete``, ``update`` (each optional: what a store
+    cannot do, a repair says it cannot).
+    """
+
+    kind: str
+    key: tuple[Path, ...]
+    refs: tuple[tuple[Path, str], ...] = ()
+    export: StoreCall
+    create: StoreCall | None = None
+    delete: StoreCall | None = None
+    update: StoreCall | None = None
+    ignore: tuple[Path, ...] = ()
+    unordered: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a proxy instance runs with; ``source`` is the file it came from."""
 
@@ -367,6 +408,7 @@ class Settings:
     routes: tuple[RouteSpec, ...]
     tools: tuple[RouteSpec, ...] = ()
     ids: dict[str, str] = field(default_factory=dict)  # [ids]: kind → id form
+    records: tuple[RecordRecipe, ...] = ()  # [records.KIND], in the order they are copied
     source: str = ""
 
     def one_at_a_time(self, primary: StoreName) -> bool:

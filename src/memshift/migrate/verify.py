@@ -161,6 +161,12 @@ def summary(
 
 def text(results: dict[str, KindResult], repaired: dict[str, Any] | None = None) -> str:
     """Return verify's findings as a table for people."""
+    return text_of(summary(results, "legacy", repaired))
+
+
+def text_of(doc: dict[str, Any]) -> str:
+    """Return verify's document (``summary``) as a table for people."""
+    repaired = doc.get("repaired")
     lines = []
     if repaired is not None:
         lines.append(
@@ -169,11 +175,14 @@ def text(results: dict[str, KindResult], repaired: dict[str, Any] | None = None)
         )
         lines += [f"  not repaired: {item}" for item in repaired.get("not_repaired", [])[:10]]
     lines.append(f"{'kind':<10}{'checked':>9}{'missing':>9}{'extra':>7}{'differing':>11}")
-    for kind, r in results.items():
-        lines.append(f"{kind:<10}{r.checked:>9}{r.missing:>9}{r.extra:>7}{r.differing:>11}")
-        for sample in r.samples[:5]:
-            where = sample.get("id", next((v for k, v in sample.items() if k.endswith("_id")), ""))
+    for kind, r in doc["kinds"].items():
+        lines.append(
+            f"{kind:<10}{r['checked']:>9}{r['missing']:>9}{r['extra']:>7}{r['differing']:>11}"
+        )
+        for sample in r["samples"][:5]:
+            named = (v for k, v in sample.items() if k.endswith(("_id", "_key")))
+            where = sample.get("id", sample.get("key", next(named, "")))
             detail = ", ".join(d["path"] for d in sample.get("differences", []))
             lines.append(f"  {sample['problem']:<9} {kind} {where} {detail}")
-    verdict = "equal" if all_equal(results) else "NOT equal"
+    verdict = "equal" if doc["equal"] else "NOT equal"
     return "\n".join([*lines, f"stores are {verdict}"])

@@ -2,11 +2,11 @@
 
 A profile is a TOML file in the config's own shape: which tools and routes write and
 read and where their ids and records sit (``[mcp]``, ``[[routes]]``, ``[ids]``), how
-answers compare (``[compare]``), how to export and import every record (``[export]``,
-``[import]``), and the store's own facts (``[store]``: ``identity``, ``write_order``,
-``idempotency``). Profiles ship in this folder; ``[stores.NAME] profile`` names one, or
-the path of an operator's own. A config that names none is for the reference store
-(``memshift-reference``).
+answers compare (``[compare]``), how to read every record and write one
+(``[records.KIND]``, for verify, backfill and repair), and the store's own facts
+(``[store]``: ``identity``, ``write_order``, ``idempotency``). Profiles ship in this
+folder; ``[stores.NAME] profile`` names one, or the path of an operator's own. A config
+that names none is for the reference store (``memshift-reference``).
 
 ``apply`` lays a profile under a config: every value the config gives wins, tables
 merge key by key, and a list or a table the config gives (``routes = []``,
@@ -53,7 +53,7 @@ def load(ref: str, key: str, base: Path | None = None) -> dict[str, Any]:
         raise ConfigError(key, f"cannot read the profile {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(key, f"the profile {path} is not valid TOML: {exc}") from exc
-    unknown = set(doc) - {"profile", "store", "ids", "mcp", "routes", "compare", "export", "import"}
+    unknown = set(doc) - {"profile", "store", "ids", "mcp", "routes", "compare", "records"}
     if unknown:
         raise ConfigError(f"{key} ({path.name}).{sorted(unknown)[0]}", "is not a profile section")
     facts = doc.get("store", {})

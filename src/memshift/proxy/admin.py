@@ -189,6 +189,30 @@ async def report_page(request: web.Request) -> web.Response:
     )
 
 
+async def start_migration(request: web.Request) -> web.Response:
+    """``POST /migrate {"job": "verify" | "backfill", "repair"?: bool}``: run it here."""
+    body = await _json_body(request)
+    kind = body.get("job")
+    if kind not in ("verify", "backfill"):
+        raise unprocessable('job: must be "verify" or "backfill"')
+    repair = body.get("repair", False)
+    if not isinstance(repair, bool):
+        raise unprocessable("repair: must be true or false")
+    proxy = request.app[PROXY]
+    if not proxy.holder.current.records:
+        raise ApiError(409, "no_recipes", "the stores' profile says no [records.*]")
+    job = proxy.migrations.start(kind, repair)
+    if job is None:
+        raise ApiError(409, "busy", "a migration job is running: see GET /migrate")
+    return json_response({"job": job.document()}, status=202)
+
+
+async def migration(request: web.Request) -> web.Response:
+    """``GET /migrate``: the job running, or the last one."""
+    job = request.app[PROXY].migrations.job
+    return json_response({"job": job.document() if job else None})
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -209,6 +233,8 @@ def make_admin_app(proxy: Proxy) -> web.Application:
             web.get("/report", report),
             web.get("/report.html", report_page),
             web.get("/metrics", metrics),
+            web.post("/migrate", start_migration),
+            web.get("/migrate", migration),
         ]
     )
     return app

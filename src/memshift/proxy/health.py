@@ -23,6 +23,9 @@ class StoreHealth:
     def observe(self, exchange: Exchange) -> None:
         """Record one exchange with a store (its observer: ``links/stores.py``)."""
         store, route, purpose, status, elapsed_s, timeout = exchange
+        if purpose == "migrate":  # memshift's own reads and copies: not the store's health
+            self.metrics.upstream_outcome(store, route, purpose, _outcome(status, timeout)).inc()
+            return
         if status is None:
             self.windows[store].record(0.0, error=True)
             outcome = "timeout" if timeout else "unreachable"
@@ -36,3 +39,9 @@ class StoreHealth:
         """Judge over ``window_s`` seconds from now on."""
         for window in self.windows.values():
             window.window_s = window_s
+
+
+def _outcome(status: int | None, timeout: bool) -> str:
+    if status is None:
+        return "timeout" if timeout else "unreachable"
+    return STATUS_CLASS[status // 100]

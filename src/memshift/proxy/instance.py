@@ -40,6 +40,7 @@ from memshift.proxy.identity import Identity
 from memshift.proxy.mcp.exchange import McpParts
 from memshift.proxy.mcp.sessions import Sessions
 from memshift.proxy.metrics import ProxyMetrics
+from memshift.proxy.migrations import Migrations
 from memshift.proxy.reads import ReadPath
 from memshift.proxy.rest import RestParts
 from memshift.proxy.shadows import ShadowReads
@@ -144,6 +145,15 @@ class Proxy:
             lanes=self.lanes,
             shadows=self.shadows,
             metrics=self.metrics,
+        )
+        self.migrations = Migrations(
+            settings=current,
+            links=self.links,
+            idmap=self.idmap,
+            lanes=self.lanes,
+            writelog=self.writelog,
+            plane=self.plane,
+            on_error=lambda _label, exc: self.failed("migrate", exc),
         )
         self.sessions = Sessions(db=state_db)  # shared by instances and workers
         self.rest = RestParts(current, self.links, self.translator)
@@ -278,6 +288,7 @@ class Proxy:
 
     async def close(self) -> None:
         """Stop in order: mirroring in flight, shadow reads, the write log, loops, links."""
+        await self.migrations.close()
         await self.writes.close()
         await self.shadows.close()
         try:

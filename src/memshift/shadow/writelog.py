@@ -21,8 +21,8 @@ backlog    applied by the primary; the secondary       ``forget`` → gone (repl
 copying    backfill is making a copy that will hold    ``copied_in`` → copied ·
            its effect                                  ``restore_in`` → backlog
 copied     the copy holds its effect                   ``forget`` → gone (replay drops it)
-divergent  the secondary refused it (4xx); kept with   — (an operator's to look at)
-           both answers for an operator
+divergent  the secondary refused it (4xx); kept with   ``copied_over`` → gone (a copy made in
+           both answers for an operator                a quiet spell holds its effect)
 held       sent, its answer lost, to a store that     ``release_held`` → gone (``verify
            must not get it twice: it blocks its        --repair`` made the records agree)
            records until a repair settles them
@@ -215,6 +215,23 @@ class WriteLog:
         """Keep a write whose outcome is unknown on a store that must not get it twice."""
         await self._set(
             entry_id, state=HELD, error=error, **(answered.columns() if answered else {})
+        )
+
+    async def copied_over(self, keys: tuple[str, ...]) -> int:
+        """Drop divergent writes of records a copy made while the stores were quiet: it
+        holds their effect (they were refused because the record was not there yet)."""
+        if not keys:
+            return 0
+        return int(
+            await self.group.submit(
+                lambda conn: (
+                    conn.execute(
+                        delete(writes).where(
+                            writes.c.state == DIVERGENT, writes.c.record_key.in_(list(keys))
+                        )
+                    ).rowcount
+                )
+            )
         )
 
     async def release_held(self) -> int:
