@@ -3,20 +3,24 @@
 ``CuttingFront`` is a TCP server on port 0 that passes each HTTP request on to a store
 and its answer back, byte for byte, except the answers its ``cut`` rule picks: those
 it breaks off (before the status line, in the headers, or in the body) and then
-drops the connection, after the store has applied the request.
+drops the connection, after the store has applied the request; or that it refuses
+with a 503 without passing them on (``REFUSE``), or that it loses: the connection
+drops and the store never sees them (``LOSE``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Literal
+from typing import Final, Literal
 
 import aiohttp
 
 Cut = Literal["before_status_line", "mid_headers", "mid_body"]
 CUTS: tuple[Cut, ...] = ("before_status_line", "mid_headers", "mid_body")
-Rule = Callable[[str, str], Cut | None]
+REFUSE: Final = "refuse"  # answered 503 at once, never passed on: a store that failed
+LOSE: Final = "lose"  # the connection dropped, the request never passed on
+Rule = Callable[[str, str], Cut | Literal["refuse", "lose"] | None]
 
 
 class CuttingFront:
@@ -58,8 +62,23 @@ class CuttingFront:
                     next((v for k, v in fields.items() if k.lower() == "content-length"), 0)
                 )
                 body = await reader.readexactly(length)
-                answer = await self._forward(method, path, fields, body)
                 how = self.rule(method, path)
+                if how == REFUSE:
+                    refused = b'{"error": {"code": "unavailable", "message": "fault"}}'
+                    writer.write(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                        + f"Content-Length: {len(refused)}\r\n\r\n".encode()
+                        + refused
+                    )
+                    await writer.drain()
+                    continue
+                if how == LOSE:
+                    self.cut.append((method, path, "before_status_line"))
+                    return
+                try:
+                    answer = await self._forward(method, path, fields, body)
+                except aiohttp.ClientError:
+                    return  # the store is down: so is the front, for this connection
                 if how is None:
                     writer.write(answer)
                     await writer.drain()
@@ -74,6 +93,8 @@ class CuttingFront:
                 writer.write(prefix)
                 await writer.drain()
                 return
+        except asyncio.CancelledError:
+            return  # the test is over: its loop cancels the connections left open
         finally:
             writer.close()
 

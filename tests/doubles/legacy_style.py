@@ -15,6 +15,8 @@ whole store, and one JSON file rewritten whole on every write.
     GET    /memories/{memory_id}                     {"memory": {...}}
     PATCH  /memories/{memory_id} {title?, content?, context_id?}   {"memory": {...}}
     DELETE /memories/{memory_id}                     204
+
+What memshift must be told about it is the profile beside it, ``legacy-style.toml``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def _save(app: web.Application) -> None:
     path = app[FILE]
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(app[STATE]))
-    os.replace(temporary, path)
+    temporary.replace(path)
 
 
 def _next_id(records: dict[str, Any], prefix: str) -> str:
@@ -122,63 +123,9 @@ def make_app(path: Path) -> web.Application:
     app = web.Application()
     app[FILE] = path
     app[LOCK] = asyncio.Lock()
-    app[STATE] = (
-        json.loads(path.read_text()) if path.exists() else {"contexts": {}, "memories": {}}
-    )
+    app[STATE] = json.loads(path.read_text()) if path.exists() else {"contexts": {}, "memories": {}}
     app.router.add_routes([*_routes("contexts"), *_routes("memories")])
-    app.router.add_get("/healthz", lambda _r: web.json_response({"ok": True}))
     return app
-
-
-# What memshift must be told about it: the proxy config's [ids] and [[routes]].
-CONFIG = """
-[ids]
-context = "string"
-memory = "string"
-
-[[routes]]
-name = "contexts.create"
-methods = ["POST"]
-path = "/contexts"
-creates = "context"
-created_id = "$.context.context_id"
-response_ids = { "$.context.context_id" = "context" }
-
-[[routes]]
-name = "contexts.list"
-methods = ["GET"]
-path = "/contexts"
-response_ids = { "$.contexts[*].context_id" = "context" }
-
-[[routes]]
-name = "contexts.item"
-methods = ["GET"]
-path = "/contexts/{context}"
-response_ids = { "$.context.context_id" = "context" }
-
-[[routes]]
-name = "memories.create"
-methods = ["POST"]
-path = "/memories"
-creates = "memory"
-created_id = "$.memory.memory_id"
-request_ids = { "$.context_id" = "context" }
-response_ids = { "$.memory.memory_id" = "memory", "$.memory.context_id" = "context" }
-
-[[routes]]
-name = "memories.list"
-methods = ["GET"]
-path = "/memories"
-response_ids = { "$.memories[*].memory_id" = "memory", "$.memories[*].context_id" = "context" }
-
-[[routes]]
-name = "memories.item"
-methods = ["GET", "PATCH", "DELETE"]
-path = "/memories/{memory}"
-request_ids = { "$.context_id" = "context" }
-response_ids = { "$.memory.memory_id" = "memory", "$.memory.context_id" = "context" }
-"""
-STORE_FACTS = {"identity": "none", "write_order": "global", "idempotency": "none"}
 
 
 def main() -> None:

@@ -18,18 +18,24 @@ Failures map to the same taxonomy as HTTP's: while the child is not running, req
 are ``NotSent`` (their writes wait in the backlog); a request in flight when it exits,
 or unanswered for ``read_timeout_s``, is ``OutcomeUnknown``. A child that exits is
 started again, with backoff (1 s, doubling to 30 s). Its stderr goes to memshift's log,
-one event per line. Quirks of real servers are tolerated: a line that is not JSON (a
-server logging to stdout) is logged and skipped, an answer to no request of ours (an
-error reply to a notification, an id of ``"unknown"``) is dropped, a request from the
-server is answered (``ping``) or refused (-32601).
+one event per line. On Linux the child is killed when memshift dies, however it dies:
+a store that outlived a killed proxy would go on applying the writes left in its pipe
+to the very file the restarted proxy's child rewrites. Quirks of real servers are
+tolerated: a line that is not JSON (a server logging to stdout) is logged and skipped,
+an answer to no request of ours (an error reply to a notification, an id of
+``"unknown"``) is dropped, a request from the server is answered (``ping``) or refused
+(-32601).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import itertools
 import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -51,6 +57,29 @@ LINE_LIMIT = 64 * 1024 * 1024  # the longest message a child may write
 STOP_WITHIN_S = 5.0
 _JSON = (("Content-Type", "application/json"),)
 Spawn = Callable[[Coroutine[Any, Any, None], str], object]
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child killed when its parent dies (Linux), or None.
+
+    The C function is looked up here, before the fork: between fork and exec the child
+    only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return arm
+
+
+DIE_WITH_PARENT = _die_with_parent()
 
 
 class StdioStore:
@@ -190,6 +219,7 @@ class StdioStore:
             cwd=self.endpoint.cwd or None,
             limit=LINE_LIMIT,
             start_new_session=True,  # Ctrl-C reaches memshift, which stops it
+            preexec_fn=DIE_WITH_PARENT,  # only calls prctl: safe between fork and exec
         )
         log.info("stdio_store_started", store=self.name, pid=process.pid)
         readers = [

@@ -37,8 +37,8 @@ from memshift.compare.normalize import redact
 from memshift.config.settings import RecordRecipe, Settings, StoreName, other
 from memshift.ids import Id, IdForms, forms_of, record_key
 from memshift.migrate.progress import Progress
-from memshift.migrate.recipes import RecordIO, Refused, Send, created_id, without
 from memshift.shadow.idmap import IdMap
+from memshift.shadow.recipes import RecordIO, Refused, Send, created_id, without
 
 log = structlog.get_logger("memshift.migrate")
 SAMPLES = 20

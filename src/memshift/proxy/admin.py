@@ -69,6 +69,7 @@ async def status_document(request: web.Request) -> dict[str, Any]:
         "repair_backlog_age_s": log["age_s"],
         "repair_backlog_alert": bool(log["alert"]),
         "divergent": log["divergent"],
+        "held_writes": log["held"],
         "unmirrored_writes": proxy.writes.unmirrored,
         "stores": {name: proxy.health.windows[name].figures().as_dict() for name in STORE_NAMES},
         "health": proxy.watchdog.verdict.state,

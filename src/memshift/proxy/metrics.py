@@ -204,6 +204,13 @@ class ProxyMetrics:
             registry=r,
             multiprocess_mode="livemostrecent",
         )
+        self.held = Gauge(
+            "memshift_held_writes",
+            "Writes whose answer was lost on a store without idempotency keys: held, never"
+            " sent twice, until verify --repair.",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.wal_commits = Gauge(
             "memshift_write_log_commits",
             "Group commits of the write log since start.",
@@ -228,6 +235,7 @@ class ProxyMetrics:
         self.repair_backlog.set(log["backlog"])
         self.repair_age.set(log["age_s"])
         self.divergent.set(log["divergent"])
+        self.held.set(log["held"])
         self.wal_commits.set(log["commits"])
         self.wal_operations.set(log["operations"])
         if os.environ.get(MULTIPROCESS_ENV):  # serve --workers: every worker's figures

@@ -178,10 +178,18 @@ class Mirror:
             return Outcome(Kind.BACKLOG, exc.reason, exc.status, exc.body)
         except Unsure as exc:
             return Outcome(Kind.HELD, exc.reason)
+        if result.status == 404 and self._deleted_already(write, target):
+            return Outcome(Kind.DONE)
         if not 200 <= result.status < 300:
             return Outcome(Kind.DIVERGENT, "rejected", result.status, result.body[:2000])
         await self._pair(write, primary, first, target, result)
         return Outcome(Kind.DONE)
+
+    def _deleted_already(self, write: Write, target: StoreName) -> bool:
+        """Whether a 404 to ``write`` is its effect: a DELETE sent again, without a key,
+        to a store where deleting twice does what once does (the first took it)."""
+        spec, store = write.match.spec, self.stores()[target]
+        return write.method == "DELETE" and spec.repeatable(store) and not spec.keyed(store)
 
     async def _pair(
         self,

@@ -12,6 +12,8 @@ writes whose ids have no pair yet are skipped with every later write of their re
 and stay for a later pass. Writes backfill took over are skipped while it
 copies their record, and forgotten once the copy (which holds their effect) is made;
 a write is checked to be still replay's just before it is sent, so it never lands twice.
+A held write (its answer lost on a store that must not get it twice) is read back
+where the profile says how (``readback``); until then, what follows its records waits.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from memshift.ids import forms_of
 from memshift.jsonpath import document_of
 from memshift.shadow.dispatch import Mirroring, lane_keys
 from memshift.shadow.mirror import Kind, Outcome, Write
+from memshift.shadow.readback import Found, Readback
 from memshift.shadow.records import GLOBAL, created, records_of
 from memshift.shadow.retry import Retryable, Unsure
 from memshift.shadow.routes import match_route
@@ -81,6 +84,7 @@ class Replayer:
         self.settings = settings
         self.peers = peers
         self.orphans: set[int] = set()  # intents a previous run left without an answer
+        self.readback = Readback(mirroring.mirror)
 
     async def recover(self) -> int:
         """Turn the log left by a previous run into an ordered backlog; return its size."""
@@ -107,9 +111,11 @@ class Replayer:
                 if _behind(row, skipped):
                     result.skipped += 1
                     continue
-                if row.state == HELD:  # an operator's: what follows its records waits
-                    _wait_behind(skipped, *row.keys)
+                if row.state == HELD and not await self._read_back(row, result):
+                    _wait_behind(skipped, *row.keys)  # what follows its records waits
                     result.skipped += 1
+                    continue
+                if row.state == HELD:
                     continue
                 if row.state == INTENT and row.id not in self.orphans and not self._orphan(row):
                     # a live write, still in its request's hands: later ones wait behind it
@@ -121,6 +127,28 @@ class Replayer:
                     result.stopped = stop
                     return result
         return result
+
+    async def _read_back(self, row: Entry, result: PassResult) -> bool:
+        """Settle a held write by reading it back (``readback``); whether it is settled.
+
+        One found not applied is sent at once, in its place in the order.
+        """
+        settings = self.settings()
+        path = unquote(row.path.partition("?")[0])
+        match = match_route((*settings.routes, *settings.tools), row.method, path)
+        if match is None or not match.spec.creates:
+            return False
+        write = Write(match, row.method, row.path, row.body, row.idem_key, row.user)
+        found = await self.readback.settle(row, write, settings)
+        if found is Found.UNSURE:
+            return False
+        if found is Found.APPLIED:
+            await self.mirroring.writelog.forget(row.id)
+            self.mirroring.lanes.release(row.id)
+            result.replayed += 1
+            return True
+        await self.mirroring.writelog.unheld(row.id)
+        return False
 
     def _orphan(self, row: Entry) -> bool:
         """Whether an intent was left by an instance that is gone (none alive owns it)."""

@@ -24,8 +24,10 @@ copied     the copy holds its effect                   ``forget`` → gone (repl
 divergent  the secondary refused it (4xx); kept with   ``copied_over`` → gone (a copy made in
            both answers for an operator                a quiet spell holds its effect)
 held       sent, its answer lost, to a store that     ``release_held`` → gone (``verify
-           must not get it twice: it blocks its        --repair`` made the records agree)
-           records until a repair settles them
+           must not get it twice: it blocks its        --repair`` made the records agree) ·
+           records until a repair settles them         ``forget`` → gone (read back: applied)
+                                                       · ``unheld`` → backlog (read back: not
+                                                       applied)
 accepted   written by earlier versions                 ``recover`` → backlog (at start)
 =========  ==========================================  =======================================
 
@@ -215,6 +217,16 @@ class WriteLog:
         """Keep a write whose outcome is unknown on a store that must not get it twice."""
         await self._set(
             entry_id, state=HELD, error=error, **(answered.columns() if answered else {})
+        )
+
+    async def unheld(self, entry_id: int) -> None:
+        """A held write that reading back found not applied: replay sends it."""
+        await self.group.submit(
+            lambda conn: conn.execute(
+                update(writes)
+                .where(writes.c.id == entry_id, writes.c.state == HELD)
+                .values(state=BACKLOG, error="read back: not applied")
+            )
         )
 
     async def copied_over(self, keys: tuple[str, ...]) -> int:
