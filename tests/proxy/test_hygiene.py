@@ -8,10 +8,12 @@ import socket
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.proxy.conftest import MakeProxy, auth, echo_server
+from tests.proxy.conftest import MakeProxy, MakeStack, auth, echo_server
+from tests.proxy.test_workload import assert_stores_match, drained
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -157,3 +159,26 @@ async def test_a_store_cookie_goes_to_its_client_and_never_to_the_next(
     proxy.session.cookie_jar.clear()  # the second caller is someone else
     await proxy.get("/v1/memories", headers=auth("user2"))
     assert len(seen) >= 2 and {None} == set(seen)  # neither caller's request carried one
+
+
+@pytest.mark.parametrize("over", [0, 1])
+async def test_a_create_at_the_limit_is_mirrored_with_what_memshift_adds(
+    make_stack: MakeStack, over: int
+) -> None:
+    """Both stores take 4 KiB bodies. A create of exactly 4 KiB reaches new with its
+    provenance added, over the limit: new takes it (memshift acts for the user), so the
+    stores do not diverge. A client's own body one byte over is refused by both."""
+    stack = await make_stack(seed=0, store_options={"max_body_bytes": 4096})
+    empty = len(b'{"title": "t", "content": ""}')
+    body = b'{"title": "t", "content": "' + b"x" * (4096 - empty + over) + b'"}'
+    headers = {**auth("user1"), "Content-Type": "application/json"}
+    made = await stack.proxy.post("/v1/memories", data=body, headers=headers)
+    if over:
+        assert 413 == made.status
+        direct = await stack.new.post("/v1/memories", data=body, headers=headers)
+        assert 413 == direct.status
+        return
+    assert 201 == made.status, await made.text()
+    await drained(stack)
+    assert 0 == (await stack.core.writelog.figures())["divergent"]
+    await assert_stores_match(stack)

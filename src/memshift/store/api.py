@@ -128,6 +128,9 @@ async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     if not raw:
         raise bad_request("a JSON body is required", "empty_body")
+    limit = request.app[STATE].settings.body_limit(request[PRINCIPAL].acting)
+    if len(raw) > limit:
+        raise ApiError(413, "payload_too_large", f"the body is over {limit} bytes")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -46,6 +46,7 @@ from memshift.store.validation import (
     decode_cursor,
     parse_body,
 )
+from memshift.webutil import error_response
 
 log = structlog.get_logger("memshift.store")
 
@@ -358,7 +359,11 @@ class McpEndpoint:
     manager: StreamableHTTPSessionManager
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        extra = {PRINCIPAL_SCOPE_KEY: request[PRINCIPAL]}
+        who = request[PRINCIPAL]
+        limit = request.app[STATE].settings.body_limit(who.acting)
+        if (request.content_length or 0) > limit:
+            return error_response(413, "payload_too_large", f"the body is over {limit} bytes")
+        extra = {PRINCIPAL_SCOPE_KEY: who}
         return await serve_asgi(self.manager.handle_request, request, extra)
 
     async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
@@ -405,7 +410,7 @@ def setup(app: web.Application, allowed_hosts: tuple[str, ...]) -> None:
     manager = StreamableHTTPSessionManager(
         app=server,
         security_settings=security,
-        max_request_body_size=app[STATE].settings.max_body_bytes,
+        max_request_body_size=app[STATE].settings.body_limit(acting=True),
         session_idle_timeout=app[STATE].settings.mcp_session_idle_s,
     )
     endpoint = McpEndpoint(manager)

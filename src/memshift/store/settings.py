@@ -10,6 +10,9 @@ ENGINES: tuple[Engine, ...] = ("legacy", "new")
 
 KIB = 1024
 MIB = 1024 * KIB
+# What a write acted for a user (X-Act-As, as memshift mirrors) may carry over the body
+# limit: the provenance fields and translated ids memshift adds to what a client sent.
+ACTING_HEADROOM = 64 * KIB
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,6 +22,11 @@ class StoreSettings:
     engine: Engine
     db_url: str
     max_body_bytes: int = 16 * MIB
+
+    def body_limit(self, acting: bool) -> int:
+        """The largest body taken from a client, or, ``acting``, from an admin acting
+        for one (see ``ACTING_HEADROOM``)."""
+        return self.max_body_bytes + (ACTING_HEADROOM if acting else 0)
     zstd_level: int = 3
     compress_min_bytes: int = 1 * KIB
     chunk_bytes: int = 1 * MIB
