@@ -117,14 +117,16 @@ def test_routes_are_validated() -> None:
     route = {
         "name": "x",
         "methods": ["GET"],
-        "path": "/v1/x/{thing}",
-        "response_ids": {"$.id": "thing"},
+        "path": "/v1/x/{memory}",
+        "response_ids": {"$.id": "memory"},
     }
     assert "x" == parse_settings(with_("routes", [route]), env=ENV).routes[0].name
     for field, value, key in [
         ("path", "v1/x", "routes[0].path"),
         ("methods", ["FETCH"], "routes[0].methods"),
-        ("response_ids", {"id": "thing"}, "routes[0].response_ids.id"),
+        ("response_ids", {"id": "memory"}, "routes[0].response_ids.id"),
+        ("response_ids", {"$.id": "memroy"}, "routes.x.response_ids"),  # no such kind
+        ("path", "/v1/x/{thing}", "routes.x.path"),
     ]:
         with pytest.raises(ConfigError) as info:
             parse_settings(with_("routes", [{**route, field: value}]), env=ENV)

@@ -425,11 +425,34 @@ def _id_forms(table: Table) -> dict[str, str]:
 
 
 def _check_ids(settings: Settings) -> None:
-    """Refuse what cannot work: a create of a natural kind (its ids are the client's
-    own, in the request) that says where the store put new ids."""
+    """Refuse what cannot work: an id of a kind no ``[ids]`` declares (a typo would
+    never be translated), and a create of a natural kind (its ids are the client's own,
+    in the request) that says where the store put new ids."""
     forms = IdForms(settings.ids)
+    known = sorted(forms.forms)
     for spec in (*settings.routes, *settings.tools):
         where = f"mcp.tools.{spec.tool}" if spec.tool else f"routes.{spec.name}"
+        named = [
+            ("path", spec.path_kinds),
+            ("creates", (spec.creates,) if spec.creates else ()),
+            *(
+                (field, tuple(kind for _, kind in pairs))
+                for field, pairs in (
+                    ("request_ids", spec.request_ids),
+                    ("response_ids", spec.response_ids),
+                    ("query_ids", spec.query_ids),
+                    ("records", spec.records),
+                )
+            ),
+        ]
+        for field, kinds in named:
+            for kind in kinds:
+                if kind not in forms.forms:
+                    raise ConfigError(
+                        f"{where}.{field}",
+                        f"{kind!r} is no kind of id: declare it in [ids] (known: "
+                        f"{', '.join(known)})",
+                    )
         if spec.creates and forms.natural(spec.creates) and spec.created_id.text != "$.id":
             raise ConfigError(
                 f"{where}.created_id", f"{spec.creates} ids are chosen by the client (natural)"
@@ -515,10 +538,18 @@ def _records(table: Table) -> tuple[RecordRecipe, ...]:
 
 
 def _check_records(settings: Settings) -> None:
-    """A recipe's routes and tools must be ones the config knows."""
+    """A recipe's kinds must be declared, and its routes and tools ones the config knows."""
     routes = {r.name for r in settings.routes}
     tools = {t.tool for t in settings.tools}
+    forms = IdForms(settings.ids).forms
     for recipe in settings.records:
+        for kind in (recipe.kind, *(kind for _, kind in recipe.refs)):
+            if kind not in forms:
+                where = "" if kind == recipe.kind else ".refs"
+                raise ConfigError(
+                    f"records.{recipe.kind}{where}",
+                    f"{kind!r} is no kind of id: declare it in [ids]",
+                )
         for name in ("export", "create", "delete", "update"):
             call: StoreCall | None = getattr(recipe, name)
             where = f"records.{recipe.kind}.{name}"
