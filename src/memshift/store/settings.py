@@ -27,6 +27,7 @@ class StoreSettings:
         """The largest body taken from a client, or, ``acting``, from an admin acting
         for one (see ``ACTING_HEADROOM``)."""
         return self.max_body_bytes + (ACTING_HEADROOM if acting else 0)
+
     zstd_level: int = 3
     compress_min_bytes: int = 1 * KIB
     chunk_bytes: int = 1 * MIB
