@@ -102,6 +102,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stdio(args: argparse.Namespace) -> int:
+    from memshift.proxy.stdio import run_stdio
+
+    return run_stdio(args.config, args.token_env)
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from memshift.proxy.serve import run_replay
 
@@ -288,6 +294,18 @@ def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="processes sharing the port and the state db (default 1)",
     )
     serve.set_defaults(func=_cmd_serve)
+
+    stdio = sub.add_parser(
+        "stdio",
+        help="run the proxy as an MCP server on stdin/stdout (one command for a desktop client)",
+    )
+    stdio.add_argument("--config", required=True, help="the proxy's TOML config file")
+    stdio.add_argument(
+        "--token-env",
+        default="MEMSHIFT_STDIO_TOKEN",
+        help="the variable holding the client's bearer token, for stores with users",
+    )
+    stdio.set_defaults(func=_cmd_stdio)
     replay = sub.add_parser("replay", help="replay the write log to the secondary now")
     replay.add_argument("--config", required=True, help="the proxy's TOML config file")
     replay.set_defaults(func=_cmd_replay)

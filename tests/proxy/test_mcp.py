@@ -334,3 +334,36 @@ async def test_a_session_opened_on_one_instance_is_served_by_another(
     await assert_equal_stores(stack.legacy, stack.new, core.idmap)
     copy = await stack.legacy.get(f"/v1/memories/{made['id']}", headers=auth("user8"))
     assert "via 2" == (await copy.json())["content"]
+
+
+async def test_a_quiet_standalone_stream_is_kept_open_with_keep_alives(
+    aiohttp_server: Any, make_proxy: MakeProxy
+) -> None:
+    """A client's GET stream on which the store says nothing for longer than its
+    read_timeout_s is not cut: the client gets keep-alive comments, then the event."""
+    notice = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+
+    async def quiet_store(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await asyncio.sleep(3.5)  # past read_timeout_s (1 s)
+        await response.write(b"event: message\ndata: " + orjson.dumps(notice) + b"\n\n")
+        await response.write_eof()
+        return response
+
+    stores = [await echo_server(aiohttp_server, quiet_store) for _ in range(2)]
+    urls = [str(s.make_url("")).rstrip("/") for s in stores]
+    proxy, _admin = await make_proxy(
+        *urls,
+        sections={
+            "stores": {"legacy": {"read_timeout_s": 1}, "new": {"read_timeout_s": 1}},
+            "mcp": {"keepalive_s": 1},
+        },
+    )
+    async with asyncio.timeout(15):
+        answer = await proxy.get("/mcp", headers={"Accept": "text/event-stream"})
+        body = await answer.read()
+    events = [e for e in body.split(b"\n\n") if e]
+    assert 200 == answer.status
+    assert events.count(b": keep-alive") >= 2, body
+    assert orjson.loads(events[-1].split(b"data: ", 1)[1]) == notice

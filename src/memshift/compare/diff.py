@@ -4,6 +4,10 @@ Kinds: ``changed`` (same type, other value), ``type`` (other JSON type), ``missi
 (in control, not in candidate), ``extra`` (in candidate only), ``order`` (a list with
 the same items in another order). Numbers compare within ``tolerance``; lists named
 unordered compare as multisets.
+
+Lists of records are matched record by record, never by position: by their ``id``, or
+by the fields ``keys`` names for that list (``{"$.entities": ("name",)}``), and then a
+record's path names it: ``$.entities[name="Alice"].observations``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from typing import Any
 
 import orjson
 
-_INDEX = re.compile(r"\[\d+\]")
+_VALUE = r'(?:"(?:[^"\\]|\\.)*"|[^,\]"]*)'
+_INDEX = re.compile(rf"\[(?:\d+|\w+={_VALUE}(?:,\w+={_VALUE})*)\]")
 
 
 def generic(path: str) -> str:
-    """Return ``path`` with list indexes as ``[*]`` (``$.items[3].id`` → ``$.items[*].id``)."""
+    """Return ``path`` with list places as ``[*]`` (``$.items[3].id`` → ``$.items[*].id``,
+    ``$.entities[name="A"].type`` → ``$.entities[*].type``)."""
     return _INDEX.sub("[*]", path)
 
 
@@ -55,6 +61,12 @@ class DiffOptions:
 
     tolerance: float = 1e-9
     unordered: frozenset[str] = frozenset()
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # list path → fields matching records
+
+    def key_fields(self, path: str) -> tuple[str, ...]:
+        """The fields that match the records of the list at ``path`` (none: by ``id``)."""
+        found = generic(path)
+        return next((fields for at, fields in self.keys if at == found), ())
 
 
 def diff(
@@ -93,12 +105,24 @@ def _objects(
     return out
 
 
-def _ids(items: list[Any]) -> list[Any] | None:
-    """Return the items' ids when every item is an object with a distinct id."""
-    ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+def _ids(items: list[Any], fields: tuple[str, ...] = ()) -> list[Any] | None:
+    """Return the items' identities (their ``id``, or the tuple of ``fields``) when every
+    item is an object with a distinct one."""
+    if fields:
+        ids: list[Any] = [
+            tuple(item.get(f) for f in fields) if isinstance(item, dict) else None for item in items
+        ]
+    else:
+        ids = [item.get("id") if isinstance(item, dict) else None for item in items]
     if None in ids or len(set(map(repr, ids))) != len(ids):
         return None
     return ids
+
+
+def _named(fields: tuple[str, ...], identity: Any) -> str:
+    """A keyed record's place in a path: ``[name="Alice"]``."""
+    values = (orjson.dumps(v).decode() for v in identity)
+    return "[" + ",".join(f"{f}={v}" for f, v in zip(fields, values, strict=True)) + "]"
 
 
 def _records(
@@ -107,19 +131,25 @@ def _records(
     options: DiffOptions,
     path: str,
     ids: tuple[list[Any], list[Any]],
+    fields: tuple[str, ...] = (),
 ) -> list[Difference]:
-    """Compare lists of records by id: a moved record is one order difference, not many."""
+    """Compare lists of records by identity: a moved record is one order difference, not
+    many; a keyed record's path names it."""
     left, right = ids
+
+    def at(n: int, ident: Any) -> str:
+        return path + (_named(fields, ident) if fields else f"[{n}]")
+
     where = {repr(i): n for n, i in enumerate(right)}
     out: list[Difference] = []
     for n, (ident, item) in enumerate(zip(left, control, strict=True)):
         if repr(ident) in where:
-            out += diff(item, candidate[where[repr(ident)]], options, f"{path}[{n}]")
+            out += diff(item, candidate[where[repr(ident)]], options, at(n, ident))
         else:
-            out.append(Difference(f"{path}[{n}]", "missing", item, None))
+            out.append(Difference(at(n, ident), "missing", item, None))
     known = {repr(i) for i in left}
     out += [
-        Difference(f"{path}[{n}]", "extra", None, item)
+        Difference(at(n, ident), "extra", None, item)
         for n, (ident, item) in enumerate(zip(right, candidate, strict=True))
         if repr(ident) not in known
     ]
@@ -133,9 +163,10 @@ def _records(
 def _arrays(
     control: list[Any], candidate: list[Any], options: DiffOptions, path: str
 ) -> list[Difference]:
-    left_ids, right_ids = _ids(control), _ids(candidate)
+    fields = options.key_fields(path)
+    left_ids, right_ids = _ids(control, fields), _ids(candidate, fields)
     if left_ids is not None and right_ids is not None and (control or candidate):
-        return _records(control, candidate, options, path, (left_ids, right_ids))
+        return _records(control, candidate, options, path, (left_ids, right_ids), fields)
     if generic(path) in options.unordered:
         control = sorted(control, key=_canonical)
         candidate = sorted(candidate, key=_canonical)

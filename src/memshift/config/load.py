@@ -228,8 +228,29 @@ def _env(table: Table, key: str, default: dict[str, str], _env: Env) -> dict[str
     return dict(value)
 
 
+def _list_keys(table: Table, key: str, _default: Any, _env: Env) -> Any:
+    """``{ "$.entities" = ["name"] }``: lists of records and the fields that match them."""
+    raw = table.get(key, dict, {}, 'a table: { "$.list" = ["field", ...] }')
+    out = []
+    for path, names in raw.items():
+        where = f"{table.key(key)}.{path}"
+        try:
+            text = jsonpath.parse(path).text
+        except ValueError as exc:
+            raise ConfigError(where, str(exc)) from exc
+        if (
+            not isinstance(names, list)
+            or not names
+            or not all(isinstance(n, str) and n for n in names)
+        ):
+            raise ConfigError(where, "must be a list of field names")
+        out.append((text, tuple(names)))
+    return tuple(out)
+
+
 READERS: dict[str, Reader] = {
     "command": _command,
+    "list_keys": _list_keys,
     "env": _env,
     "identity": _identity,
     "listen": _listen,

@@ -233,7 +233,8 @@ class MirrorSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class RouteCompare:
-    """``[compare.routes.NAME]``: rules added for one route (ignored paths, unordered lists)."""
+    """``[compare.routes.NAME]``: rules added for one route (ignored paths, unordered lists,
+    lists of records matched by key)."""
 
     ignore: tuple[Path, ...] = setting((), "JSON paths ignored on this route", read="paths")
     unordered: tuple[str, ...] = setting(
@@ -241,6 +242,11 @@ class RouteCompare:
     )
     tolerance: float | None = setting(
         None, "relative and absolute number tolerance on this route", low=0, high=1
+    )
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = setting(
+        (),
+        'lists of records matched by these fields, not by position: { "$.entities" = ["name"] }',
+        read="list_keys",
     )
 
 
@@ -302,6 +308,18 @@ class McpSettings:
     read_tools: tuple[str, ...] = setting(
         ("get_memory", "search_memories", "list_memories", "get_memory_relations"),
         "tools ramped and compared as reads",
+    )
+    stream_idle_s: float = setting(
+        3600.0,
+        "a client's standalone GET stream may carry nothing this long (not read_timeout_s)",
+        low=1,
+        high=86400,
+    )
+    keepalive_s: float = setting(
+        15.0,
+        "a comment sent on a quiet GET stream this often, so nothing between cuts it",
+        low=1,
+        high=3600,
     )
 
 

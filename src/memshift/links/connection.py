@@ -197,6 +197,10 @@ class Connection(asyncio.Protocol):
         self._fail(Failure("timed out", sent=True, timeout=True))
         self.close()
 
+    def quiet_for(self, seconds: float) -> None:
+        """From now on, the answer may stay silent ``seconds`` before it fails."""
+        self._timeout_s = seconds
+
     def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()

@@ -159,16 +159,25 @@ class HttpLink:
 
     @asynccontextmanager
     async def stream(
-        self, method: str, target: str, headers: HeaderItems, body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: HeaderItems,
+        body: bytes,
+        idle_s: float | None = None,
     ) -> AsyncIterator[Streamed]:
         """Send one request; its body is read while the context is open.
 
+        ``idle_s``: how long the body may stay silent once the head came (a stream
+        that carries events when there are some), instead of ``read_timeout_s``.
         Only the store's failures become ``UpstreamError``: what the caller does with
         the answer while it reads it stays the caller's.
         """
         wire = self._wire(method, target, headers, body)
         async with self._slots:
             conn = await self._opened(method, wire)
+            if idle_s is not None:
+                conn.quiet_for(idle_s)
             try:
                 yield Streamed(conn.status_line[0], conn.status_line[1], self._chunks(conn))
             finally:

@@ -98,7 +98,11 @@ class HttpTransport:
         """Send an HTTP request; its answer's body is read while the context is open."""
         started = time.perf_counter()
         async with self.http.stream(
-            request.method, target(request.path_qs), request.headers, request.body
+            request.method,
+            target(request.path_qs),
+            request.headers,
+            request.body,
+            idle_s=request.idle_s,
         ) as answer:
             yield StreamedResponse(
                 answer.status, tuple(answer.headers), answer.chunks, time.perf_counter() - started

@@ -18,6 +18,7 @@ class OutboundRequest:
     path_qs: str
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    idle_s: float | None = None  # the longest silence of a streamed body (None: read_timeout_s)
 
 
 @dataclass(frozen=True)

@@ -97,10 +97,15 @@ def tool_call(msg: Any) -> tuple[str, dict[str, Any]] | None:
     return params["name"], args if isinstance(args, dict) else {}
 
 
-def _text_json(result: dict[str, Any]) -> Any:
+def _text_document(result: dict[str, Any]) -> Any:
+    """The document a result without structured content carries in its first text
+    block: the JSON in it, or else the text itself (``"Entity not found"``), so that
+    what a store said is kept and compared, never lost as null."""
     for block in result.get("content") or ():
         if isinstance(block, dict) and block.get("type") == "text":
-            return loads(str(block.get("text", "")).encode())
+            text = str(block.get("text", ""))
+            found = loads(text.encode())
+            return text if found is None and text else found
     return None
 
 
@@ -118,9 +123,11 @@ def tool_outcome(msg: Any) -> tuple[int, Any]:
         return 502, {"error": {"code": "no_result", "message": "the response has no result"}}
     doc = result.get("structuredContent")
     if doc is None:
-        doc = _text_json(result)
+        doc = _text_document(result)
     if result.get("isError"):
-        named = doc.get("error", {}).get("status") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):  # a message in words: kept as an error document
+            doc = {"error": {"code": "tool_error", "message": doc}}
+        named = doc.get("error", {}).get("status") if isinstance(doc.get("error"), dict) else None
         return (named if isinstance(named, int) and 400 <= named < 600 else 422), doc
     return 200, doc
 

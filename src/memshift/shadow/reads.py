@@ -65,7 +65,7 @@ def rules_of(settings: CompareSettings, route: str) -> tuple[tuple[Rule, ...], D
     unordered = frozenset((*settings.unordered, *extra.unordered))
     made = (
         (ignore((*settings.ignore, *extra.ignore)),),
-        DiffOptions(tolerance=tolerance, unordered=unordered),
+        DiffOptions(tolerance=tolerance, unordered=unordered, keys=extra.keys),
     )
     if len(_RULES) >= _RULES_KEPT:
         _RULES.clear()

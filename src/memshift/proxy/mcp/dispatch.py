@@ -32,10 +32,19 @@ log = structlog.get_logger("memshift.proxy")
 
 
 async def _passthrough(mcp: McpRequest, route: str) -> web.StreamResponse:
-    """Send the request to the primary; the client gets its answer, streamed."""
+    """Send the request to the primary; the client gets its answer, streamed.
+
+    A GET is the client's standalone stream: it may stay quiet for long (``[mcp]
+    stream_idle_s``, not the store's ``read_timeout_s``), and carries a keep-alive
+    comment every ``keepalive_s`` while it is.
+    """
     primary = mcp.parts.plane.state.primary
-    async with mcp.open(primary, mcp.wire_body(), "mcp", route) as upstream:
-        response, _final = await relay.stream(mcp, primary, upstream)
+    settings = mcp.parts.settings().mcp
+    standalone = mcp.request.method == "GET"
+    idle_s = settings.stream_idle_s if standalone else None
+    async with mcp.open(primary, mcp.wire_body(), "mcp", route, idle_s=idle_s) as upstream:
+        keepalive = settings.keepalive_s if standalone else None
+        response, _final = await relay.stream(mcp, primary, upstream, keepalive)
         return response
 
 

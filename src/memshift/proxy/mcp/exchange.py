@@ -137,6 +137,7 @@ class McpRequest:
         purpose: str,
         route: str,
         extra: list[tuple[str, str]] | None = None,
+        idle_s: float | None = None,
     ) -> AsyncIterator[StreamedResponse]:
         """Send ``body`` to ``store`` in this client's session; re-open it once on 404.
 
@@ -147,7 +148,9 @@ class McpRequest:
             if self.session is not None and session is None:
                 raise NotSent(store, "refused to open an MCP session")
             headers = self.store_headers(store, session) + (extra or [])
-            request = OutboundRequest(self.request.method, self.path, tuple(headers), body)
+            request = OutboundRequest(
+                self.request.method, self.path, tuple(headers), body, idle_s=idle_s
+            )
             async with self.parts.links.stream(store, request, route, purpose) as answer:
                 expired = answer.status == 404 and session is not None and bool(session.id)
                 if not expired or attempt == 2:

@@ -13,7 +13,8 @@ already read, when its response must be looked at before anything is sent.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -31,6 +32,7 @@ from memshift.proxy.mcp.exchange import McpRequest
 log = structlog.get_logger("memshift.proxy")
 
 _SESSION_LOWER = protocol.SESSION_HEADER.lower()
+KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: clients ignore it, idle timers reset
 Rewrite = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
@@ -53,10 +55,43 @@ def _theirs(mcp: McpRequest, msg: dict[str, Any]) -> dict[str, Any]:
     return {**msg, "id": mcp.msg_id}
 
 
+async def _spaced(chunks: AsyncIterator[bytes], every: float | None) -> AsyncIterator[bytes | None]:
+    """``chunks``, and None each time ``every`` seconds pass without one."""
+    if every is None:
+        async for chunk in chunks:
+            yield chunk
+        return
+    iterator = aiter(chunks)
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=every)
+            if not done:
+                yield None
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield chunk
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+
+
 async def stream(
-    mcp: McpRequest, store: StoreName, upstream: StreamedResponse
+    mcp: McpRequest,
+    store: StoreName,
+    upstream: StreamedResponse,
+    keepalive_s: float | None = None,
 ) -> tuple[web.StreamResponse, dict[str, Any] | None]:
-    """Relay ``store``'s answer as it arrives; return it and the response the client got."""
+    """Relay ``store``'s answer as it arrives; return it and the response the client got.
+
+    With ``keepalive_s``, a quiet stream gets a comment that often (``: keep-alive``).
+    """
     headers = answer_headers(mcp, upstream, store)
     if not protocol.is_sse(upstream.headers):
         body = b"".join([chunk async for chunk in upstream.chunks])
@@ -68,7 +103,10 @@ async def stream(
     splitter = SseSplitter()
     final: dict[str, Any] | None = None
     try:
-        async for chunk in upstream.chunks:
+        async for chunk in _spaced(upstream.chunks, keepalive_s):
+            if chunk is None:
+                await response.write(KEEPALIVE)
+                continue
             for event in splitter.feed(chunk):
                 msg = event.message
                 if _is_ours(mcp, msg):
