@@ -47,7 +47,8 @@ def _short(document: Any) -> str:
 
 
 def expand(template: Any, record: dict[str, Any] | None, drop: tuple[jsonpath.Path, ...]) -> Any:
-    """``template`` with every ``$`` string replaced by what it names in ``record``."""
+    """``template`` with every ``$`` string replaced by what it names in ``record``; in a
+    table, a field whose path names nothing (or null) is left out, not sent as null."""
     if isinstance(template, str) and template.startswith("$"):
         if record is None:
             return None
@@ -57,9 +58,18 @@ def expand(template: Any, record: dict[str, Any] | None, drop: tuple[jsonpath.Pa
         return found[0] if len(found) == 1 else (found or None)
     if isinstance(template, list):
         return [expand(item, record, drop) for item in template]
-    if isinstance(template, dict):
-        return {key: expand(value, record, drop) for key, value in template.items()}
+    if isinstance(template, dict):  # a field whose path names nothing is left out
+        out = {key: expand(value, record, drop) for key, value in template.items()}
+        return {
+            key: value
+            for key, value in out.items()
+            if value is not None or not _is_path(template[key])
+        }
     return template
+
+
+def _is_path(template: Any) -> bool:
+    return isinstance(template, str) and template.startswith("$")
 
 
 def without(record: dict[str, Any], drop: tuple[jsonpath.Path, ...]) -> dict[str, Any]:
