@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -42,7 +43,10 @@ def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any
             return orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
-            message = orjson.loads(exc.read())["error"]["message"]
+            error = orjson.loads(exc.read())["error"]
+            message = error["message"]
+            if error.get("reasons"):  # a refused promote: a reason a line
+                message = "refused:\n  " + "\n  ".join(error["reasons"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             message = exc.reason
         raise AdminError(f"{method} {path}: {exc.code} {message}") from exc
@@ -73,20 +77,23 @@ def status_text(doc: dict[str, Any]) -> str:
 
 def report_text(doc: dict[str, Any]) -> str:
     """Return ``GET /report`` as tables for people."""
-    t = doc["totals"]
+    t, window = doc["totals"], doc.get("window", {})
     lines = [
+        f"since {window.get('opened_by', 'start')} "
+        f"({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(window.get('since', 0)))} UTC)",
         f"compared {t['compared']}   matched {t['matched']}   mismatched {t['mismatched']}   "
-        f"in-flight {t['inflight']}   noise {t['noise']}   mismatch rate "
-        f"{t['mismatch_rate']:.4%}   dropped {t['dropped']}",
+        f"pending {t['pending']}   in-flight {t['inflight']}   noise {t['noise']}   "
+        f"error {t['errors']}   mismatch rate {t['mismatch_rate']:.4%}   dropped {t['dropped']}",
         "",
-        f"{'route':<22}{'compared':>9}{'matched':>9}{'mismatched':>11}{'in-flight':>10}"
-        f"{'noise':>7}{'rate':>9}  top fields",
+        f"{'route':<22}{'compared':>9}{'matched':>9}{'mismatched':>11}{'pending':>8}"
+        f"{'in-flight':>10}{'noise':>7}{'error':>6}{'rate':>9}  top fields",
     ]
     for r in doc["routes"]:
         fields = ", ".join(f"{f['path']} ({f['count']})" for f in r["fields"][:3])
         lines.append(
             f"{r['route']:<22}{r['compared']:>9}{r['matched']:>9}{r['mismatched']:>11}"
-            f"{r['inflight']:>10}{r['noise']:>7}{r['mismatch_rate']:>9.2%}  {fields}"
+            f"{r['pending']:>8}{r['inflight']:>10}{r['noise']:>7}{r['errors']:>6}"
+            f"{r['mismatch_rate']:>9.2%}  {fields}"
         )
     for sample in doc["samples"][:5]:
         first = sample["differences"][0] if sample["differences"] else {}

@@ -239,7 +239,11 @@ def _cmd_ramp(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from memshift.adminclient import admin_token, call, report_text
 
-    doc = call(args.admin, admin_token(args.token), "GET", "/report")
+    if args.reset:
+        body = {"reason": args.reason} if args.reason else {}
+        doc = call(args.admin, admin_token(args.token), "POST", "/report/reset", body)
+    else:
+        doc = call(args.admin, admin_token(args.token), "GET", "/report")
     print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if args.json else report_text(doc))
     return 0
 
@@ -248,7 +252,9 @@ def _control(path: str) -> Command:
     def run(args: argparse.Namespace) -> int:
         from memshift.adminclient import admin_token, call, status_text
 
-        body = {"reason": args.reason} if args.reason else {}
+        body: dict[str, object] = {"reason": args.reason} if args.reason else {}
+        if getattr(args, "force", False):
+            body["force"] = True
         print(status_text(call(args.admin, admin_token(args.token), "POST", path, body)))
         return 0
 
@@ -270,13 +276,21 @@ def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     for name, help_text in (
         ("failback", "send every read back to legacy and latch"),
         ("rearm", "lift the failback latch"),
-        ("promote", "make the new store primary"),
+        ("promote", "make the new store primary (refused while unsafe, unless --force)"),
     ):
         control = add(name, help_text)
         control.add_argument("--reason", help="why, for the audit log")
+        if name == "promote":
+            control.add_argument(
+                "--force", action="store_true", help="promote although it is unsafe (audited)"
+            )
         control.set_defaults(func=_control(f"/{name}"))
     report = add("report", "show the consistency report of shadow reads")
     report.add_argument("--json", action="store_true", help="print the raw JSON document")
+    report.add_argument(
+        "--reset", action="store_true", help="start a new report window first (audited)"
+    )
+    report.add_argument("--reason", help="why the report is reset, for the audit log")
     report.set_defaults(func=_cmd_report)
     ramp = add("ramp", "set the share of reads served by the new store")
     ramp.add_argument("percent", type=int, metavar="PERCENT", help="0..100")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import copy
 from pathlib import Path
 from typing import Any
@@ -174,7 +176,9 @@ def test_defaults_are_declared_once() -> None:
     assert model.RoutingSettings() == s.routing
     assert model.RollbackSettings() == s.rollback
     assert model.MirrorSettings() == s.mirror
-    assert model.CompareSettings() == s.compare
+    # the reference store's profile adds its ranked search rules, nothing else
+    assert {"search", "mcp:tools/call search_memories"} == set(s.compare.routes)
+    assert replace(model.CompareSettings(), routes=s.compare.routes) == s.compare
     assert model.StateSettings() == s.state
     assert model.McpSettings() == s.mcp
     assert (2.0, 30.0) == (s.stores["new"].connect_timeout_s, s.stores["new"].read_timeout_s)

@@ -41,14 +41,18 @@ def test_healthy_needs_every_figure() -> None:
     assert "healthy" == judge(figures(100), figures(100), 0, 0, RULES, comparing=False).state
 
 
-def test_compare_window_skips_in_flight_and_forgets_old() -> None:
-    """In-flight comparisons are not judged; the window forgets what is older than it."""
+def test_compare_window_judges_only_what_says_something_of_new() -> None:
+    """Only matched, mismatched and noise are judged; pending is counted apart; in-flight
+    and error are not counted; the window forgets what is older than it, and all of it
+    when judgement re-opens."""
     window = CompareWindow(10)
-    window.record(judged=True, mismatched=True, now=100)
-    window.record(judged=False, mismatched=False, now=105)
-    window.record(judged=True, mismatched=False, now=105)
-    assert (2, 1) == window.figures(now=106)
-    assert (1, 0) == window.figures(now=111)
+    window.record("mismatched", now=100)
+    for verdict in ("inflight", "error", "pending", "matched", "noise"):
+        window.record(verdict, now=105)
+    assert (3, 1, 1) == window.counts(now=106)
+    assert (2, 0) == window.figures(now=111)
+    window.reopen()
+    assert (0, 0, 0) == window.counts(now=111)
 
 
 def test_schedule_moves_only_on_healthy_holds() -> None:

@@ -160,10 +160,8 @@ async def test_the_latch_holds_until_rearmed(make_stack: MakeStack) -> None:
 async def test_writes_taken_by_new_as_primary_survive_a_failback(make_stack: MakeStack) -> None:
     """Promoted, new takes writes that legacy receives too; after failback, legacy has them."""
     stack = await make_stack()
-    assert (
-        "new"
-        == (await (await stack.admin.post("/promote", json={}, headers=ADMIN)).json())["primary"]
-    )
+    promoted = await stack.admin.post("/promote", json={"force": True}, headers=ADMIN)
+    assert "new" == (await promoted.json())["primary"]
     made = []
     for i in range(4):
         resp = await stack.proxy.post(

@@ -75,11 +75,12 @@ async def test_a_held_create_is_read_back_then_paired_or_sent(
     assert [("POST", "/memories")] == [cut[:2] for cut in front.cut]
 
 
-async def test_a_list_read_while_a_keyless_write_waits_is_in_flight_not_a_mismatch(
+async def test_a_list_read_while_a_keyless_write_waits_is_pending_not_a_mismatch(
     aiohttp_client: Any, make_proxy: MakeProxy, tmp_path: Path
 ) -> None:
     """With write_order = global every write holds every record: while one waits in the
-    backlog (new refuses it for now), a list compared against new is in flight."""
+    backlog (new refuses it for now), a list compared against new is pending: new does
+    not have what legacy has yet."""
     files = {name: tmp_path / f"{name}.json" for name in ("legacy", "new")}
     stores = {name: await aiohttp_client(make_app(path)) for name, path in files.items()}
     down = {"on": True}
@@ -109,4 +110,4 @@ async def test_a_list_read_while_a_keyless_write_waits_is_in_flight_not_a_mismat
     finally:
         await front.close()
     route = next(r for r in report["routes"] if r["route"] == "memories.list")
-    assert (1, 1, 0) == (route["compared"], route["inflight"], route["mismatched"])
+    assert (1, 1, 0) == (route["compared"], route["pending"], route["mismatched"])

@@ -122,7 +122,7 @@ async def test_reads_beyond_the_bound_are_dropped_and_lost_ones_counted(
             await asyncio.sleep(0.02)
     release.set()
     totals = (await (await admin.get("/report", headers=ADMIN)).json())["totals"]
-    assert (0, 3, 1) == (totals["compared"], totals["dropped"], totals["errors"])
+    assert (0, 3, 1) == (totals["compared"], totals["dropped"], totals["failures"])
 
 
 async def test_the_helper_follows_a_reloaded_config(make_stack: MakeStack) -> None:

@@ -7,11 +7,15 @@ unordered compare as multisets.
 
 Lists of records are matched record by record, never by position: by their ``id``, or
 by the fields ``keys`` names for that list (``{"$.entities": ("name",)}``), and then a
-record's path names it: ``$.entities[name="Alice"].observations``.
+record's path names it: ``$.entities[name="Alice"].observations``. Lists without
+identities are aligned on their equal items, so one missing item is one difference.
+Ordered results (``ranked``) compare the identities of the top results and their order
+(one ``ranking`` difference), then each result with its score aside.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -56,12 +60,34 @@ def _canonical(value: Any) -> bytes:
 
 
 @dataclass(frozen=True)
+class Ranked:
+    """Ordered results (a search): the first ``top`` are compared by identity and rank;
+    each result's ``score`` only within ``tolerance`` (relative), or not at all (None).
+
+    Two stores rank the same records in the same order with other scores whenever
+    their corpora differ (another user's records, records not backfilled yet): that
+    is no difference to the caller.
+    """
+
+    path: str
+    top: int = 10
+    score: str = "score"
+    tolerance: float | None = None
+
+
+@dataclass(frozen=True)
 class DiffOptions:
     """How values are compared: number tolerance and lists compared as multisets."""
 
     tolerance: float = 1e-9
     unordered: frozenset[str] = frozenset()
     keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # list path → fields matching records
+    ranked: tuple[Ranked, ...] = ()  # ordered results: compared by identity and rank
+
+    def ranking(self, path: str) -> Ranked | None:
+        """The ``ranked`` rule of the list at ``path``, if it has one."""
+        found = generic(path)
+        return next((r for r in self.ranked if r.path == found), None)
 
     def key_fields(self, path: str) -> tuple[str, ...]:
         """The fields that match the records of the list at ``path`` (none: by ``id``)."""
@@ -160,9 +186,46 @@ def _records(
     return out
 
 
+def _ranked(
+    control: list[Any], candidate: list[Any], options: DiffOptions, path: str, rule: Ranked
+) -> list[Difference]:
+    """Compare the top results by identity and rank, then each result, its score aside."""
+    left, right = control[: rule.top], candidate[: rule.top]
+    fields = options.key_fields(path)
+    left_ids, right_ids = _ids(left, fields), _ids(right, fields)
+    if left_ids is None or right_ids is None:
+        return _aligned(left, right, options, path)
+    if left_ids != right_ids:
+        shown = (list(map(_shown_id, left_ids)), list(map(_shown_id, right_ids)))
+        return [Difference(path, "ranking", *shown)]
+    out: list[Difference] = []
+    for n, (a, b) in enumerate(zip(left, right, strict=True)):
+        if isinstance(a, dict) and isinstance(b, dict) and rule.score in a:
+            sa, sb = a.get(rule.score), b.get(rule.score)
+            a = {k: v for k, v in a.items() if k != rule.score}
+            b = {k: v for k, v in b.items() if k != rule.score}
+            if rule.tolerance is not None and not _close(sa, sb, rule.tolerance):
+                out.append(Difference(f"{path}[{n}].{rule.score}", "changed", sa, sb))
+        out += diff(a, b, options, f"{path}[{n}]")
+    return out
+
+
+def _shown_id(identity: Any) -> Any:
+    return identity[0] if isinstance(identity, tuple) and len(identity) == 1 else identity
+
+
+def _close(a: Any, b: Any, tolerance: float) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=tolerance, abs_tol=1e-12)
+    return bool(a == b)
+
+
 def _arrays(
     control: list[Any], candidate: list[Any], options: DiffOptions, path: str
 ) -> list[Difference]:
+    ranked = options.ranking(path)
+    if ranked is not None:
+        return _ranked(control, candidate, options, path, ranked)
     fields = options.key_fields(path)
     left_ids, right_ids = _ids(control, fields), _ids(candidate, fields)
     if left_ids is not None and right_ids is not None and (control or candidate):
@@ -176,15 +239,28 @@ def _arrays(
         and sorted(map(_canonical, control)) == sorted(map(_canonical, candidate))
     ):
         return [Difference(path, "order", None, None)]
+    return _aligned(control, candidate, options, path)
+
+
+def _aligned(
+    control: list[Any], candidate: list[Any], options: DiffOptions, path: str
+) -> list[Difference]:
+    """Compare lists without identities by aligning equal items (a longest common
+    subsequence): one missing item is one ``missing``, not a cascade of ``changed``."""
+    matcher = difflib.SequenceMatcher(
+        None, [_canonical(v) for v in control], [_canonical(v) for v in candidate], autojunk=False
+    )
     out: list[Difference] = []
-    for i, (a, b) in enumerate(zip(control, candidate, strict=False)):
-        out += diff(a, b, options, f"{path}[{i}]")
-    out += [
-        Difference(f"{path}[{i}]", "missing", v, None)
-        for i, v in enumerate(control[len(candidate) :], start=len(candidate))
-    ]
-    out += [
-        Difference(f"{path}[{i}]", "extra", None, v)
-        for i, v in enumerate(candidate[len(control) :], start=len(control))
-    ]
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        paired = min(i2 - i1, j2 - j1)
+        for k in range(paired):  # replaced in place: compared field by field
+            out += diff(control[i1 + k], candidate[j1 + k], options, f"{path}[{i1 + k}]")
+        out += [
+            Difference(f"{path}[{i}]", "missing", control[i], None) for i in range(i1 + paired, i2)
+        ]
+        out += [
+            Difference(f"{path}[{j}]", "extra", None, candidate[j]) for j in range(j1 + paired, j2)
+        ]
     return out

@@ -73,13 +73,15 @@ def _routes(routes: list[dict[str, Any]]) -> str:
     rows = "".join(
         f'<tr><td class="l">{_e(r["route"])}</td><td>{r["compared"]}</td><td>{r["matched"]}</td>'
         f'<td class="{"bad" if r["mismatched"] else ""}">{r["mismatched"]}</td>'
-        f"<td>{r['inflight']}</td><td>{r['noise']}</td><td>{r['mismatch_rate']:.2%}</td>"
+        f"<td>{r['pending']}</td><td>{r['inflight']}</td><td>{r['noise']}</td>"
+        f"<td>{r['errors']}</td><td>{r['mismatch_rate']:.2%}</td>"
         f'<td class="l">{_fields(r["fields"])}</td></tr>'
         for r in routes
     )
     return (
         '<table id="routes"><tr><th class="l">route</th><th>compared</th><th>matched</th>'
-        "<th>mismatched</th><th>in-flight</th><th>noise</th><th>mismatch rate</th>"
+        "<th>mismatched</th><th>pending</th><th>in-flight</th><th>noise</th><th>error</th>"
+        "<th>mismatch rate</th>"
         f'<th class="l">top fields</th></tr>{rows}</table>'
     )
 
@@ -98,10 +100,16 @@ def _samples(samples: list[dict[str, Any]]) -> str:
         )
         if len(s["differences"]) > 6:
             diffs += f'<div class="muted">… {len(s["differences"]) - 6} more</div>'
+        records = ", ".join(
+            f"{r['kind']} {r['legacy']} (new {r['new'] if r['new'] is not None else '?'})"
+            for r in s.get("records", [])
+        )
+        who = f" · user {_e(s['user'])}" if s.get("user") else ""
         out.append(
             f'<div class="sample"><div>{_e(at)} · <b>{_e(s["route"])}</b> · {_e(s["verdict"])} · '
             f"legacy {_e(s['control']['status'] or s['control']['error'])} / new "
-            f"{_e(s['candidate']['status'] or s['candidate']['error'])}</div>"
+            f"{_e(s['candidate']['status'] or s['candidate']['error'])}"
+            f"{' · ' + _e(records) if records else ''}{who}</div>"
             f'<div class="diff muted"><div>legacy</div><div>new</div></div>{diffs}</div>'
         )
     return "".join(out)
@@ -109,7 +117,9 @@ def _samples(samples: list[dict[str, Any]]) -> str:
 
 def render(doc: dict[str, Any]) -> str:
     """Return the page for a ``GET /report`` document."""
-    t, ramp = doc["totals"], doc["ramp"]
+    t, ramp, window = doc["totals"], doc["ramp"], doc["window"]
+    since = datetime.fromtimestamp(window["since"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+    start = doc["since_start"]["totals"]
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="refresh" content="10"><link rel="icon" href="data:,">'
@@ -120,10 +130,15 @@ def render(doc: dict[str, Any]) -> str:
         f'<span>reads to new <b id="read-percent">{ramp["read_percent"]}%</b></span>'
         f"<span>shadow <b>{ramp['shadow_read_percent']}%</b></span>"
         f'<span class="muted">epoch {ramp["epoch"]}</span></div>'
-        f'<h2>Totals</h2><p id="totals">compared <b>{t["compared"]}</b> · matched {t["matched"]}'
+        f'<h2>Since {_e(since)} UTC <span class="muted">({_e(window["opened_by"])})</span></h2>'
+        f'<p id="totals">compared <b>{t["compared"]}</b> · matched {t["matched"]}'
         f' · mismatched <b class="{"bad" if t["mismatched"] else ""}">{t["mismatched"]}</b>'
-        f" · in-flight {t['inflight']} · noise {t['noise']} · mismatch rate "
-        f"<b>{t['mismatch_rate']:.2%}</b> · dropped {t['dropped']}</p>"
+        f" · pending {t['pending']} · in-flight {t['inflight']} · noise {t['noise']}"
+        f" · error {t['errors']} · mismatch rate <b>{t['mismatch_rate']:.2%}</b>"
+        f" · dropped {t['dropped']}</p>"
+        f'<p class="muted" id="since-start">since start: compared {start["compared"]} · '
+        f"mismatched {start['mismatched']} · pending {start['pending']} · "
+        f"mismatch rate {start['mismatch_rate']:.2%}</p>"
         f"<h2>Compared and mismatched per minute</h2>{_chart(doc['series'])}"
         f"<h2>Routes</h2>{_routes(doc['routes'])}"
         f"<h2>Latest differences</h2>{_samples(doc['samples'])}"

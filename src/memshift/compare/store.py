@@ -39,7 +39,7 @@ async def saved(db: Database) -> dict[str, dict[str, Any]]:
 async def merged(db: Database, instance: str, live: Report) -> Report:
     """Return this instance's live report plus every other instance's saved one."""
     out = Report()
-    out.absorb(live.state())
+    out.absorb(live.state(), adopt_window=True)
     for name, state in (await saved(db)).items():
         if name != instance:
             out.absorb(state)

@@ -173,6 +173,13 @@ def _path_texts(table: Table, key: str, default: tuple[str, ...], env: Env) -> A
     return tuple(p.text for p in parsed)
 
 
+def _path_or_paths(table: Table, key: str, default: tuple[str, ...], env: Env) -> Any:
+    """A JSON path, or a list of them (``ranked = "$.results"``)."""
+    if isinstance(table.data.get(key), str):
+        table.data[key] = [table.data[key]]
+    return _path_texts(table, key, default, env)
+
+
 def _cpus(table: Table, key: str, _default: Any, _env: Env) -> tuple[int, ...]:
     raw = table.get(key, list, [], "a list of CPU numbers")
     if not all(type(c) is int and 0 <= c < 4096 for c in raw):
@@ -261,6 +268,7 @@ READERS: dict[str, Reader] = {
     "database": _database,
     "paths": _paths,
     "path_texts": _path_texts,
+    "path_or_paths": _path_or_paths,
     "cpus": _cpus,
     "steps": _steps,
     "route_compares": _route_compares,

@@ -248,6 +248,18 @@ class RouteCompare:
         'lists of records matched by these fields, not by position: { "$.entities" = ["name"] }',
         read="list_keys",
     )
+    ranked: tuple[str, ...] = setting(
+        (),
+        "ordered results (a search): compared by the ids of the top ones and their order",
+        read="path_or_paths",
+    )
+    ranked_top: int = setting(10, "how many of the ranked results are compared", low=1, high=1000)
+    score_tolerance: float | None = setting(
+        None,
+        "ranked results' scores compared within this relative tolerance (unset: not compared)",
+        low=0,
+        high=1000,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -74,6 +74,10 @@ class HealthWindow:
         slot.errors += int(error)
         slot.latency[_bucket_of(seconds * 1000)] += 1
 
+    def reopen(self) -> None:
+        """Forget every request so far: judgement starts again (rearm, promote, ramp)."""
+        self._seconds.clear()
+
     def _prune(self, now: float) -> None:
         while self._seconds and self._seconds[0].at <= now - self.window_s:
             self._seconds.popleft()

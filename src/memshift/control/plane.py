@@ -32,17 +32,29 @@ log = structlog.get_logger("memshift.control")
 ATTEMPTS = 8
 
 
+Listener = Callable[[ControlState, ControlState], None]
+
+
 class ControlPlane:
-    """The current ``ControlState`` and the ways to change it."""
+    """The current ``ControlState`` and the ways to change it.
+
+    ``listeners`` are told of every change adopted after start (old state, new state),
+    whichever instance made it.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.state = ControlState(
             primary="legacy", read_percent=0, shadow_read_percent=0, write_mode="sync"
         )
+        self.listeners: list[Listener] = []
 
     def _adopt(self, state: ControlState, source: str) -> ControlState:
-        if state.epoch != self.state.epoch:
+        old = self.state
+        if state.epoch != old.epoch and source != "start":
+            for listener in self.listeners:
+                listener(old, state)
+        if state.epoch != old.epoch:
             log.info(
                 "control_changed",
                 source=source,

@@ -29,28 +29,49 @@ class Verdict:
 
 
 class CompareWindow:
-    """Compared and mismatched reads over the last ``window_s`` seconds."""
+    """Judged, mismatched and pending reads over the last ``window_s`` seconds, since
+    judgement was last re-opened (``reopen``).
+
+    Only ``matched``, ``mismatched`` and ``noise`` are judged: a read of a record not on
+    new yet (``pending``), one raced by a write (``inflight``) or one new failed to
+    answer (``error``, counted in its health) says nothing about new's data.
+    """
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
         self._seconds: deque[list[int]] = deque()
 
-    def record(self, *, judged: bool, mismatched: bool, now: float | None = None) -> None:
-        """Count one comparison (in-flight ones are not judged)."""
-        if not judged:
+    def record(self, verdict: str, now: float | None = None) -> None:
+        """Count one comparison's verdict."""
+        judged, pending = verdict in ("matched", "mismatched", "noise"), verdict == "pending"
+        if not judged and not pending:
             return
         at = int(time.monotonic() if now is None else now)
         if not self._seconds or self._seconds[-1][0] != at:
-            self._seconds.append([at, 0, 0])
-        self._seconds[-1][1] += 1
-        self._seconds[-1][2] += int(mismatched)
+            self._seconds.append([at, 0, 0, 0])
+        self._seconds[-1][1] += int(judged)
+        self._seconds[-1][2] += int(verdict == "mismatched")
+        self._seconds[-1][3] += int(pending)
+
+    def reopen(self) -> None:
+        """Forget every read so far: judgement starts again (rearm, promote, ramp)."""
+        self._seconds.clear()
 
     def figures(self, now: float | None = None) -> tuple[int, int]:
         """Return (compared, mismatched) within the window."""
+        compared, mismatched, _ = self.counts(now)
+        return compared, mismatched
+
+    def counts(self, now: float | None = None) -> tuple[int, int, int]:
+        """Return (compared, mismatched, pending) within the window."""
         at = time.monotonic() if now is None else now
         while self._seconds and self._seconds[0][0] <= at - self.window_s:
             self._seconds.popleft()
-        return sum(s[1] for s in self._seconds), sum(s[2] for s in self._seconds)
+        return (
+            sum(s[1] for s in self._seconds),
+            sum(s[2] for s in self._seconds),
+            sum(s[3] for s in self._seconds),
+        )
 
 
 def judge(

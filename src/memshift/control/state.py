@@ -83,7 +83,7 @@ def read_state(
 
 def _record(
     conn: Connection,
-    state: ControlState,
+    epoch: int,
     change: dict[str, Any],
     source: str,
     reason: str | None,
@@ -91,13 +91,22 @@ def _record(
 ) -> None:
     conn.execute(
         insert(audit).values(
-            epoch=state.epoch,
+            epoch=epoch,
             at=now,
             source=source,
             change=orjson.dumps(change, option=orjson.OPT_SORT_KEYS).decode(),
             reason=reason,
         )
     )
+
+
+def audit_event(
+    conn: Connection, change: dict[str, Any], source: str, reason: str | None, now: int
+) -> None:
+    """Audit an operator's action that changes no control state (a report reset), at
+    the current epoch."""
+    found = read_state(conn)
+    _record(conn, found[0].epoch if found else 0, change, source, reason, now)
 
 
 def change_state(
@@ -133,7 +142,7 @@ def change_state(
     )
     if done.rowcount != 1:
         raise Conflict(f"the control state moved past epoch {current.epoch}")
-    _record(conn, new, effective, source, reason, now)
+    _record(conn, new.epoch, effective, source, reason, now)
     return new
 
 
@@ -154,7 +163,7 @@ def start_state(conn: Connection, routing: RoutingSettings, now: int) -> Control
                 file_snapshot=orjson.dumps(file_values, option=orjson.OPT_SORT_KEYS).decode(),
             )
         )
-        _record(conn, state, file_values, "file", "first start", now)
+        _record(conn, state.epoch, file_values, "file", "first start", now)
         return state
     return apply_file(conn, routing, now)
 

@@ -33,6 +33,7 @@ from memshift.errors import IntegrityError
 from memshift.ids import Id
 from memshift.migrate.copy import Conflict, Copier, translate_ids
 from memshift.migrate.fence import Fence, moot, verdict
+from memshift.migrate.marks import note_backfilled
 from memshift.migrate.progress import Pacer, Progress
 from memshift.migrate.walk import KINDS, StoreClient
 from memshift.shadow.idmap import IdMap
@@ -319,6 +320,7 @@ class Backfill:
             save_doc(conn, REPORT, report)
             if report["complete"]:
                 drop_doc(conn, CHECKPOINT)
+                note_backfilled(conn)
 
         await self.state.write(save)
         return report

@@ -36,6 +36,7 @@ from memshift.compare.diff import Difference, DiffOptions, diff
 from memshift.compare.normalize import redact
 from memshift.config.settings import RecordRecipe, Settings, StoreName, other
 from memshift.ids import Id, IdForms, forms_of, record_key
+from memshift.migrate.marks import mark_backfilled
 from memshift.migrate.progress import Progress
 from memshift.shadow.idmap import IdMap
 from memshift.shadow.recipes import RecordIO, Refused, Send, created_id, without
@@ -187,7 +188,10 @@ class ProfiledMigration:
             return await self._verify(None), None
         done = Repaired()
         await self._verify(done)
-        return await self._verify(None), done.document()
+        results = await self._verify(None)
+        if all(not (r.missing or r.extra or r.differing) for r in results.values()):
+            await mark_backfilled(self.idmap.db)
+        return results, done.document()
 
     async def _verify(self, repair: Repaired | None) -> dict[str, KindResult]:
         results: dict[str, KindResult] = {}
@@ -355,6 +359,8 @@ class ProfiledMigration:
             progress.finish()
         elapsed = time.monotonic() - started
         copied = sum(c["copied"] for c in counts.values())
+        if not refused:
+            await mark_backfilled(self.idmap.db)
         return {
             "complete": not refused,
             "kinds": counts,

@@ -12,6 +12,7 @@ from memshift.config.settings import Settings, StoreName
 from memshift.control.state import read_state
 from memshift.database import Database
 from memshift.migrate import backfill, jobs, verify
+from memshift.migrate.marks import mark_backfilled
 from memshift.runtime import run_async
 from memshift.statedb import open_state
 
@@ -80,8 +81,10 @@ def run_verify(config: Path, repair: bool, as_json: bool) -> int:
     try:
         primary = _primary(state, settings.routing.primary)
         results, repaired = run_async(verify.verify(settings, state, primary, repair=repair))
+        doc = verify.summary(results, primary, repaired)
+        if repair and doc["equal"]:
+            run_async(mark_backfilled(state))
     finally:
         state.close()
-    doc = verify.summary(results, primary, repaired)
     print(_dumps(doc) if as_json else verify.text(results, repaired))
     return 0 if doc["equal"] else 1

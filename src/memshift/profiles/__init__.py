@@ -90,7 +90,30 @@ def apply(doc: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
                 table.setdefault(fact, value)
     for section in ("profile", "store"):
         out.pop(section, None)
+    _drop_orphan_rules(out, profile, doc)
     return out
+
+
+def _drop_orphan_rules(out: dict[str, Any], profile: dict[str, Any], doc: dict[str, Any]) -> None:
+    """Leave out the profile's compare rules for routes or tools the config replaced
+    (the operator's own rules for unknown routes are still refused, by the loader)."""
+    rules = (out.get("compare") or {}).get("routes")
+    if not isinstance(rules, dict):
+        return
+    given = (profile.get("compare") or {}).get("routes") or {}
+    own = ((doc.get("compare") or {}).get("routes")) or {}
+    found = out.get("mcp")
+    mcp: dict[str, Any] = found if isinstance(found, dict) else {}
+    tools = {
+        *((mcp.get("tools") or {}) if isinstance(mcp.get("tools"), dict) else {}),
+        *(mcp.get("write_tools") or ()),
+        *(mcp.get("read_tools") or ()),
+    }
+    known = {r.get("name") for r in out.get("routes") or () if isinstance(r, dict)}
+    known |= {f"mcp:tools/call {t}" for t in tools if isinstance(t, str)}
+    for name in list(rules):
+        if name in given and name not in own and name not in known:
+            del rules[name]
 
 
 def _under(

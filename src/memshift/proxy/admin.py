@@ -11,6 +11,7 @@ import hmac
 from typing import Any
 
 import orjson
+import structlog
 from aiohttp import web
 
 from memshift.compare import store as report_store
@@ -21,6 +22,8 @@ from memshift.errors import ApiError, bad_request, unprocessable
 from memshift.proxy.instance import Proxy
 from memshift.proxy.keys import PROXY
 from memshift.webutil import Handler, answer_errors, error_response, json_response
+
+log = structlog.get_logger("memshift.admin")
 
 MAX_ADMIN_BODY = 64 * 1024
 
@@ -122,23 +125,45 @@ async def failback(request: web.Request) -> web.Response:
 
 async def rearm(request: web.Request) -> web.Response:
     body = await _json_body(request)
+    await request.app[PROXY].plane.rearm(source="admin", reason=_reason(body))
+    return json_response(await status_document(request))
+
+
+def _reason(body: dict[str, Any]) -> str | None:
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise unprocessable("reason: must be a string")
-    await request.app[PROXY].plane.rearm(source="admin", reason=reason)
-    return json_response(await status_document(request))
+    return reason
 
 
 async def promote(request: web.Request) -> web.Response:
+    """``POST /promote {"force"?, "reason"?}``: refused (409, with the reasons) while
+    promoting is unsafe, unless forced; a forced promote is audited as forced."""
     body = await _json_body(request)
     proxy = request.app[PROXY]
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise unprocessable("force: must be true or false")
+    reason = _reason(body)
     if proxy.plane.state.failed_back:
         raise ApiError(409, "failed_back", "failback is latched: re-arm before promoting")
-    reason = body.get("reason")
-    await proxy.plane.change(
-        {"primary": "new"}, source="admin", reason=reason if isinstance(reason, str) else None
-    )
+    blockers = await proxy.judgement.promote_blockers()
+    if blockers and not force:
+        message = "promoting now is unsafe: " + "; ".join(blockers) + " (force to override)"
+        doc = {"error": {"code": "promote_unsafe", "message": message, "reasons": blockers}}
+        return json_response(doc, status=409)
+    if blockers:
+        reason = f"forced past: {'; '.join(blockers)}" + (f" — {reason}" if reason else "")
+        log.warning("promote_forced", reasons=blockers)
+    await proxy.plane.change({"primary": "new"}, source="admin", reason=reason)
     return json_response(await status_document(request))
+
+
+async def report_reset(request: web.Request) -> web.Response:
+    """``POST /report/reset {"reason"?}``: a new report window everywhere (audited)."""
+    body = await _json_body(request)
+    await request.app[PROXY].judgement.reset_report(_reason(body), source="admin")
+    return json_response(await report_document(request))
 
 
 async def audit(request: web.Request) -> web.Response:
@@ -232,6 +257,7 @@ def make_admin_app(proxy: Proxy) -> web.Application:
             web.post("/promote", promote),
             web.get("/audit", audit),
             web.get("/report", report),
+            web.post("/report/reset", report_reset),
             web.get("/report.html", report_page),
             web.get("/metrics", metrics),
             web.post("/migrate", start_migration),

@@ -91,7 +91,7 @@ class Call(Protocol):
     def refuse(self, status: int, code: str, message: str, store: StoreName) -> web.StreamResponse:
         """memshift's own error answer, in the protocol's form."""
 
-    def shadow(self, fence: str | None, before: tuple[int, bool]) -> ReadCopy:
+    def shadow(self, fence: str | None, before: tuple[int, bool], user: str | None) -> ReadCopy:
         """What a shadow read of this call needs, kept after the request is gone."""
 
 

@@ -49,6 +49,17 @@ class Identity:
         self.links = links
         self.cache = Identities()
 
+    def known(self, headers: Callable[[str], str | None], primary: StoreName) -> str | None:
+        """The user behind these headers if it is known without asking anyone (for the
+        report's samples of reads); None when it is not."""
+        mode = self.settings().stores[primary].identity
+        if mode == "none":
+            return None
+        if mode.startswith("header:"):
+            return headers(mode.partition(":")[2]) or None
+        authorization = headers("Authorization")
+        return self.cache.known(authorization) if authorization else None
+
     async def who(self, headers: Callable[[str], str | None], rid: str, primary: StoreName) -> Who:
         """Whose the write with these request ``headers`` is, by ``primary``'s identity.
 

@@ -37,6 +37,7 @@ from memshift.ids import forms_of
 from memshift.links.stores import StoreLinks
 from memshift.proxy.health import StoreHealth
 from memshift.proxy.identity import Identity
+from memshift.proxy.judgement import Judgement
 from memshift.proxy.mcp.exchange import McpParts
 from memshift.proxy.mcp.sessions import Sessions
 from memshift.proxy.metrics import ProxyMetrics
@@ -128,10 +129,21 @@ class Proxy:
             compared=self.shadows.window,
             metrics=self.metrics,
         )
+        self.judgement = Judgement(
+            db=state_db,
+            plane=self.plane,
+            report=self.report,
+            compared=self.shadows.window,
+            health=self.health,
+            shadows=self.shadows,
+            watchdog=self.watchdog,
+            writelog=self.writelog,
+        )
+        identity = Identity(current, self.links)  # one cache for writes and reads' samples
         self.writes = WritePath(
             settings=current,
             plane=self.plane,
-            identity=Identity(current, self.links),
+            identity=identity,
             writelog=self.writelog,
             lanes=self.lanes,
             mirroring=self.mirroring,
@@ -145,6 +157,7 @@ class Proxy:
             lanes=self.lanes,
             shadows=self.shadows,
             metrics=self.metrics,
+            identity=identity,
         )
         self.migrations = Migrations(
             settings=current,
@@ -218,7 +231,7 @@ class Proxy:
             self.background.spawn(self.shadows.helper.run(), "shadow_helper", daemon=True)
         mine = (await report_store.saved(self.state_db)).get(self.instance)
         if mine:
-            self.report.absorb(mine)  # the report survives a restart
+            self.report.absorb(mine, adopt_window=True)  # the report survives a restart
         await self.replayer.recover()
         self._every(lambda: REPORT_EVERY_S, self._save_report, "report_save")
         self._every(lambda: self._current().mirror.replay_interval_s, self._replay, "replay")
@@ -268,6 +281,7 @@ class Proxy:
         """Adopt control changes other instances made, and pairs a repair replaced."""
         await self.peers.beat()
         await self.plane.refresh()
+        await self.judgement.refresh()
         if await self.idmap.sync():
             log.info("id_map_reloaded", reason="pairs replaced by a repair")
 

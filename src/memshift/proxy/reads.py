@@ -23,6 +23,7 @@ from memshift.control.plane import ControlPlane
 from memshift.control.ramp import reads_from_new
 from memshift.errors import UpstreamError
 from memshift.proxy.call import Call
+from memshift.proxy.identity import Identity
 from memshift.proxy.metrics import ProxyMetrics
 from memshift.proxy.shadows import ShadowReads
 from memshift.shadow.lanes import Lanes
@@ -46,12 +47,14 @@ class ReadPath:
         lanes: Lanes,
         shadows: ShadowReads,
         metrics: ProxyMetrics,
+        identity: Identity,
     ) -> None:
         self.settings = settings
         self.plane = plane
         self.lanes = lanes
         self.shadows = shadows
         self.metrics = metrics
+        self.identity = identity
 
     async def read(self, call: Call) -> web.StreamResponse:
         """Serve one read; schedule its shadow comparison once the answer is ready."""
@@ -67,7 +70,8 @@ class ReadPath:
         if response is None:
             response = await call.serve("legacy", "read")
         if sampled and call.answered is not None:
-            self.shadows.schedule(call.shadow(fence, before), served, *call.answered)
+            user = self.identity.known(call.header, self.plane.state.primary)
+            self.shadows.schedule(call.shadow(fence, before, user), served, *call.answered)
         return response
 
     async def _from_new(self, call: Call) -> web.StreamResponse | None:

@@ -148,7 +148,7 @@ class RestCall:
         response.headers[SERVED_BY] = store
         return response
 
-    def shadow(self, fence: str | None, before: tuple[int, bool]) -> ReadCopy:
+    def shadow(self, fence: str | None, before: tuple[int, bool], user: str | None) -> ReadCopy:
         return ReadCopy(
             self.match,
             self.request.method,
@@ -157,6 +157,7 @@ class RestCall:
             tuple(self.headers),
             fence,
             before,
+            user,
         )
 
 

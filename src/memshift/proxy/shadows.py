@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -62,6 +63,8 @@ class ShadowReads:
         self.health = health
         self.translator = translator
         self.window = CompareWindow(settings().rollback.window_s)
+        # Whether a backfill has completed: until then, what new lacks is pending.
+        self.backfilled = False
         self.scheduler = Scheduler(
             name="shadow",
             limit=compare.workers,
@@ -123,16 +126,28 @@ class ShadowReads:
             shadowed.candidate,
             noise_paths=self.report.noise_paths.get(route, set()),
             inflight=not self.lanes.settled(read.fence, read.before),
+            pending=shadowed.unpaired or self.lanes.waiting(read.fence),
+            backfilled=self.backfilled,
         )
-        self.report.record(comparison)
-        self.window.record(
-            judged=comparison.verdict != "inflight", mismatched=comparison.verdict == "mismatched"
-        )
+        self.report.record(comparison, records=self._records(read.fence), user=read.user)
+        self.window.record(comparison.verdict)
         self.metrics.comparison(route, comparison.verdict).inc()
+
+    def _records(self, fence: str | None) -> list[dict[str, Any]]:
+        """The record a read was of, by its id in both stores (as far as known here)."""
+        if not fence or ":" not in fence:
+            return []
+        kind, _, text = fence.partition(":")
+        forms = self.translator.forms()
+        legacy = forms.canonical(kind, text)
+        if legacy is None:
+            return []
+        new = legacy if forms.natural(kind) else self.translator.idmap.cached(kind, legacy)
+        return [{"kind": kind, "legacy": legacy, "new": new}]
 
     def failed(self, route: str, error: BaseException, count: int = 1) -> None:
         """The one hook for failures of shadow work: logged and counted, never the client's."""
-        self.report.errors += count
+        self.report.failures += count
         self.metrics.background_failures("shadow").inc(count)
         log.error("compare_failed", route=route, reads=count, exc_info=error)
 

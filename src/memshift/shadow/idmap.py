@@ -59,6 +59,10 @@ class IdMap:
         self._to_legacy: dict[tuple[str, Id], Id] = {}
         self._generation = 0  # a generation other than the state db's drops the cache
 
+    def cached(self, kind: str, legacy_id: Id) -> Id | None:
+        """The new id paired with ``legacy_id`` if this process has it in memory."""
+        return self._to_new.get((kind, legacy_id))
+
     def remember(self, kind: str, legacy_id: Id, new_id: Id | None) -> None:
         """Cache the pair (legacy_id, new_id) of one ``kind`` (None: the pair is gone)."""
         if new_id is None:

@@ -128,6 +128,13 @@ class Lanes:
     def _pending(self, key: str) -> bool:
         return key in self._tails or key in self._locks or self.blocked[key] > 0
 
+    def waiting(self, key: str | None) -> bool:
+        """Whether a write to ``key`` (any, for None) waits in the backlog now: the
+        other store does not have the record as the primary has it yet."""
+        if key is None:
+            return any(n > 0 for n in self.blocked.values())
+        return self.blocked[key] > 0 or self.blocked[GLOBAL] > 0
+
     def snapshot(self, key: str | None) -> tuple[int, bool]:
         """Return the generation now and whether a write to ``key`` (any, for None) is pending."""
         if key is None:

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from memshift.compare.compare import Observation, differences
-from memshift.compare.diff import Difference, DiffOptions, generic
+from memshift import jsonpath
+from memshift.compare.compare import NO_PAIR, UNPAIRED_ANSWER, Observation, differences
+from memshift.compare.diff import Difference, DiffOptions, Ranked, generic
 from memshift.compare.normalize import Rule, ignore
 from memshift.config.settings import CompareSettings, RouteCompare, StoreName
 from memshift.errors import UpstreamError
@@ -41,6 +42,7 @@ class ReadCopy:
     headers: tuple[tuple[str, str], ...]
     fence: str | None
     before: tuple[int, bool]
+    user: str | None = None  # the caller, when known (never a token): for the report
 
 
 def _parsed(body: bytes) -> Any:
@@ -65,7 +67,15 @@ def rules_of(settings: CompareSettings, route: str) -> tuple[tuple[Rule, ...], D
     unordered = frozenset((*settings.unordered, *extra.unordered))
     made = (
         (ignore((*settings.ignore, *extra.ignore)),),
-        DiffOptions(tolerance=tolerance, unordered=unordered, keys=extra.keys),
+        DiffOptions(
+            tolerance=tolerance,
+            unordered=unordered,
+            keys=extra.keys,
+            ranked=tuple(
+                Ranked(path, top=extra.ranked_top, tolerance=extra.score_tolerance)
+                for path in extra.ranked
+            ),
+        ),
     )
     if len(_RULES) >= _RULES_KEPT:
         _RULES.clear()
@@ -92,7 +102,8 @@ class Shadowed:
     The observations come without their bodies: only the differences are kept.
 
     ``noise`` holds the paths that differed between two reads of the served store,
-    when this read was one sampled to learn noise.
+    when this read was one sampled to learn noise. ``unpaired``: legacy's answer names
+    records that have no pair on new yet (not copied there yet).
     """
 
     route: str
@@ -100,6 +111,7 @@ class Shadowed:
     candidate: Observation
     found: tuple[Difference, ...]
     noise: frozenset[str] | None = None
+    unpaired: bool = False
 
     def packed(self) -> tuple[Any, ...]:
         """Plain tuples, for the helper to send: pickled several times faster than
@@ -110,18 +122,20 @@ class Shadowed:
             _packed(self.candidate),
             tuple((d.path, d.kind, d.control, d.candidate) for d in self.found),
             self.noise,
+            self.unpaired,
         )
 
     @classmethod
     def unpacked(cls, packed: tuple[Any, ...]) -> Shadowed:
         """The ``Shadowed`` that ``packed`` gave."""
-        route, control, candidate, found, noise = packed
+        route, control, candidate, found, noise, unpaired = packed
         return cls(
             route,
             _observation(control),
             _observation(candidate),
             tuple(Difference(*d) for d in found),
             noise,
+            unpaired,
         )
 
 
@@ -147,7 +161,7 @@ async def _observe(
     """Read from ``store`` with ids translated both ways; the answer in legacy's ids."""
     target = await translator.request(read.match, read.path_qs, read.body, store)
     if target is None:
-        return Observation(store, None, None, error="the record has no pair in this store")
+        return Observation(store, None, None, error=NO_PAIR)
     request = OutboundRequest(read.method, target[0], read.headers, target[1])
     try:
         answer = await send(store, request, read.match.spec.name, "shadow")
@@ -158,11 +172,7 @@ async def _observe(
     translatable = store != "legacy" and paths and isinstance(body, dict | list)
     if translatable and not await translator.document(body, paths, store, "legacy"):
         return Observation(
-            store,
-            answer.status,
-            body,
-            error="answer names records legacy does not have",
-            duration_s=answer.elapsed_s,
+            store, answer.status, body, error=UNPAIRED_ANSWER, duration_s=answer.elapsed_s
         )
     return Observation(store, answer.status, body, duration_s=answer.elapsed_s)
 
@@ -188,5 +198,26 @@ async def observe(
             noise = frozenset(generic(d.path) for d in differences(mine, again, rules, options))
     control, candidate = (mine, theirs) if served == "legacy" else (theirs, mine)
     found = differences(control, candidate, rules, options)
+    unpaired = bool(found) and await _unpaired(translator, read.match, control)
     # The report keeps differences, never whole answers: the bodies stay here.
-    return Shadowed(route, _bodiless(control), _bodiless(candidate), tuple(found), noise)
+    return Shadowed(route, _bodiless(control), _bodiless(candidate), tuple(found), noise, unpaired)
+
+
+async def _unpaired(translator: Translator, match: RouteMatch, control: Observation) -> bool:
+    """Whether legacy's answer names records of store-given ids with no pair on new yet:
+    records new does not hold yet, whose absence there is no difference."""
+    if control.error or not isinstance(control.body, dict | list):
+        return False
+    forms = translator.forms()
+    wanted: dict[str, set[Any]] = {}
+    for path, kind in match.spec.response_ids:
+        if forms.natural(kind):
+            continue
+        for value in jsonpath.values(control.body, path):
+            found = forms.canonical(kind, value)
+            if found is not None:
+                wanted.setdefault(kind, set()).add(found)
+    for kind, ids in wanted.items():
+        if len(await translator.idmap.translate(kind, ids, "legacy", "new")) < len(ids):
+            return True
+    return False

@@ -151,7 +151,9 @@ class ToolCall:
     def refuse(self, status: int, code: str, message: str, store: StoreName) -> web.StreamResponse:
         return rpc_error(self.mcp.msg_id, status, -32603, message, store)
 
-    def shadow(self, fence: str | None, before: tuple[int, bool]) -> ReadCopy:
+    def shadow(self, fence: str | None, before: tuple[int, bool], user: str | None) -> ReadCopy:
         args = orjson.dumps(self.args)
         headers = tuple(self.mcp.headers)
-        return ReadCopy(self.match, protocol.TOOL, self.spec.path, args, headers, fence, before)
+        return ReadCopy(
+            self.match, protocol.TOOL, self.spec.path, args, headers, fence, before, user
+        )
