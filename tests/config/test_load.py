@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

@@ -19,6 +19,8 @@ from memshift.compare.html import render as render_report
 from memshift.config.settings import STORE_NAMES
 from memshift.control.state import Conflict
 from memshift.errors import ApiError, bad_request, unprocessable
+from memshift.proxy.console import handlers as console
+from memshift.proxy.console.sessions import Sessions
 from memshift.proxy.instance import Proxy
 from memshift.proxy.keys import PROXY
 from memshift.webutil import Handler, answer_errors, error_response, json_response
@@ -41,24 +43,37 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path == "/healthz":
+    """The admin token as a bearer header, or a console session (with its CSRF token on
+    every change); the console's own pages check for themselves."""
+    if request.path == "/healthz" or request.path in console.OPEN_PATHS:
         return await handler(request)
     expected = request.app[PROXY].holder.current.admin.token
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
+    if scheme.lower() == "bearer" and hmac.compare_digest(
         token.strip().encode(), expected.encode()
     ):
-        response = error_response(401, "unauthorized", "the admin token is required")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-    return await handler(request)
+        request[console.SOURCE] = "admin"
+        return await handler(request)
+    session = console.authorize(request)
+    if session is not None:
+        if request.method not in ("GET", "HEAD") and not console.csrf_ok(request, session):
+            return error_response(403, "csrf", "the console's CSRF token is missing or wrong")
+        request[console.SOURCE] = "console"
+        return await handler(request)
+    response = error_response(401, "unauthorized", "the admin token is required")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 async def status_document(request: web.Request) -> dict[str, Any]:
     """Return the ``GET /status`` document."""
     proxy = request.app[PROXY]
     state = proxy.plane.state
-    log = await proxy.backlog()
+    figures = await proxy.backlog()
+    settings = proxy.holder.current
+    steps = settings.routing.steps
+    upcoming = [x for x in steps if x.read_percent > state.read_percent]
+    hold = next((x.hold_s for x in steps if x.read_percent == state.read_percent), 0.0)
     last = proxy.holder.last
     return {
         "primary": state.primary,
@@ -68,16 +83,38 @@ async def status_document(request: web.Request) -> dict[str, Any]:
         "failed_back": state.failed_back,
         "reason": state.reason,
         "epoch": state.epoch,
-        "repair_backlog": log["backlog"],
-        "repair_backlog_age_s": log["age_s"],
-        "repair_backlog_alert": bool(log["alert"]),
-        "divergent": log["divergent"],
-        "held_writes": log["held"],
+        "repair_backlog": figures["backlog"],
+        "repair_backlog_age_s": figures["age_s"],
+        "repair_backlog_alert": bool(figures["alert"]),
+        "divergent": figures["divergent"],
+        "held_writes": figures["held"],
         "unmirrored_writes": proxy.writes.unmirrored,
         "stores": {name: proxy.health.windows[name].figures().as_dict() for name in STORE_NAMES},
         "health": proxy.watchdog.verdict.state,
         "health_reason": proxy.watchdog.verdict.reason,
         "last_reload": last.document() if last is not None else None,
+        "health_figures": proxy.watchdog.verdict.figures,
+        "thresholds": {
+            name: getattr(settings.rollback, name)
+            for name in (
+                "window_s",
+                "min_samples",
+                "max_error_rate",
+                "max_latency_ratio",
+                "max_mismatch_rate",
+            )
+        },
+        "schedule": {
+            "steps": [{"read_percent": x.read_percent, "hold_s": x.hold_s} for x in steps],
+            "next": (
+                {
+                    "read_percent": upcoming[0].read_percent,
+                    "after_healthy_s": max(0.0, hold - proxy.watchdog.schedule.healthy_s),
+                }
+                if upcoming
+                else None
+            ),
+        },
     }
 
 
@@ -110,7 +147,7 @@ async def ramp(request: web.Request) -> web.Response:
     proxy = request.app[PROXY]
     if proxy.plane.state.failed_back and percent > 0:
         raise ApiError(409, "failed_back", "failback is latched: re-arm before ramping")
-    await proxy.plane.change({"read_percent": percent}, source="admin", reason=reason)
+    await proxy.plane.change({"read_percent": percent}, source=_source(request), reason=reason)
     return json_response(await status_document(request))
 
 
@@ -119,14 +156,19 @@ async def failback(request: web.Request) -> web.Response:
     reason = body.get("reason", "by hand")
     if not isinstance(reason, str) or not reason:
         raise unprocessable("reason: must be a non-empty string")
-    await request.app[PROXY].plane.failback(reason, source="admin")
+    await request.app[PROXY].plane.failback(reason, source=_source(request))
     return json_response(await status_document(request))
 
 
 async def rearm(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    await request.app[PROXY].plane.rearm(source="admin", reason=_reason(body))
+    await request.app[PROXY].plane.rearm(source=_source(request), reason=_reason(body))
     return json_response(await status_document(request))
+
+
+def _source(request: web.Request) -> str:
+    """Who acts, for the audit: the bearer API or the console."""
+    return str(request.get(console.SOURCE, "admin"))
 
 
 def _reason(body: dict[str, Any]) -> str | None:
@@ -155,14 +197,14 @@ async def promote(request: web.Request) -> web.Response:
     if blockers:
         reason = f"forced past: {'; '.join(blockers)}" + (f" — {reason}" if reason else "")
         log.warning("promote_forced", reasons=blockers)
-    await proxy.plane.change({"primary": "new"}, source="admin", reason=reason)
+    await proxy.plane.change({"primary": "new"}, source=_source(request), reason=reason)
     return json_response(await status_document(request))
 
 
 async def report_reset(request: web.Request) -> web.Response:
     """``POST /report/reset {"reason"?}``: a new report window everywhere (audited)."""
     body = await _json_body(request)
-    await request.app[PROXY].judgement.reset_report(_reason(body), source="admin")
+    await request.app[PROXY].judgement.reset_report(_reason(body), source=_source(request))
     return json_response(await report_document(request))
 
 
@@ -247,6 +289,8 @@ def make_admin_app(proxy: Proxy) -> web.Application:
     """Return the admin application over ``proxy``."""
     app = web.Application(client_max_size=MAX_ADMIN_BODY, middlewares=[_errors, _auth])
     app[PROXY] = proxy
+    app[console.SESSIONS] = Sessions()
+    app.router.add_routes(console.routes())
     app.router.add_routes(
         [
             web.get("/healthz", healthz),
