@@ -13,7 +13,13 @@ import orjson
 from memshift.errors import ConfigError, MemshiftError
 
 TOKEN_ENV = "MEMSHIFT_ADMIN_TOKEN"
+URL_ENV = "MEMSHIFT_ADMIN_URL"
 DEFAULT_ADMIN = "http://127.0.0.1:8109"
+
+
+def admin_url(given: str | None) -> str:
+    """The admin API's base URL: ``--admin``, else ``MEMSHIFT_ADMIN_URL``, else the default."""
+    return given or os.environ.get(URL_ENV) or DEFAULT_ADMIN
 
 
 class AdminError(MemshiftError):
@@ -51,7 +57,11 @@ def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any
             message = exc.reason
         raise AdminError(f"{method} {path}: {exc.code} {message}") from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise AdminError(f"cannot reach the admin API at {base}: {exc}") from exc
+        why = getattr(exc, "reason", exc)
+        raise AdminError(
+            f"cannot reach the admin API at {base} ({why}); point elsewhere with "
+            f"--admin URL or {URL_ENV}"
+        ) from exc
 
 
 def status_text(doc: dict[str, Any]) -> str:

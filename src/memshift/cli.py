@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -198,7 +199,7 @@ def _loadtest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _cmd_up(args: argparse.Namespace) -> int:
     from memshift.up import run_up
 
-    if not 1 <= args.port_base <= 65535 - 9:
+    if args.port_base is not None and not 1 <= args.port_base <= 65535 - 9:
         raise ConfigError("--port-base", "must leave room for N..N+9 below 65536")
     config = Path(args.config) if args.config else None
     run_up(Path(args.data_dir), args.port_base, config, args.demo_traffic)
@@ -206,14 +207,14 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from memshift.adminclient import admin_token, call, status_text
+    from memshift.adminclient import admin_token, admin_url, call, status_text
 
-    doc = call(args.admin, admin_token(args.token), "GET", "/status")
+    doc = call(admin_url(args.admin), admin_token(args.token), "GET", "/status")
     if args.json:
         print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         return 0
     print(status_text(doc))
-    changes = call(args.admin, admin_token(args.token), "GET", "/audit?limit=5")["items"]
+    changes = call(admin_url(args.admin), admin_token(args.token), "GET", "/audit?limit=5")["items"]
     if changes:
         print("\nlast changes")
         for item in changes:
@@ -225,48 +226,50 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_ramp(args: argparse.Namespace) -> int:
-    from memshift.adminclient import admin_token, call, status_text
+    from memshift.adminclient import admin_token, admin_url, call, status_text
 
     if not 0 <= args.percent <= 100:
         raise ConfigError("PERCENT", "must be 0..100")
     body: dict[str, object] = {"read_percent": args.percent}
     if args.reason:
         body["reason"] = args.reason
-    print(status_text(call(args.admin, admin_token(args.token), "POST", "/ramp", body)))
+    print(status_text(call(admin_url(args.admin), admin_token(args.token), "POST", "/ramp", body)))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from memshift.adminclient import admin_token, call, report_text
+    from memshift.adminclient import admin_token, admin_url, call, report_text
 
     if args.reset:
         body = {"reason": args.reason} if args.reason else {}
-        doc = call(args.admin, admin_token(args.token), "POST", "/report/reset", body)
+        doc = call(admin_url(args.admin), admin_token(args.token), "POST", "/report/reset", body)
     else:
-        doc = call(args.admin, admin_token(args.token), "GET", "/report")
+        doc = call(admin_url(args.admin), admin_token(args.token), "GET", "/report")
     print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if args.json else report_text(doc))
     return 0
 
 
 def _control(path: str) -> Command:
     def run(args: argparse.Namespace) -> int:
-        from memshift.adminclient import admin_token, call, status_text
+        from memshift.adminclient import admin_token, admin_url, call, status_text
 
         body: dict[str, object] = {"reason": args.reason} if args.reason else {}
         if getattr(args, "force", False):
             body["force"] = True
-        print(status_text(call(args.admin, admin_token(args.token), "POST", path, body)))
+        print(status_text(call(admin_url(args.admin), admin_token(args.token), "POST", path, body)))
         return 0
 
     return run
 
 
 def _admin_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from memshift.adminclient import DEFAULT_ADMIN, TOKEN_ENV
+    from memshift.adminclient import DEFAULT_ADMIN, TOKEN_ENV, URL_ENV
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help_text)
-        parser.add_argument("--admin", default=DEFAULT_ADMIN, help="admin API base URL")
+        parser.add_argument(
+            "--admin", help=f"admin API base URL (default: ${URL_ENV}, else {DEFAULT_ADMIN})"
+        )
         parser.add_argument("--token", help=f"admin token (default: ${TOKEN_ENV})")
         return parser
 
@@ -329,7 +332,12 @@ def _proxy_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     up = sub.add_parser("up", help="run legacy, new and the proxy on this machine")
     up.add_argument("--config", help="a config file (default: one made in the data dir)")
     up.add_argument("--data-dir", default="memshift-data", help="where data and settings live")
-    up.add_argument("--port-base", type=int, default=8100, help="ports N, N+1, N+2 and N+9")
+    up.add_argument(
+        "--port-base",
+        type=int,
+        help="ports N (proxy), N+1 and N+2 (stores), N+9 (admin); default 8100 for a new "
+        "data dir, else the ports it has (given, they are moved)",
+    )
     up.add_argument(
         "--demo-traffic", action="store_true", help="send a gentle load test through the proxy"
     )
@@ -364,13 +372,38 @@ def _migrate_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     check.set_defaults(func=_cmd_verify)
 
 
+class _Help(argparse.HelpFormatter):
+    """``--help`` with each option's default, where it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or action.option_strings == []
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser and sub-parser of ``memshift`` shows defaults in its help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``memshift`` command."""
-    parser = argparse.ArgumentParser(prog="memshift", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="memshift", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"memshift {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--log-json", action="store_true", help="JSON log lines on a terminal too")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(  # type: ignore[assignment]
+        dest="command", metavar="COMMAND", required=True
+    )
     _proxy_parsers(sub)
     _admin_parsers(sub)
     _store_parser(sub)

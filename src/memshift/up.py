@@ -17,6 +17,7 @@ from aiohttp import web
 
 from memshift.config.load import load_settings
 from memshift.config.settings import Listen, Settings
+from memshift.errors import ConfigError
 from memshift.loadtest.demo import demo_traffic as demo_traffic_to
 from memshift.proxy.app import make_apps
 from memshift.proxy.instance import make_proxy
@@ -25,6 +26,7 @@ from memshift.runtime import run_async
 from memshift.store.app import make_app
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal, load_tokens
+from memshift.webutil import check_free
 
 DEMO_USER = "demo"
 SERVICE_USER = "memshift"
@@ -76,11 +78,70 @@ def _store_listen(settings: Settings, name: str) -> Listen:
     return Listen(host=host, port=int(port))
 
 
-def run_up(data_dir: Path, port_base: int, config: Path | None, demo_traffic: bool = False) -> None:
-    """Run both stores and the proxy until Ctrl-C or SIGTERM."""
-    tokens_path, generated = prepare_data_dir(data_dir, port_base)
-    config_path = config or generated
+OFFSETS = {"proxy.listen": 0, "stores.legacy.url": 1, "stores.new.url": 2, "admin.listen": 9}
+DEFAULT_PORT_BASE = 8100
+
+
+def _ports(base: int) -> list[tuple[Listen, str]]:
+    return [(Listen(host="127.0.0.1", port=base + off), key) for key, off in OFFSETS.items()]
+
+
+def _move_ports(config: Path, old: int, new: int) -> None:
+    """Move the ports of the config ``memshift up`` wrote from base ``old`` to ``new``."""
+    text = config.read_text(encoding="utf-8")
+    for off in OFFSETS.values():  # through placeholders: old and new ranges may overlap
+        text = text.replace(f'127.0.0.1:{old + off}"', f'127.0.0.1:@{off}@"')
+    for off in OFFSETS.values():
+        text = text.replace(f'127.0.0.1:@{off}@"', f'127.0.0.1:{new + off}"')
+    _write_private(config, text)
+
+
+def _listens(settings: Settings) -> list[tuple[Listen, str]]:
+    return [
+        (settings.proxy.listen, "proxy.listen"),
+        (_store_listen(settings, "legacy"), "stores.legacy.url"),
+        (_store_listen(settings, "new"), "stores.new.url"),
+        (settings.admin.listen, "admin.listen"),
+    ]
+
+
+def _settings(data_dir: Path, port_base: int | None, config: Path | None) -> tuple[Path, Path]:
+    """The tokens and config files to run with, made or moved as ``port_base`` says;
+    raise ``ConfigError`` (with nothing made) when a port is taken."""
+    generated = data_dir / "memshift.toml"
+    if config is not None:
+        if port_base is not None:
+            raise ConfigError(
+                "--port-base", f"with --config, the ports are {config}'s own: edit them there"
+            )
+        return prepare_data_dir(data_dir, DEFAULT_PORT_BASE)[0], config
+    if not generated.exists():
+        base = port_base or DEFAULT_PORT_BASE
+        try:
+            check_free(_ports(base))
+        except ConfigError as exc:
+            raise ConfigError(
+                "--port-base", f"{exc.message} (choose another --port-base)"
+            ) from None
+        return prepare_data_dir(data_dir, base)
+    current = load_settings(generated).proxy.listen.port
+    if port_base is not None and port_base != current:
+        check_free(_ports(port_base))
+        _move_ports(generated, current, port_base)
+    return prepare_data_dir(data_dir, current)
+
+
+def run_up(
+    data_dir: Path, port_base: int | None, config: Path | None, demo_traffic: bool = False
+) -> None:
+    """Run both stores and the proxy until Ctrl-C or SIGTERM.
+
+    ``port_base`` (None: 8100 for a new data dir, else the ports it has) moves the ports
+    of the config ``up`` wrote; a port in use stops it before anything is made.
+    """
+    tokens_path, config_path = _settings(data_dir, port_base, config)
     settings = load_settings(config_path)
+    check_free(_listens(settings))
     tokens = load_tokens(str(tokens_path))
     for store in settings.stores.values():  # the proxy's service tokens act as admins
         tokens.setdefault(store.token, Principal(SERVICE_USER, admin=True))
@@ -96,9 +157,11 @@ def run_up(data_dir: Path, port_base: int, config: Path | None, demo_traffic: bo
             f"  legacy  {settings.stores['legacy'].url}\n"
             f"  new     {settings.stores['new'].url}\n"
             f"  config  {config_path} (edits apply within 2 seconds)\n"
+            f"  console http://{settings.admin.listen}/console (sign in with the admin token)\n"
             f"Try:  curl -H 'Authorization: Bearer {user}' http://{settings.proxy.listen}/v1/stats\n"
-            f"      MEMSHIFT_ADMIN_TOKEN={settings.admin.token} memshift status "
-            f"--admin http://{settings.admin.listen}\n"
+            "For the admin commands (memshift status, ramp, report...), paste:\n"
+            f"  export MEMSHIFT_ADMIN_URL=http://{settings.admin.listen}\n"
+            f"  export MEMSHIFT_ADMIN_TOKEN={settings.admin.token}\n"
             + (
                 "Demo traffic: a gentle load test runs through the proxy "
                 f"(report: http://{settings.admin.listen}/report.html).\n"
@@ -110,18 +173,22 @@ def run_up(data_dir: Path, port_base: int, config: Path | None, demo_traffic: bo
         )
 
     async def main() -> None:
-        apps: list[tuple[web.Application, Listen]] = [
+        apps: list[tuple[web.Application, Listen, str]] = [
             (
                 make_app(
                     StoreSettings(engine=name, db_url=f"sqlite:///{root}/{name}.db"),
                     tokens,
                 ),
                 _store_listen(settings, name),
+                f"stores.{name}.url",
             )
             for name in ("legacy", "new")
         ]
         proxy_app, admin_app = make_apps(make_proxy(settings))
-        apps += [(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)]
+        apps += [
+            (proxy_app, settings.proxy.listen, "proxy.listen"),
+            (admin_app, settings.admin.listen, "admin.listen"),
+        ]
         alongside = []
         if demo_traffic and user:
             alongside.append(demo_traffic_to(f"http://{settings.proxy.listen}", user))

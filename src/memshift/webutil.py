@@ -7,6 +7,8 @@ reaches a client.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +16,8 @@ import orjson
 import structlog
 from aiohttp import web
 
-from memshift.errors import ApiError
+from memshift.config.settings import Listen
+from memshift.errors import ApiError, ConfigError
 
 log = structlog.get_logger("memshift.http")
 
@@ -45,3 +48,20 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except Exception:
         log.exception("unhandled_error", method=request.method, path=request.path)
         return error_response(500, "internal_error", "internal error")
+
+
+def listen_problem(exc: OSError, listen: Listen) -> str:
+    """What went wrong listening on ``listen``, in a few words."""
+    why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    return f"cannot listen on {listen}: {why}"
+
+
+def check_free(listens: list[tuple[Listen, str]]) -> None:
+    """Raise ``ConfigError`` naming the first setting whose address cannot be listened on."""
+    for listen, key in listens:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((listen.host, listen.port))
+            except OSError as exc:
+                raise ConfigError(key, listen_problem(exc, listen)) from None

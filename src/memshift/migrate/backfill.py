@@ -133,7 +133,7 @@ class Backfill:
                 log.info("backfill_resumed", kind=self.point.kind, walked=self.point.walked)
             await self._finish_plans()
             progress = Progress("backfill", await self._total(), self.stream)
-            progress.done = sum(c.seen for c in self.point.counts.values())
+            progress.resume(sum(c.seen for c in self.point.counts.values()))
             if not self.point.walked:
                 await self._walk(progress)
             await self._retry(progress)

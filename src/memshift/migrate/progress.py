@@ -35,13 +35,18 @@ class Progress:
         self.stream = stream
         self.tty = stream.isatty() if tty is None else tty
         self.done = 0
+        self.before = 0  # records done by an earlier run (resumed): not work of this one
         self.started = time.monotonic()
         self._drawn = 0.0
         self._logged = self.started
 
+    def resume(self, done: int) -> None:
+        """Start from ``done`` records an earlier run did: counted, but not in the rate."""
+        self.done = self.before = done
+
     def rate(self) -> float:
-        """Records per second so far."""
-        return self.done / max(time.monotonic() - self.started, 1e-6)
+        """Records per second of this run's own work so far."""
+        return (self.done - self.before) / max(time.monotonic() - self.started, 1e-6)
 
     def eta_s(self) -> float | None:
         """Seconds left at the rate so far; None before there is a rate."""

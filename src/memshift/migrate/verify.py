@@ -11,8 +11,9 @@ with their size. With a
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from memshift.compare.compare import Observation, differences
 from memshift.compare.diff import Difference, DiffOptions
@@ -20,6 +21,7 @@ from memshift.compare.normalize import ignore, redact
 from memshift.config.settings import Settings, StoreName, other
 from memshift.database import Database
 from memshift.migrate.copy import translate_ids
+from memshift.migrate.progress import Progress
 from memshift.migrate.repair import Repairer
 from memshift.migrate.walk import KINDS, StoreClient
 from memshift.shadow.idmap import IdMap
@@ -52,6 +54,7 @@ class Verifier:
         idmap: IdMap,
         primary: StoreName,
         repairer: Repairer | None = None,
+        stream: TextIO = sys.stderr,
     ) -> None:
         self.idmap = idmap
         self.primary = StoreClient(settings.stores[primary])
@@ -60,17 +63,31 @@ class Verifier:
         self.options = DiffOptions(tolerance=settings.compare.tolerance)
         self.repairer = repairer
         self.results = {kind: KindResult() for kind in KINDS}
+        self.stream = stream
+
+    async def _total(self) -> int:
+        _, stats = await self.primary.get("/v1/stats")
+        if not isinstance(stats, dict):
+            return 0
+        return sum(int(stats.get(k, 0)) for k in ("contexts", "memories", "relations"))
 
     async def run(self) -> dict[str, KindResult]:
-        """Compare both stores (repairing as it goes, with a repairer); return the findings."""
+        """Compare both stores (repairing as it goes, with a repairer); return the findings.
+
+        Progress (records checked of the primary's, per second, time left) is drawn on a
+        terminal and logged elsewhere."""
         try:
+            progress = Progress("verify", await self._total(), self.stream)
             for kind in KINDS:
                 async for records in self.primary.records(kind):
                     await asyncio.gather(*(self._check(kind, r) for r in records))
+                    progress.advance(len(records), kind)
                 async for records in self.secondary.records(kind):
                     await asyncio.gather(*(self._extra(kind, r) for r in records))
+                    progress.advance(0, f"{kind}: extra ones")
             if self.repairer is not None:
                 await self.repairer.finish()
+            progress.finish()
             return self.results
         finally:
             await self.primary.close()

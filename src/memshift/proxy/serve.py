@@ -1,4 +1,9 @@
-"""Run aiohttp applications on their listeners until Ctrl-C or SIGTERM."""
+"""Run aiohttp applications on their listeners until Ctrl-C or SIGTERM.
+
+A listener that cannot be had (a port in use, an address not on this machine) is one
+line naming the setting at fault (``ConfigError``), after the listeners already
+started are closed again: nothing is left half-started.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,15 @@ from typing import Any
 from aiohttp import web
 
 from memshift.config.settings import Listen
+from memshift.errors import ConfigError
 from memshift.runtime import run_async, settle_heap
+from memshift.webutil import check_free, listen_problem
+
+App = tuple[web.Application, Listen, str]  # an app, where it listens, the setting saying so
 
 
 async def serve_apps(
-    apps: list[tuple[web.Application, Listen]],
+    apps: list[App],
     on_ready: Callable[[], None] | None = None,
     alongside: Sequence[Coroutine[Any, Any, None]] = (),
     *,
@@ -30,14 +39,17 @@ async def serve_apps(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for app, listen in apps:
+        for app, listen, key in apps:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
             site = web.TCPSite(
                 runner, listen.host, listen.port, reuse_address=True, reuse_port=reuse_port or None
             )
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConfigError(key, listen_problem(exc, listen)) from None
         settle_heap()
         if on_ready:
             on_ready()
@@ -63,6 +75,10 @@ def run_proxy(settings_path: str, worker: int | None = None) -> None:
     from memshift.proxy.instance import make_proxy
 
     settings = load_settings(settings_path)
+    if worker is None:  # workers share ports their parent checked
+        check_free(
+            [(settings.proxy.listen, "proxy.listen"), (settings.admin.listen, "admin.listen")]
+        )
 
     def ready() -> None:
         print(
@@ -75,7 +91,10 @@ def run_proxy(settings_path: str, worker: int | None = None) -> None:
     async def main() -> None:
         # Client sessions need a running loop: build everything inside it.
         proxy_app, admin_app = make_apps(make_proxy(settings, worker=worker))
-        apps = [(proxy_app, settings.proxy.listen), (admin_app, settings.admin.listen)]
+        apps = [
+            (proxy_app, settings.proxy.listen, "proxy.listen"),
+            (admin_app, settings.admin.listen, "admin.listen"),
+        ]
         await serve_apps(apps, ready, reuse_port=worker is not None)
 
     run_async(main())

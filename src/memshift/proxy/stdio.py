@@ -31,6 +31,7 @@ from memshift.config.settings import Listen
 from memshift.errors import ConfigError
 from memshift.mcp.bridge import LINE_LIMIT, StdioBridge
 from memshift.runtime import run_async, settle_heap
+from memshift.webutil import check_free, listen_problem
 
 log = structlog.get_logger("memshift.stdio")
 TOKEN_ENV = "MEMSHIFT_STDIO_TOKEN"
@@ -52,9 +53,8 @@ async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRun
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(
-            "admin.listen", f"cannot listen on {host}:{port}: {exc.strerror}"
-        ) from exc
+        where = Listen(host=host, port=port)
+        raise ConfigError("admin.listen", listen_problem(exc, where)) from None
     return runner, int(runner.addresses[0][1])
 
 
@@ -65,6 +65,7 @@ def run_stdio(settings_path: str, token_env: str = TOKEN_ENV) -> int:
     from memshift.proxy.instance import make_proxy
 
     settings = load_settings(settings_path)
+    check_free([(settings.admin.listen, "admin.listen")])
     token = os.environ.get(token_env, "")
     out = _take_stdout()
 

@@ -26,6 +26,7 @@ import structlog
 
 from memshift import logs
 from memshift.config.load import load_settings
+from memshift.webutil import check_free
 
 log = structlog.get_logger("memshift.proxy")
 
@@ -45,6 +46,7 @@ def _worker(settings_path: str, index: int, log_options: dict[str, Any]) -> None
 def run_workers(settings_path: str, count: int, log_options: dict[str, Any]) -> int:
     """Run ``count`` workers until a stop signal; return 0 after a clean stop."""
     settings = load_settings(settings_path)  # a bad config fails here, once
+    check_free([(settings.proxy.listen, "proxy.listen"), (settings.admin.listen, "admin.listen")])
     metrics_dir = tempfile.mkdtemp(prefix="memshift-metrics-")
     os.environ[METRICS_DIR_ENV] = metrics_dir  # workers start fresh and inherit it
     context = multiprocessing.get_context("spawn")
