@@ -6,6 +6,7 @@ afterwards. Under ``MEMSHIFT_REQUIRE_PG=1`` (as in CI) a skipped test is a failu
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -40,9 +41,12 @@ structlog.configure = _configure_uncached
 
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
-    """Undo any structlog set-up a test made (the CLI configures it globally)."""
+    """Undo any logging set-up a test made (the CLI configures it globally)."""
     yield
     structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if type(h).__name__ == "_FromLogging"]:
+        root.removeHandler(handler)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -34,13 +34,18 @@ class ConfigError(MemshiftError):
 
 
 class ApiError(MemshiftError):
-    """An API refuses a request: answered as ``{"error": {"code", "message"}}``."""
+    """An API refuses a request: answered as ``{"error": {"code", "message"}}``.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``close``: the connection cannot serve another request (its body was not read to
+    the end): the answer says ``Connection: close``.
+    """
+
+    def __init__(self, status: int, code: str, message: str, *, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.close = close
 
 
 class UpstreamError(MemshiftError):

@@ -90,6 +90,28 @@ class StderrLogger:
     log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
 
 
+class _FromLogging(logging.Handler):
+    """Carries the standard library's log records (aiohttp's, asyncio's) into structlog.
+
+    A library's record becomes one event named after its logger, in memshift's format.
+    Its text and traceback go with it, except for the HTTP layer's (``aiohttp.*``):
+    those quote what a client sent, an ``Authorization`` header included, so only
+    the exception's type is kept.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields: dict[str, Any] = {"logger": record.name}
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            fields["error"] = type(exc).__name__
+        if record.name.split(".")[0] != "aiohttp":
+            fields["message"] = record.getMessage()
+            if record.exc_info:
+                fields["exc_info"] = record.exc_info
+        logger = structlog.get_logger(record.name)
+        logger.log(record.levelno, "library_log", **fields)
+
+
 def _stderr_logger(*_args: Any) -> StderrLogger:
     return StderrLogger()
 
@@ -131,3 +153,7 @@ def configure(*, level: str = "info", json: bool | None = None) -> None:
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
+    root = logging.getLogger()
+    if not any(isinstance(h, _FromLogging) for h in root.handlers):
+        root.addHandler(_FromLogging())
+    root.setLevel(logging.WARNING)

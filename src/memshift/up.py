@@ -21,8 +21,8 @@ from memshift.errors import ConfigError
 from memshift.loadtest.demo import demo_traffic as demo_traffic_to
 from memshift.proxy.app import make_apps
 from memshift.proxy.instance import make_proxy
-from memshift.proxy.serve import serve_apps
 from memshift.runtime import run_async
+from memshift.serving import serve_apps
 from memshift.store.app import make_app
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal, load_tokens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import socket
 from typing import Any
@@ -182,3 +183,42 @@ async def test_a_create_at_the_limit_is_mirrored_with_what_memshift_adds(
     await drained(stack)
     assert 0 == (await stack.core.writelog.figures())["divergent"]
     await assert_stores_match(stack)
+
+
+async def test_json_nested_deeper_than_a_store_takes_is_refused_at_the_proxy(
+    make_stack: MakeStack,
+) -> None:
+    """A body the stores would refuse as too deep never reaches them nor the write log:
+    on REST and on the MCP endpoint, answered 422 with the stores' own code."""
+    stack = await make_stack(seed=0)
+    headers = {**auth("user1"), "Content-Type": "application/json"}
+    deep = b'{"title": "t", "content": "c", "metadata": ' + b"[" * 300 + b"]" * 300 + b"}"
+    made = await stack.proxy.post("/v1/memories", data=deep, headers=headers)
+    assert (422, "json_too_deep") == (made.status, (await made.json())["error"]["code"])
+    rpc = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ' + deep + b"}"
+    called = await stack.proxy.post(
+        "/mcp", data=rpc, headers={**headers, "Accept": "application/json, text/event-stream"}
+    )
+    assert 422 == called.status
+    assert 0 == await stack.core.state_db.read(
+        lambda conn: conn.exec_driver_sql("SELECT count(*) FROM writes").scalar_one()
+    )
+    for store in (stack.legacy, stack.new):
+        stats = await (await store.get("/v1/stats", headers=auth("user1"))).json()
+        assert 0 == stats["memories"]
+
+
+async def test_a_gzipped_body_reaches_both_stores_decoded(make_stack: MakeStack) -> None:
+    """The proxy decodes a gzip body and forwards it plain (without its Content-Encoding):
+    the create is applied on both stores alike. One that is not gzip is a JSON 400."""
+    stack = await make_stack(seed=0)
+    headers = {**auth("user1"), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    body = gzip.compress(b'{"title": "zipped", "content": "hello"}')
+    made = await stack.proxy.post("/v1/memories", data=body, headers=headers)
+    assert 201 == made.status, await made.text()
+    assert "zipped" == (await made.json())["title"]
+    plain = await stack.proxy.post("/v1/memories", data=b'{"title": "x"}', headers=headers)
+    assert (400, "bad_body") == (plain.status, (await plain.json())["error"]["code"])
+    await drained(stack)
+    await assert_stores_match(stack)
+    assert 0 == (await stack.core.writelog.figures())["divergent"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 import pytest
@@ -117,3 +118,70 @@ async def test_body_over_the_limit_is_413(make_store: MakeStore, tmp_path: Any) 
     )
     assert (413, "payload_too_large") == (resp.status, (await resp.json())["error"]["code"])
     assert 0 == (await get(store, "/v1/stats"))["memories"]
+
+
+def _nested(depth: int) -> bytes:
+    """A memory whose metadata nests ``depth`` objects deep, as JSON text."""
+    return (
+        b'{"title": "t", "content": "c", "metadata": '
+        + b'{"a": ' * (depth - 1)
+        + b"{}"
+        + b"}" * (depth - 1)
+        + b"}"
+    )
+
+
+@pytest.mark.parametrize("depth", [64, 255, 1024, 5000])
+async def test_json_nested_too_deep_is_422(store: Client, depth: int) -> None:
+    """Metadata nested past the limit is refused 422 on create and update, never a 500."""
+    resp = await store.post("/v1/memories", data=_nested(depth), headers=JSON)
+    assert (422, "json_too_deep") == (resp.status, (await resp.json())["error"]["code"])
+    made = await post(store, "/v1/memories", {"title": "t", "content": "c"})
+    resp = await store.patch(f"/v1/memories/{made['id']}", data=_nested(depth), headers=JSON)
+    assert (422, "json_too_deep") == (resp.status, (await resp.json())["error"]["code"])
+    assert {} == (await get(store, f"/v1/memories/{made['id']}"))["metadata"]
+
+
+async def test_json_as_deep_as_the_limit_is_taken(store: Client) -> None:
+    """A document exactly at the limit is stored and read back whole."""
+    resp = await store.post("/v1/memories", data=_nested(62), headers=JSON)
+    made = await resp.json()
+    assert 201 == resp.status, made
+    again = await get(store, f"/v1/memories/{made['id']}")
+    assert made["metadata"] == again["metadata"]
+
+
+async def test_json_too_deep_over_mcp_is_refused(store: Client) -> None:
+    """The MCP endpoint refuses the same document before the SDK or a tool sees it."""
+    call = (
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": '
+        b'"create_memory", "arguments": ' + _nested(100) + b"}}"
+    )
+    headers = {**JSON, "Accept": "application/json, text/event-stream"}
+    resp = await store.post("/mcp", data=call, headers=headers)
+    assert (422, "json_too_deep") == (resp.status, (await resp.json())["error"]["code"])
+    assert 0 == (await get(store, "/v1/stats"))["memories"]
+
+
+@pytest.mark.parametrize(
+    "encoding,body,status,code",
+    [
+        ("gzip", b'{"title": "t", "content": "c"}', 400, "bad_body"),
+        ("deflate", b'{"title": "t", "content": "c"}', 400, "bad_body"),
+        ("gzip", gzip.compress(b'{"title": "t", "content": "c"}'), 201, None),
+        ("bogus", b'{"title": "t", "content": "c"}', 415, "unsupported_encoding"),
+        ("gzip, gzip", b'{"title": "t", "content": "c"}', 415, "unsupported_encoding"),
+    ],
+)
+async def test_content_encodings(
+    store: Client, encoding: str, body: bytes, status: int, code: str | None
+) -> None:
+    """A body in an encoding that cannot be read is a JSON 400/415; gzip that is gzip works."""
+    resp = await store.post(
+        "/v1/memories", data=body, headers={**JSON, "Content-Encoding": encoding}
+    )
+    payload = await resp.json()
+    assert status == resp.status, payload
+    if code:
+        assert code == payload["error"]["code"]
+    assert (0 if code else 1) == (await get(store, "/v1/stats"))["memories"]

@@ -15,6 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 from memshift.jsonpath import Path, parse
+from memshift.limits import BODY_TIMEOUT_S, DEEPEST, HEADER_TIMEOUT_S, MAX_JSON_DEPTH
 
 StoreName = Literal["legacy", "new"]
 STORE_NAMES: tuple[StoreName, ...] = ("legacy", "new")
@@ -78,7 +79,7 @@ class Listen:
 
 @dataclass(frozen=True, kw_only=True)
 class ProxySettings:
-    """``[proxy]``: where clients connect, and how large a body may be."""
+    """``[proxy]``: where clients connect, and what a request may be (``limits.py``)."""
 
     listen: Listen = setting(
         Listen(host="127.0.0.1", port=8100), "HOST:PORT the proxy serves clients on", read="listen"
@@ -90,6 +91,24 @@ class ProxySettings:
         high=1024,
         key="max_body_mib",
         scale=1024 * 1024,
+    )
+    max_json_depth: int = setting(
+        MAX_JSON_DEPTH,
+        "the deepest a request's JSON may nest (the stores' default is the same)",
+        low=2,
+        high=DEEPEST,
+    )
+    header_timeout_s: float = setting(
+        HEADER_TIMEOUT_S,
+        "seconds a client may take to send a request's headers (read at start)",
+        low=0.5,
+        high=600,
+    )
+    body_timeout_s: float = setting(
+        BODY_TIMEOUT_S,
+        "seconds a request's body may pause between two pieces before it is refused (408)",
+        low=0.5,
+        high=3600,
     )
 
 

@@ -19,6 +19,7 @@ from memshift.compare.html import render as render_report
 from memshift.config.settings import STORE_NAMES
 from memshift.control.state import Conflict
 from memshift.errors import ApiError, bad_request, unprocessable
+from memshift.limits import BODY_TIMEOUT_S, depth_error, raw_too_deep, read_body
 from memshift.proxy.console import handlers as console
 from memshift.proxy.console.sessions import Sessions
 from memshift.proxy.instance import Proxy
@@ -28,6 +29,7 @@ from memshift.webutil import Handler, answer_errors, error_response, json_respon
 log = structlog.get_logger("memshift.admin")
 
 MAX_ADMIN_BODY = 64 * 1024
+ADMIN_JSON_DEPTH = 8  # an admin body is a flat object
 
 
 @web.middleware
@@ -119,7 +121,9 @@ async def status_document(request: web.Request) -> dict[str, Any]:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    raw = await read_body(request, MAX_ADMIN_BODY, BODY_TIMEOUT_S)
+    if raw_too_deep(raw, ADMIN_JSON_DEPTH):
+        raise depth_error(ADMIN_JSON_DEPTH)
     try:
         doc = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError as exc:

@@ -5,6 +5,10 @@ configured route's reads go to the read path and its writes to the write path, a
 request matching no route goes to the primary alone (``rest.unrouted``). A store that
 gives no answer becomes 502 or 504 in the protocol's own error form; no traceback ever
 reaches a client. Every answer carries ``X-Memshift-Served-By``.
+
+A body is read within ``[proxy]``'s limits (``limits.py``) before anything else: one
+over the size, too slow, in an unknown encoding or nested deeper than a store takes
+is refused here, and never reaches a store or the write log.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from memshift.errors import UpstreamError
+from memshift.limits import depth_error, raw_too_deep, read_body
 from memshift.logs import bind, unbind
 from memshift.proxy.call import upstream_failure
 from memshift.proxy.headers import SERVED_BY, outbound, request_id
@@ -39,7 +44,10 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     proxy = request.app[PROXY]
     settings = proxy.holder.current
     rid = request_id(request.headers)
-    body = await request.read()
+    limits = settings.proxy
+    body = await read_body(request, limits.max_body_bytes, limits.body_timeout_s)
+    if raw_too_deep(body, limits.max_json_depth):
+        raise depth_error(limits.max_json_depth)
     headers = outbound(
         request.headers,
         request.headers.items(),

@@ -25,7 +25,14 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect", "x-request-id"}
+# The body is forwarded as read: decoded, so its Content-Encoding stays behind.
+_NOT_FORWARDED = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "content-encoding",
+    "expect",
+    "x-request-id",
+}
 _NOT_ANSWERED = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 SERVED_BY = "X-Memshift-Served-By"
 

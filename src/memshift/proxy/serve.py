@@ -1,68 +1,12 @@
-"""Run aiohttp applications on their listeners until Ctrl-C or SIGTERM.
-
-A listener that cannot be had (a port in use, an address not on this machine) is one
-line naming the setting at fault (``ConfigError``), after the listeners already
-started are closed again: nothing is left half-started.
-"""
+"""``memshift serve`` and ``memshift replay``: the proxy's own commands."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
 
-from aiohttp import web
-
-from memshift.config.settings import Listen
-from memshift.errors import ConfigError
-from memshift.runtime import run_async, settle_heap
-from memshift.webutil import check_free, listen_problem
-
-App = tuple[web.Application, Listen, str]  # an app, where it listens, the setting saying so
-
-
-async def serve_apps(
-    apps: list[App],
-    on_ready: Callable[[], None] | None = None,
-    alongside: Sequence[Coroutine[Any, Any, None]] = (),
-    *,
-    reuse_port: bool = False,
-) -> None:
-    """Start every app on its listener, wait for a stop signal, then stop them in reverse.
-
-    ``alongside`` runs once every app is listening and is cancelled before they stop.
-    """
-    runners: list[web.AppRunner] = []
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        for app, listen, key in apps:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            runners.append(runner)
-            site = web.TCPSite(
-                runner, listen.host, listen.port, reuse_address=True, reuse_port=reuse_port or None
-            )
-            try:
-                await site.start()
-            except OSError as exc:
-                raise ConfigError(key, listen_problem(exc, listen)) from None
-        settle_heap()
-        if on_ready:
-            on_ready()
-        async with asyncio.TaskGroup() as group:
-            extra = [group.create_task(work) for work in alongside]
-            await stop.wait()
-            for task in extra:
-                task.cancel()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        for runner in reversed(runners):
-            await runner.cleanup()
+from memshift.runtime import run_async
+from memshift.serving import serve_apps
+from memshift.webutil import check_free
 
 
 def run_proxy(settings_path: str, worker: int | None = None) -> None:
@@ -95,7 +39,12 @@ def run_proxy(settings_path: str, worker: int | None = None) -> None:
             (proxy_app, settings.proxy.listen, "proxy.listen"),
             (admin_app, settings.admin.listen, "admin.listen"),
         ]
-        await serve_apps(apps, ready, reuse_port=worker is not None)
+        await serve_apps(
+            apps,
+            ready,
+            reuse_port=worker is not None,
+            header_timeout_s=settings.proxy.header_timeout_s,
+        )
 
     run_async(main())
 

@@ -28,10 +28,10 @@ import structlog
 from aiohttp import web
 
 from memshift.config.settings import Listen
-from memshift.errors import ConfigError
 from memshift.mcp.bridge import LINE_LIMIT, StdioBridge
 from memshift.runtime import run_async, settle_heap
-from memshift.webutil import check_free, listen_problem
+from memshift.serving import start_app
+from memshift.webutil import check_free
 
 log = structlog.get_logger("memshift.stdio")
 TOKEN_ENV = "MEMSHIFT_STDIO_TOKEN"
@@ -45,16 +45,10 @@ def _take_stdout() -> int:
     return private
 
 
-async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        where = Listen(host=host, port=port)
-        raise ConfigError("admin.listen", listen_problem(exc, where)) from None
+async def _start(
+    app: web.Application, listen: Listen, timeout_s: float
+) -> tuple[web.AppRunner, int]:
+    runner = await start_app(app, listen, "admin.listen", timeout_s)
     return runner, int(runner.addresses[0][1])
 
 
@@ -75,8 +69,9 @@ def run_stdio(settings_path: str, token_env: str = TOKEN_ENV) -> int:
         runners: list[web.AppRunner] = []
         try:
             admin: Listen = settings.admin.listen
-            runners.append((await _start(admin_app, admin.host, admin.port))[0])
-            runner, port = await _start(proxy_app, "127.0.0.1", 0)
+            timeout_s = settings.proxy.header_timeout_s
+            runners.append((await _start(admin_app, admin, timeout_s))[0])
+            runner, port = await _start(proxy_app, Listen(host="127.0.0.1", port=0), timeout_s)
             runners.append(runner)
             settle_heap()
             reader = asyncio.StreamReader(limit=LINE_LIMIT)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from memshift.database import Database
 from memshift.errors import ApiError, bad_request
+from memshift.limits import check_depth, depth_error, read_body
 from memshift.store import idempotency
 from memshift.store.call import Call
 from memshift.store.content import ContentStore
@@ -51,6 +52,7 @@ class StoreState:
 
 STATE = web.AppKey("store_state", StoreState)
 PRINCIPAL = web.RequestKey("principal", Principal)
+BODY = web.RequestKey("body", bytes)
 
 
 @web.middleware
@@ -119,18 +121,29 @@ def call_of(request: web.Request) -> Call:
     return Call(who=request[PRINCIPAL], content=request.app[STATE].content)
 
 
+async def body_of(request: web.Request) -> bytes:
+    """The request's body, read once within the store's limits (``limits.read_body``)."""
+    if BODY not in request:
+        settings = request.app[STATE].settings
+        limit = settings.body_limit(request[PRINCIPAL].acting)
+        request[BODY] = await read_body(request, limit, settings.body_timeout_s)
+    return request[BODY]
+
+
 async def read_json(request: web.Request) -> Any:
-    """Return the request's JSON body; raise 415/400/413 for a body that is not usable JSON."""
+    """Return the request's JSON body; raise 415/400/413/422 for one that is not usable."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
     if (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):
         raise ApiError(415, "unsupported_media_type", "the body must be UTF-8")
-    raw = await request.read()
+    raw = await body_of(request)
     if not raw:
         raise bad_request("a JSON body is required", "empty_body")
-    limit = request.app[STATE].settings.body_limit(request[PRINCIPAL].acting)
-    if len(raw) > limit:
-        raise ApiError(413, "payload_too_large", f"the body is over {limit} bytes")
+    return decode_json(raw, request.app[STATE].settings.max_json_depth)
+
+
+def decode_json(raw: bytes, max_depth: int) -> Any:
+    """``raw`` decoded; 400 for text that is not UTF-8 JSON, 422 for JSON nested too deep."""
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -138,9 +151,13 @@ async def read_json(request: web.Request) -> Any:
             f"the body is not valid UTF-8 at byte {exc.start}", "invalid_utf8"
         ) from exc
     try:
-        return orjson.loads(raw)
+        doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            raise depth_error(max_depth) from None
         raise bad_request(f"malformed JSON: {exc}", "malformed_json") from exc
+    check_depth(doc, raw, max_depth)
+    return doc
 
 
 async def read(request: web.Request, op: Operation) -> web.Response:
@@ -188,7 +205,7 @@ async def write(request: web.Request, op: Operation, status: int = 200) -> web.R
     fp = ""
     if key is not None:
         idempotency.check_key(key)
-        fp = idempotency.fingerprint(request.method, request.path_qs, await request.read())
+        fp = idempotency.fingerprint(request.method, request.path_qs, await body_of(request))
     answer, replayed = await run_write(request.app[STATE], call_of(request), op, status, key, fp)
     response = web.Response(status=answer.status, body=answer.body or None)
     if answer.body:

@@ -47,7 +47,7 @@ def make_app(settings: StoreSettings, tokens: dict[str, Principal]) -> web.Appli
     if not tokens:
         raise ConfigError("tokens", "a store needs at least one token")
     app = web.Application(
-        client_max_size=settings.body_limit(acting=True),  # a client's: read_json
+        client_max_size=settings.body_limit(acting=True),  # a client's: api.body_of
         middlewares=[errors_middleware, auth_middleware],
     )
     db = Database(settings.db_url, readers=settings.readers)

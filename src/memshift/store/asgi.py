@@ -39,7 +39,10 @@ def _scope(request: web.Request, extra: dict[str, Any]) -> Scope:
         "raw_path": request.raw_path.partition("?")[0].encode("latin-1"),
         "query_string": request.query_string.encode("latin-1"),
         "root_path": "",
-        "headers": [(k.lower(), v) for k, v in request.raw_headers],
+        # The body reaches the application decoded: no Content-Encoding goes with it.
+        "headers": [
+            (k.lower(), v) for k, v in request.raw_headers if k.lower() != b"content-encoding"
+        ],
         "client": (request.remote or "", 0),
         "server": (host, port),
         "state": {},
@@ -48,9 +51,12 @@ def _scope(request: web.Request, extra: dict[str, Any]) -> Scope:
 
 
 async def serve_asgi(
-    app: AsgiApp, request: web.Request, extra: dict[str, Any]
+    app: AsgiApp, request: web.Request, extra: dict[str, Any], body: bytes | None = None
 ) -> web.StreamResponse:
-    """Run ``app`` for ``request``; return the (already sent) answer."""
+    """Run ``app`` for ``request``; return the (already sent) answer.
+
+    ``body``: the request's body, already read (and decoded); else it is streamed.
+    """
     finished = asyncio.Event()
     response: web.StreamResponse | None = None
     started: Message | None = None
@@ -58,6 +64,9 @@ async def serve_asgi(
 
     async def receive() -> Message:
         nonlocal body_done
+        if not body_done and body is not None:
+            body_done = True
+            return {"type": "http.request", "body": body, "more_body": False}
         if not body_done:
             chunk = await request.content.read(CHUNK)
             body_done = request.content.at_eof()

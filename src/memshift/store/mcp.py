@@ -13,6 +13,7 @@ Both protocol eras are served: 2025 sessions (``initialize``, ``Mcp-Session-Id``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -30,8 +31,9 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 
 from memshift.errors import ApiError, unprocessable
+from memshift.limits import check_depth
 from memshift.store import contexts, idempotency, memories, relations
-from memshift.store.api import PRINCIPAL, STATE, Operation, StoreState, run_write
+from memshift.store.api import PRINCIPAL, STATE, Operation, StoreState, body_of, run_write
 from memshift.store.asgi import serve_asgi
 from memshift.store.call import Call
 from memshift.store.routes import PAGE_DEFAULT, PAGE_MAX, SEARCH_DEFAULT, SEARCH_MAX
@@ -46,7 +48,6 @@ from memshift.store.validation import (
     decode_cursor,
     parse_body,
 )
-from memshift.webutil import error_response
 
 log = structlog.get_logger("memshift.store")
 
@@ -360,11 +361,13 @@ class McpEndpoint:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         who = request[PRINCIPAL]
-        limit = request.app[STATE].settings.body_limit(who.acting)
-        if (request.content_length or 0) > limit:
-            return error_response(413, "payload_too_large", f"the body is over {limit} bytes")
         extra = {PRINCIPAL_SCOPE_KEY: who}
-        return await serve_asgi(self.manager.handle_request, request, extra)
+        if request.method != "POST":
+            return await serve_asgi(self.manager.handle_request, request, extra)
+        body = await body_of(request)
+        with contextlib.suppress(orjson.JSONDecodeError):  # the SDK answers it -32700
+            check_depth(orjson.loads(body), body, request.app[STATE].settings.max_json_depth)
+        return await serve_asgi(self.manager.handle_request, request, extra, body)
 
     async def lifecycle(self, _app: web.Application) -> AsyncIterator[None]:
         """Run the session manager for the app's life, in a task of its own.

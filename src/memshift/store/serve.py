@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import structlog
-from aiohttp import web
 
 from memshift.config.settings import Listen
-from memshift.runtime import loop_factory
+from memshift.runtime import run_async
+from memshift.serving import serve_apps
 from memshift.store.app import make_app
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal
@@ -17,9 +17,16 @@ log = structlog.get_logger("memshift.store")
 
 def run_store(settings: StoreSettings, tokens: dict[str, Principal], host: str, port: int) -> None:
     """Serve the store on ``host:port``; return after a clean shutdown."""
-    check_free([(Listen(host=host, port=port), "--listen")])
-    app = make_app(settings, tokens)
-    log.info("store_listening", engine=settings.engine, url=f"http://{host}:{port}")
-    factory = loop_factory()
-    loop = factory() if factory else None
-    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop)
+    listen = Listen(host=host, port=port)
+    check_free([(listen, "--listen")])
+
+    def ready() -> None:
+        log.info("store_listening", engine=settings.engine, url=f"http://{host}:{port}")
+
+    async def main() -> None:
+        app = make_app(settings, tokens)
+        await serve_apps(
+            [(app, listen, "--listen")], ready, header_timeout_s=settings.header_timeout_s
+        )
+
+    run_async(main())

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from memshift.limits import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_JSON_DEPTH
+
 Engine = Literal["legacy", "new"]
 ENGINES: tuple[Engine, ...] = ("legacy", "new")
 
@@ -28,6 +30,9 @@ class StoreSettings:
         for one (see ``ACTING_HEADROOM``)."""
         return self.max_body_bytes + (ACTING_HEADROOM if acting else 0)
 
+    max_json_depth: int = MAX_JSON_DEPTH
+    header_timeout_s: float = HEADER_TIMEOUT_S
+    body_timeout_s: float = BODY_TIMEOUT_S
     zstd_level: int = 3
     compress_min_bytes: int = 1 * KIB
     chunk_bytes: int = 1 * MIB
