@@ -12,6 +12,14 @@ instances share it.
 The schema has a version (``SCHEMA_VERSION``). ``open_state`` creates a new database
 at that version, and moves an older one forward, one step at a time, each step in a
 transaction of its own (``MIGRATIONS``).
+
+A state db that cannot be trusted stops the start, before anything is served, with
+one line naming what is wrong (``StateDbError``, a ``ConfigError`` of ``state.url``):
+a SQLite file that is not a database or fails ``PRAGMA quick_check`` (damaged pages,
+a truncated file), a database holding tables named like memshift's that are not, a
+schema newer than this memshift, or a table lacking a column it must have (SQLite and
+PostgreSQL alike). A proxy that served with a broken write log would take writes it
+could never replay.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from memshift.database import Database
+from memshift.errors import ConfigError
 from memshift.timestamps import now_us
 
 metadata = MetaData()
@@ -247,10 +256,42 @@ def _set_version(conn: Connection, version: int) -> None:
     conn.execute(insert(meta).values(name="schema_version", value=str(version)))
 
 
+def _check_pages(conn: Connection) -> None:
+    """SQLite: every page of the file reads back as it should (``quick_check``)."""
+    if conn.dialect.name != "sqlite":
+        return
+    found = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check(5)")]
+    if found != ["ok"]:
+        raise StateDbError(f"the state db is damaged ({'; '.join(found)[:300]}){RECOVER}")
+
+
+def _check_tables(conn: Connection) -> None:
+    """Every table of the schema is there with every column it must have."""
+    look = inspect(conn)
+    present = set(look.get_table_names())
+    for table in metadata.sorted_tables:
+        if table.name not in present:
+            raise StateDbError(f"the state db lacks its table {table.name}{RECOVER}")
+        columns = {c["name"] for c in look.get_columns(table.name)}
+        missing = sorted(c.name for c in table.columns if c.name not in columns)
+        if missing:
+            raise StateDbError(
+                f"the state db's table {table.name} lacks {', '.join(missing)}: it is not "
+                f"memshift's, or was changed by hand{RECOVER}"
+            )
+
+
 def _prepare(conn: Connection) -> None:
-    """Create a new schema, or move an older one forward to ``SCHEMA_VERSION``."""
+    """Check the database, then create a new schema or move an older one forward."""
+    _check_pages(conn)
     version = schema_version(conn)
     if version is None:
+        taken = sorted(set(metadata.tables) & set(inspect(conn).get_table_names()))
+        if taken:
+            raise StateDbError(
+                f"the database holds tables named like memshift's ({', '.join(taken)}) "
+                "but no memshift schema: give the state db a database of its own"
+            )
         metadata.create_all(conn)
         _set_version(conn, SCHEMA_VERSION)
         return
@@ -265,6 +306,7 @@ def _prepare(conn: Connection) -> None:
         version += 1
         _set_version(conn, version)
     metadata.create_all(conn)  # tables added since, at their present shape
+    _check_tables(conn)
 
 
 def take_lease(conn: Connection, name: str, holder: str, now: int, ttl_us: int) -> bool:
@@ -282,8 +324,19 @@ def take_lease(conn: Connection, name: str, holder: str, now: int, ttl_us: int) 
     return True
 
 
-class StateDbError(Exception):
-    """The state db cannot be used as it is (see the message)."""
+RECOVER = (
+    ": restore it from a backup, or move it aside to start with an empty one"
+    " (its write log, id pairs and control state are then lost)"
+)
+# What SQLite says of a file that is not a database, or not a whole one.
+_DAMAGED = ("not a database", "malformed", "disk image", "database corrupt")
+
+
+class StateDbError(ConfigError):
+    """The state db cannot be used as it is (see the message): a ``state.url`` error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("state.url", message)
 
 
 def open_state(url: str) -> Database:
@@ -298,7 +351,11 @@ def open_state(url: str) -> Database:
         try:
             db.write_sync(_prepare)
             return db
-        except DBAPIError:
+        except DBAPIError as exc:
+            damage = str(exc.orig).lower()
+            if any(sign in damage for sign in _DAMAGED):
+                db.close()
+                raise StateDbError(f"the state db is damaged ({exc.orig}){RECOVER}") from None
             if attempt == 4:
                 db.close()
                 raise
