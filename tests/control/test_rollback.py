@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from memshift.config.settings import RollbackSettings, Step
-from memshift.control.health import HealthFigures
+from memshift.control.health import ClassFigures, HealthFigures, HealthWindow
 from memshift.control.rollback import CompareWindow, judge
 from memshift.control.schedule import Schedule
 
@@ -12,8 +12,12 @@ RULES = RollbackSettings(
 )
 
 
-def figures(requests: int, errors: int = 0, p99: float = 10.0) -> HealthFigures:
-    return HealthFigures(requests, errors, errors / requests if requests else 0.0, p99 / 2, p99)
+def figures(requests: int, errors: int = 0, p99: float = 10.0, callers: int = 5) -> HealthFigures:
+    """A store's window: ``callers`` callers behind its requests and its errors, all of
+    its requests in one class."""
+    classes = {"memories.item small": ClassFigures(requests - errors, callers, p99)}
+    rate = errors / requests if requests else 0.0
+    return HealthFigures(requests, errors, rate, p99 / 2, p99, callers, callers, classes)
 
 
 def test_too_little_data_is_inconclusive_never_healthy() -> None:
@@ -65,3 +69,54 @@ def test_schedule_moves_only_on_healthy_holds() -> None:
     ]
     assert Step(read_percent=50, hold_s=3) == plan.tick(steps, 10, "healthy", 1)
     assert None is plan.tick(steps, 50, "healthy", 100)  # the last step: nowhere to go
+
+
+def test_one_caller_among_many_trips_nothing() -> None:
+    """Errors, a slow class or mismatches of one caller, while five are active, hold the
+    verdict at inconclusive and say why; of three callers they trip."""
+    one = HealthFigures(100, 50, 0.5, 5, 10, callers=5, error_callers=1)
+    verdict = judge(one, figures(100), 0, 0, RULES, comparing=False)
+    assert "inconclusive" == verdict.state
+    assert "of 1 caller(s) of 3 needed" in str(verdict.reason)
+    three = HealthFigures(100, 50, 0.5, 5, 10, callers=5, error_callers=3)
+    assert "tripped" == judge(three, figures(100), 0, 0, RULES, comparing=False).state
+
+    slow_of_one = HealthFigures(
+        100, 0, 0.0, 5, 100, callers=5, classes={"k": ClassFigures(100, 1, 100.0)}
+    )
+    legacy = HealthFigures(100, 0, 0.0, 5, 10, callers=5, classes={"k": ClassFigures(100, 5, 10)})
+    assert "inconclusive" == judge(slow_of_one, legacy, 0, 0, RULES, comparing=False).state
+
+    mism = judge(figures(100), figures(100), 100, 50, RULES, comparing=True, compare_callers=(5, 1))
+    assert "inconclusive" == mism.state
+    mism = judge(figures(100), figures(100), 100, 50, RULES, comparing=True, compare_callers=(5, 3))
+    assert "tripped" == mism.state
+
+
+def test_the_only_caller_can_trip() -> None:
+    """With one caller active (a desktop client on memshift stdio), its errors trip."""
+    alone = HealthFigures(100, 50, 0.5, 5, 10, callers=1, error_callers=1)
+    legacy = figures(100, callers=1)
+    assert "tripped" == judge(alone, legacy, 0, 0, RULES, comparing=False).state
+
+
+def test_large_bodies_slow_on_both_stores_are_not_a_slow_new_store() -> None:
+    """A few callers' 8 MiB writes, slow on both stores, beside fast small reads: new's
+    overall p99 is many times legacy's, but class by class it is not."""
+    new, legacy = HealthWindow(60), HealthWindow(60)
+    for i in range(200):
+        caller = f"c{i % 5}"
+        legacy.record(0.002, error=False, caller=caller, kind="memories.item small", now=10)
+        new.record(0.002, error=False, caller=caller, kind="memories.item small", now=10)
+    for i in range(60):  # mirrored large writes: both stores take them, both are slow
+        caller = f"c{i % 5}"
+        new.record(0.9, error=False, caller=caller, kind="memories.create large", now=10)
+        legacy.record(0.6, error=False, caller=caller, kind="memories.create large", now=10)
+    for i in range(6000):  # reads served by legacy alone: its overall mix is faster
+        legacy.record(0.002, error=False, caller=f"c{i % 5}", kind="memories.list small", now=10)
+    ours, theirs = new.figures(now=10), legacy.figures(now=10)
+    assert ours.p99_ms / theirs.p99_ms > RULES.max_latency_ratio  # the overall figure lies
+    verdict = judge(ours, theirs, 0, 0, RULES, comparing=False)
+    assert "healthy" == verdict.state, verdict.reason
+    assert verdict.figures["latency_ratio"] < 2
+    assert "memories.create large" == verdict.figures["latency_class"]

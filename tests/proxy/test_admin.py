@@ -50,7 +50,15 @@ async def test_status_document(make_stack: MakeStack) -> None:
         doc["reason"],
         doc["repair_backlog"],
     )
-    assert {"requests", "errors", "error_rate", "p50_ms", "p99_ms"} == set(doc["stores"]["new"])
+    assert {
+        "requests",
+        "errors",
+        "error_rate",
+        "p50_ms",
+        "p99_ms",
+        "callers",
+        "error_callers",
+    } == set(doc["stores"]["new"])
     assert 1 == doc["stores"]["legacy"]["requests"]
 
 

@@ -287,3 +287,44 @@ async def test_a_trip_on_one_proxy_fails_back_the_other(
         status["read_percent"],
         status["reason"].startswith("error_rate"),
     )
+
+
+async def test_one_caller_cannot_fail_back_a_migration(
+    make_stack: MakeStack, make_proxy: MakeProxy, make_forwarder: MakeForwarder
+) -> None:
+    """New fails every read of one caller (its requests are odd, say) while four others
+    read fine: judgement holds, naming why; once the failures come from three callers,
+    it fails back."""
+    failing = {"Bearer tok-user1"}
+
+    async def fails_some(request: web.Request) -> web.Response | None:
+        if request.method == "GET" and request.headers.get("Authorization") in failing:
+            return web.json_response({"error": {"code": "x", "message": "x"}}, status=500)
+        return None
+
+    _stack, proxy, admin = await _through(
+        make_stack, make_proxy, make_forwarder, fails_some, read_percent=100
+    )
+    core = proxy.server.app[PROXY]
+    users = [f"user{n}" for n in range(1, 6)]
+    own = {}
+    for user in users:
+        made = await proxy.post(
+            "/v1/memories", json={"title": user, "content": "c"}, headers=auth(user)
+        )
+        own[user] = (await made.json())["id"]
+    for i in range(60):
+        user = users[i % 5]
+        resp = await proxy.get(f"/v1/memories/{own[user]}", headers=auth(user))
+        assert 200 == resp.status  # a failed read of new falls back to legacy
+    verdict = core.watchdog.judge()
+    assert not core.plane.state.failed_back
+    assert "inconclusive" == verdict.state
+    assert "of 1 caller(s) of 3 needed" in str(verdict.reason)
+    failing.update({"Bearer tok-user2", "Bearer tok-user3"})
+    for i in range(30):
+        await proxy.get(f"/v1/memories/{own[users[i % 5]]}", headers=auth(users[i % 5]))
+    await eventually(lambda: core.plane.state.failed_back, within=5)
+    status = await _status(admin)
+    assert status["reason"].startswith("error_rate")
+    assert "of 3 callers" in status["reason"]

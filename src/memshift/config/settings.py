@@ -219,6 +219,13 @@ class RollbackSettings:
     max_error_rate: float = setting(0.01, "new's errors / requests", low=0, high=1)
     max_latency_ratio: float = setting(3.0, "p99(new) / p99(legacy)", low=1, high=1000)
     max_mismatch_rate: float = setting(0.01, "mismatched / compared reads", low=0, high=1)
+    min_callers: int = setting(
+        3,
+        "a rule trips only on errors, slow classes or mismatches of this many callers"
+        " (or of every caller, when fewer are active)",
+        low=1,
+        high=16,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,6 +44,7 @@ class Exchange(NamedTuple):
     status: int | None  # None: the store left it unanswered
     elapsed_s: float
     timeout: bool  # unanswered because the store was too slow
+    size: int = 0  # the request body's bytes
 
 
 Observer = Callable[[Exchange], None]
@@ -166,12 +167,13 @@ class StoreLinks:
     ) -> UpstreamResponse:
         """Send ``request`` to ``store`` (a tool call through its MCP session); raise
         ``UpstreamError``. ``route`` and ``purpose`` label the exchange for the observer."""
+        size = len(request.body)
         try:
             answer = await self.links[store].send(request)
         except UpstreamError as exc:
-            self._observe(Exchange(store, route, purpose, None, 0.0, exc.timeout))
+            self._observe(Exchange(store, route, purpose, None, 0.0, exc.timeout, size))
             raise
-        self._observe(Exchange(store, route, purpose, answer.status, answer.elapsed_s, False))
+        self._observe(Exchange(store, route, purpose, answer.status, answer.elapsed_s, False, size))
         return answer
 
     @asynccontextmanager
@@ -179,13 +181,16 @@ class StoreLinks:
         self, store: StoreName, request: OutboundRequest, route: str, purpose: str
     ) -> AsyncIterator[StreamedResponse]:
         """Send ``request`` to ``store``; its body is read while the context is open."""
+        size = len(request.body)
         async with AsyncExitStack() as stack:
             try:
                 answer = await stack.enter_async_context(self.links[store].stream(request))
             except UpstreamError as exc:
-                self._observe(Exchange(store, route, purpose, None, 0.0, exc.timeout))
+                self._observe(Exchange(store, route, purpose, None, 0.0, exc.timeout, size))
                 raise
-            self._observe(Exchange(store, route, purpose, answer.status, answer.elapsed_s, False))
+            self._observe(
+                Exchange(store, route, purpose, answer.status, answer.elapsed_s, False, size)
+            )
             yield answer
 
     def follow(self, settings: Settings, changed: frozenset[str]) -> None:

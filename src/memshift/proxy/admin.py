@@ -104,6 +104,7 @@ async def status_document(request: web.Request) -> dict[str, Any]:
                 "max_error_rate",
                 "max_latency_ratio",
                 "max_mismatch_rate",
+                "min_callers",
             )
         },
         "schedule": {

@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 import structlog
 from aiohttp import web
 
+from memshift.control.callers import CALLER, caller_of
 from memshift.errors import UpstreamError
 from memshift.limits import depth_error, raw_too_deep, read_body
 from memshift.logs import bind, unbind
@@ -67,6 +68,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
         route = call.route
         work = proxy.writes.write(call) if call.is_write else proxy.reads.read(call)
     context = bind(request_id=rid, route=route)
+    caller = CALLER.set(caller_of(request.headers, request.remote))
     try:
         try:
             response = await work
@@ -84,5 +86,6 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
     finally:
+        CALLER.reset(caller)
         unbind(context)
     return response

@@ -28,6 +28,7 @@ import structlog
 
 from memshift import logs
 from memshift.config.settings import Settings, StoreName
+from memshift.control.callers import calling
 from memshift.links.stores import Exchange
 from memshift.mcp import protocol
 from memshift.shadow.helper import Batch, Sent, read_frame, write_frame
@@ -182,8 +183,9 @@ class ShadowHelper:
         try:
             if kind == "done":
                 sent: list[Sent] = message[3]
-                for exchange in sent:
-                    self.host.observe(Exchange(*exchange))
+                with calling(read.caller):
+                    for exchange in sent:
+                        self.host.observe(Exchange(*exchange))
                 self.host.judge(read, Shadowed.unpacked(message[2]))
                 self.settled += 1
             else:

@@ -130,7 +130,7 @@ class ShadowReads:
             backfilled=self.backfilled,
         )
         self.report.record(comparison, records=self._records(read.fence), user=read.user)
-        self.window.record(comparison.verdict)
+        self.window.record(comparison.verdict, caller=read.caller)
         self.metrics.comparison(route, comparison.verdict).inc()
 
     def _records(self, fence: str | None) -> list[dict[str, Any]]:

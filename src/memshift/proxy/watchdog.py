@@ -52,6 +52,7 @@ class Watchdog:
             mismatched,
             self.settings().rollback,
             comparing=self.plane.state.shadow_read_percent > 0,
+            compare_callers=self.compared.callers(),
         )
         return self.verdict
 

@@ -52,7 +52,7 @@ SYNC_EVERY_S = 1.0
 BATCH_EVERY_S, BATCH_SIZE = 0.02, 64
 # One exchange with a store (``links.stores.Exchange``) as a plain tuple: pickled
 # several times faster, and a message per read is paid on the proxy's event loop.
-Sent = tuple[StoreName, str, str, int | None, float, bool]
+Sent = tuple[StoreName, str, str, int | None, float, bool, int]
 # Which read a store exchange belongs to: each read runs in a task of its own.
 _JOB: contextvars.ContextVar[int | None] = contextvars.ContextVar("helper_job", default=None)
 

@@ -15,7 +15,7 @@ comparison code: nothing of the proxy.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +25,7 @@ from memshift.compare.compare import NO_PAIR, UNPAIRED_ANSWER, Observation, diff
 from memshift.compare.diff import Difference, DiffOptions, Ranked, generic
 from memshift.compare.normalize import Rule, ignore
 from memshift.config.settings import CompareSettings, RouteCompare, StoreName
+from memshift.control.callers import CALLER
 from memshift.errors import UpstreamError
 from memshift.links.wire import OutboundRequest, UpstreamResponse
 from memshift.shadow.routes import RouteMatch
@@ -43,6 +44,7 @@ class ReadCopy:
     fence: str | None
     before: tuple[int, bool]
     user: str | None = None  # the caller, when known (never a token): for the report
+    caller: str = field(default_factory=CALLER.get)  # who it counts for (control/callers.py)
 
 
 def _parsed(body: bytes) -> Any:

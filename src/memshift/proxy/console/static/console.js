@@ -127,10 +127,13 @@ function renderHealth(status) {
   }
   $("thresholds").textContent = "Failback when, over " + limits.window_s + " s and at least " +
     limits.min_samples + " samples: new's error rate > " + percent(limits.max_error_rate) +
-    ", its p99 > " + limits.max_latency_ratio + "× legacy's" +
-    (figures.latency_ratio !== undefined ? " (now " + figures.latency_ratio + "×)" : "") +
+    ", its p99 > " + limits.max_latency_ratio + "× legacy's on comparable requests" +
+    (figures.latency_ratio !== undefined
+      ? " (now " + figures.latency_ratio + "×, " + figures.latency_class + ")" : "") +
     ", or mismatched reads > " + percent(limits.max_mismatch_rate) + " (now " +
-    (figures.compared ? figures.mismatched + " of " + figures.compared : "none judged") + ").";
+    (figures.compared ? figures.mismatched + " of " + figures.compared : "none judged") +
+    "); each from at least " + limits.min_callers + " callers, or all of them when fewer are active" +
+    (figures.callers !== undefined ? " (now " + figures.callers + ")" : "") + ".";
 }
 
 function renderChart(series) {
