@@ -6,6 +6,7 @@ afterwards. Under ``MEMSHIFT_REQUIRE_PG=1`` (as in CI) a skipped test is a failu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -64,11 +65,18 @@ def make_pg_url() -> Iterator[Callable[[], str]]:
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"set {PG_ENV} to run the PostgreSQL tests")
+    with pg_schemas(base, "t") as make:
+        yield make
+
+
+@contextlib.contextmanager
+def pg_schemas(base: str, prefix: str) -> Iterator[Callable[[], str]]:
+    """Make URLs of ``base`` whose search_path is a fresh schema; drop them at the end."""
     admin = create_engine(normalize_url(base))
     schemas: list[str] = []
 
     def make() -> str:
-        schema = f"t_{uuid.uuid4().hex[:16]}"
+        schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         schemas.append(schema)

@@ -152,3 +152,24 @@ async def test_a_large_backlog_raises_the_alert(make_stack: MakeStack) -> None:
             )
         )
     assert [(1, False, False), (2, True, True)] == alerts
+
+
+async def test_the_admin_api_is_described_whole(make_stack: MakeStack) -> None:
+    """/openapi.json (no token) describes every admin route but the console's, and only
+    those; the store's own description is served by the store, also without a token."""
+    stack = await make_stack()
+    answer = await stack.admin.get("/openapi.json")
+    assert 200 == answer.status
+    described = {
+        (method, path) for path, item in (await answer.json())["paths"].items() for method in item
+    }
+    served = {
+        (route.method.lower(), route.resource.canonical)
+        for route in stack.admin.server.app.router.routes()
+        if route.resource is not None
+        and route.method != "HEAD"
+        and not route.resource.canonical.startswith("/console")
+    }
+    assert served == described
+    store_doc = await (await stack.legacy.get("/openapi.json")).json()
+    assert "/v1/memories/{id}" in store_doc["paths"]

@@ -222,3 +222,16 @@ async def test_a_gzipped_body_reaches_both_stores_decoded(make_stack: MakeStack)
     await drained(stack)
     await assert_stores_match(stack)
     assert 0 == (await stack.core.writelog.figures())["divergent"]
+
+
+async def test_a_path_with_a_newline_is_forwarded_and_answered_in_json(
+    make_stack: MakeStack,
+) -> None:
+    """%0A in a path reaches the store like any other path (found by the REST fuzz: the
+    proxy's own router answered a plain-text 404)."""
+    stack = await make_stack(seed=0)
+    for path in ("/v1/memories/%0A.h", "/v1/x%0A/y"):
+        answer = await stack.proxy.get(path, headers=auth("user1"))
+        assert answer.headers["Content-Type"].startswith("application/json")
+        assert "legacy" == answer.headers["X-Memshift-Served-By"]
+        assert answer.status in (400, 404)

@@ -41,6 +41,7 @@ BAD_BODIES = [
     (b'{"title": "t", "content": "c", "context_id": "1"}', JSON, 422, "validation_error"),
     (b'{"title": "t", "content": "c", "context_id": true}', JSON, 422, "validation_error"),
     (b'{"title": "t", "content": "c", "context_id": 999}', JSON, 422, "unknown_context"),
+    (b'{"title": "t", "content": "c", "context_id": 2147483648}', JSON, 422, "validation_error"),
 ]
 
 
@@ -74,6 +75,10 @@ async def test_bad_memory_bodies(
         ("/v1/search", "invalid_q"),
         ("/v1/search?q=%20", "invalid_q"),
         ("/v1/search?q=a&limit=1000", "invalid_limit"),
+        # past the id columns' range (32 bits on PostgreSQL): the same 400 on both
+        ("/v1/memories/2147483648", "invalid_id"),
+        ("/v1/search?q=a&context_id=9223372036854775806", "invalid_context_id"),
+        ("/v1/memories?context_id=2147483648", "invalid_context_id"),
     ],
 )
 async def test_bad_paths_and_queries(store: Client, path: str, code: str) -> None:

@@ -19,12 +19,13 @@ from memshift.compare.html import render as render_report
 from memshift.config.settings import STORE_NAMES
 from memshift.control.state import Conflict
 from memshift.errors import ApiError, bad_request, unprocessable
-from memshift.limits import BODY_TIMEOUT_S, depth_error, raw_too_deep, read_body
+from memshift.limits import BODY_TIMEOUT_S, depth_error, raw_too_deep
+from memshift.proxy import admin_openapi
 from memshift.proxy.console import handlers as console
 from memshift.proxy.console.sessions import Sessions
 from memshift.proxy.instance import Proxy
 from memshift.proxy.keys import PROXY
-from memshift.webutil import Handler, answer_errors, error_response, json_response
+from memshift.webutil import Handler, answer_errors, error_response, json_response, read_body
 
 log = structlog.get_logger("memshift.admin")
 
@@ -47,7 +48,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The admin token as a bearer header, or a console session (with its CSRF token on
     every change); the console's own pages check for themselves."""
-    if request.path == "/healthz" or request.path in console.OPEN_PATHS:
+    if request.path in admin_openapi.PUBLIC or request.path in console.OPEN_PATHS:
         return await handler(request)
     expected = request.app[PROXY].holder.current.admin.token
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -311,6 +312,7 @@ def make_admin_app(proxy: Proxy) -> web.Application:
             web.get("/metrics", metrics),
             web.post("/migrate", start_migration),
             web.get("/migrate", migration),
+            web.get("/openapi.json", admin_openapi.serve),
         ]
     )
     return app

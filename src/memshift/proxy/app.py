@@ -26,5 +26,6 @@ def make_apps(proxy: Proxy) -> tuple[web.Application, web.Application]:
     app = web.Application(client_max_size=proxy.holder.current.proxy.max_body_bytes)
     app[PROXY] = proxy
     app.cleanup_ctx.append(_lifecycle)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    # Every path, a newline in it (%0A) included: "." alone stops at one.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)
     return app, make_admin_app(proxy)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from memshift.control.callers import CALLER, caller_of
 from memshift.errors import UpstreamError
-from memshift.limits import depth_error, raw_too_deep, read_body
+from memshift.limits import depth_error, raw_too_deep
 from memshift.logs import bind, unbind
 from memshift.proxy.call import upstream_failure
 from memshift.proxy.headers import SERVED_BY, outbound, request_id
@@ -30,7 +30,7 @@ from memshift.proxy.mcp.dispatch import handle_mcp
 from memshift.proxy.metrics import STATUS_CLASS
 from memshift.proxy.rest import RestCall, unrouted
 from memshift.shadow.routes import match_route
-from memshift.webutil import answer_errors, error_response
+from memshift.webutil import answer_errors, error_response, read_body
 
 log = structlog.get_logger("memshift.proxy")
 

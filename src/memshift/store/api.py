@@ -23,13 +23,13 @@ from sqlalchemy.exc import OperationalError
 
 from memshift.database import Database
 from memshift.errors import ApiError, bad_request
-from memshift.limits import check_depth, depth_error, read_body
+from memshift.limits import check_depth, depth_error
 from memshift.store import idempotency
 from memshift.store.call import Call
 from memshift.store.content import ContentStore
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal
-from memshift.webutil import Handler, answer_errors, error_response, json_response
+from memshift.webutil import Handler, answer_errors, error_response, json_response, read_body
 
 log = structlog.get_logger("memshift.store")
 
@@ -83,6 +83,7 @@ async def _database_errors(request: web.Request, handler: Handler) -> web.Stream
 
 
 ACT_AS = "X-Act-As"
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})  # served without a token
 
 
 @web.middleware
@@ -96,7 +97,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     write without ever keeping the user's token, and why a mirrored write can never
     change another user's record.
     """
-    if request.path == "/healthz":
+    if request.path in PUBLIC_PATHS:
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     who = request.app[STATE].tokens.get(token.strip()) if scheme.lower() == "bearer" else None

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from memshift.database import Database
 from memshift.errors import ConfigError
-from memshift.store import mcp, routes, schema
+from memshift.store import mcp, openapi, routes, schema
 from memshift.store.api import STATE, StoreState, auth_middleware, errors_middleware
 from memshift.store.content import BlobContent, ContentStore, PlainContent
 from memshift.store.settings import StoreSettings
@@ -55,5 +55,6 @@ def make_app(settings: StoreSettings, tokens: dict[str, Principal]) -> web.Appli
     app[STATE] = StoreState(settings, tokens, db, content_store(settings), admins=admins)
     app.cleanup_ctx.append(_lifecycle)
     routes.setup(app)
+    openapi.setup(app)
     mcp.setup(app, settings.mcp_hosts)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -140,27 +142,111 @@ async def stats(request: web.Request) -> web.Response:
     return await read(request, relations.stats)
 
 
+@dataclass(frozen=True)
+class Param:
+    """A query parameter a route takes, as a JSON schema."""
+
+    name: str
+    schema: dict[str, Any]
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    """One REST route: served by ``handler``, described by the rest (``openapi.py``).
+
+    ``answer``: the schema of a success's body (None: no body); ``body``: the fields a
+    request body takes (None: it takes none).
+    """
+
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.Response]]
+    summary: str
+    answer: str | None
+    status: int = 200
+    body: tuple[Field, ...] | None = None
+    update: bool = False
+    query: tuple[Param, ...] = ()
+    public: bool = False  # served without a token
+
+
+_ID_QUERY = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+PAGE = (
+    Param("cursor", {"type": "string", "maxLength": 200}),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}),
+)
+IN_CONTEXT = Param("context_id", _ID_QUERY)
+SEARCH = (
+    Param("q", {"type": "string", "minLength": 1, "maxLength": 1000}, required=True),
+    Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX, "default": SEARCH_DEFAULT},
+    ),
+    IN_CONTEXT,
+)
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", healthz, "Whether the store is up", "Health", public=True),
+    Route(
+        "POST", "/v1/contexts", create_context, "Create a context", "Context", 201, CONTEXT_CREATE
+    ),
+    Route("GET", "/v1/contexts", list_contexts, "List contexts", "ContextPage", query=PAGE),
+    Route("GET", "/v1/contexts/{id}", get_context, "Get a context", "Context"),
+    Route(
+        "PATCH",
+        "/v1/contexts/{id}",
+        update_context,
+        "Change a context",
+        "Context",
+        body=CONTEXT_UPDATE,
+        update=True,
+    ),
+    Route("DELETE", "/v1/contexts/{id}", delete_context, "Delete a context", None, 204),
+    Route("POST", "/v1/memories", create_memory, "Create a memory", "Memory", 201, MEMORY_CREATE),
+    Route(
+        "GET",
+        "/v1/memories",
+        list_memories,
+        "List memories (without content)",
+        "MemoryPage",
+        query=(*PAGE, IN_CONTEXT),
+    ),
+    Route("GET", "/v1/memories/{id}", get_memory, "Get a memory", "Memory"),
+    Route(
+        "PATCH",
+        "/v1/memories/{id}",
+        update_memory,
+        "Change a memory",
+        "Memory",
+        body=MEMORY_UPDATE,
+        update=True,
+    ),
+    Route("DELETE", "/v1/memories/{id}", delete_memory, "Delete a memory", None, 204),
+    Route(
+        "GET",
+        "/v1/memories/{id}/relations",
+        memory_relations,
+        "A memory's relations",
+        "RelationList",
+    ),
+    Route("GET", "/v1/search", search, "Search memories, ranked", "SearchResults", query=SEARCH),
+    Route(
+        "POST",
+        "/v1/relations",
+        create_relation,
+        "Relate two memories",
+        "Relation",
+        201,
+        RELATION_CREATE,
+    ),
+    Route("GET", "/v1/relations/{id}", get_relation, "Get a relation", "Relation"),
+    Route("DELETE", "/v1/relations/{id}", delete_relation, "Delete a relation", None, 204),
+    Route("GET", "/v1/stats", stats, "Counts and sizes of what the caller may see", "Stats"),
+    Route("GET", "/v1/whoami", whoami, "Who the token is", "Whoami"),
+)
+
+
 def setup(app: web.Application) -> None:
     """Add the REST routes to ``app``."""
-    app.router.add_routes(
-        [
-            web.get("/healthz", healthz),
-            web.post("/v1/contexts", create_context),
-            web.get("/v1/contexts", list_contexts),
-            web.get("/v1/contexts/{id}", get_context),
-            web.patch("/v1/contexts/{id}", update_context),
-            web.delete("/v1/contexts/{id}", delete_context),
-            web.post("/v1/memories", create_memory),
-            web.get("/v1/memories", list_memories),
-            web.get("/v1/memories/{id}", get_memory),
-            web.patch("/v1/memories/{id}", update_memory),
-            web.delete("/v1/memories/{id}", delete_memory),
-            web.get("/v1/memories/{id}/relations", memory_relations),
-            web.get("/v1/search", search),
-            web.post("/v1/relations", create_relation),
-            web.get("/v1/relations/{id}", get_relation),
-            web.delete("/v1/relations/{id}", delete_relation),
-            web.get("/v1/stats", stats),
-            web.get("/v1/whoami", whoami),
-        ]
-    )
+    app.router.add_routes([web.route(r.method, r.path, r.handler) for r in ROUTES])

@@ -16,11 +16,22 @@ from typing import Any
 from memshift.errors import ApiError, bad_request, unprocessable
 from memshift.timestamps import parse_ts
 
-MAX_ID = 2**63 - 1
+# The largest id a record can have: the id columns are 32-bit integers on PostgreSQL,
+# and both engines on both databases refuse the same ids (400/422, never a 500).
+MAX_ID = 2**31 - 1
 ACCESS_LEVELS = ("private", "public")
 
 
-def _text(min_len: int, max_len: int) -> Callable[[Any], Any]:
+@dataclass(frozen=True)
+class Kind:
+    """What a field's value must be: its check, and the same said as a JSON schema
+    (``openapi.py`` describes the API from it)."""
+
+    check: Callable[[Any], Any]
+    schema: Mapping[str, Any]
+
+
+def _text(min_len: int, max_len: int) -> Kind:
     def check(value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError("must be a string")
@@ -28,7 +39,7 @@ def _text(min_len: int, max_len: int) -> Callable[[Any], Any]:
             raise ValueError(f"must be {min_len}..{max_len} characters")
         return value
 
-    return check
+    return Kind(check, {"type": "string", "minLength": min_len, "maxLength": max_len})
 
 
 def _record_id(value: Any) -> Any:
@@ -70,58 +81,71 @@ def _timestamp(value: Any) -> Any:
         raise ValueError(f"must be an ISO 8601 time with a zone ({exc})") from exc
 
 
+RECORD_ID = Kind(_record_id, {"type": "integer", "minimum": 1, "maximum": MAX_ID})
+FRACTION = Kind(_fraction, {"type": "number", "minimum": 0, "maximum": 1})
+OBJECT = Kind(_object, {"type": "object"})
+ACCESS = Kind(_access, {"type": "string", "enum": list(ACCESS_LEVELS)})
+VERSION = Kind(_version, {"type": "integer", "minimum": 1, "maximum": 2**31 - 1})
+TIMESTAMP = Kind(_timestamp, {"type": "string", "format": "date-time"})
+
+
 @dataclass(frozen=True)
 class Field:
-    """One accepted body field: its check, and whether it is required, nullable, admin-only."""
+    """One accepted body field: what it must be, and whether it is required, nullable,
+    admin-only."""
 
     name: str
-    check: Callable[[Any], Any]
+    kind: Kind
     required: bool = False
     nullable: bool = False
     admin_only: bool = False
+
+    def check(self, value: Any) -> Any:
+        """``value`` checked (and normalized); ``ValueError`` says what is wrong."""
+        return self.kind.check(value)
 
 
 TEXT_TITLE = _text(1, 500)
 TEXT_NAME = _text(1, 200)
 ADMIN_FIELDS = (
     Field("owner", _text(1, 200), admin_only=True),
-    Field("version", _version, admin_only=True),
-    Field("created_at", _timestamp, admin_only=True),
-    Field("updated_at", _timestamp, admin_only=True),
+    Field("version", VERSION, admin_only=True),
+    Field("created_at", TIMESTAMP, admin_only=True),
+    Field("updated_at", TIMESTAMP, admin_only=True),
 )
 MEMORY_CREATE = (
     Field("title", TEXT_TITLE, required=True),
     Field("content", _text(0, 2**31), required=True),
-    Field("context_id", _record_id, nullable=True),
-    Field("access_level", _access),
-    Field("metadata", _object),
+    Field("context_id", RECORD_ID, nullable=True),
+    Field("access_level", ACCESS),
+    Field("metadata", OBJECT),
     *ADMIN_FIELDS,
 )
 MEMORY_UPDATE = (
     Field("title", TEXT_TITLE),
     Field("content", _text(0, 2**31)),
-    Field("context_id", _record_id, nullable=True),
-    Field("access_level", _access),
-    Field("metadata", _object),
+    Field("context_id", RECORD_ID, nullable=True),
+    Field("access_level", ACCESS),
+    Field("metadata", OBJECT),
     *ADMIN_FIELDS,
 )
 CONTEXT_CREATE = (
     Field("name", TEXT_NAME, required=True),
     Field("description", _text(0, 10_000)),
-    Field("access_level", _access),
+    Field("access_level", ACCESS),
     *ADMIN_FIELDS,
 )
 CONTEXT_UPDATE = (
     Field("name", TEXT_NAME),
     Field("description", _text(0, 10_000)),
-    Field("access_level", _access),
+    Field("access_level", ACCESS),
     *ADMIN_FIELDS,
 )
 RELATION_CREATE = (
     Field("name", TEXT_NAME, required=True),
-    Field("source_id", _record_id, required=True),
-    Field("target_id", _record_id, required=True),
-    Field("strength", _fraction),
+    Field("source_id", RECORD_ID, required=True),
+    Field("target_id", RECORD_ID, required=True),
+    Field("strength", FRACTION),
     *ADMIN_FIELDS,
 )
 
