@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 TOKENS = '[tokens.tok-ops]\nuser = "ops"\nrole = "admin"\n'
 
 
@@ -108,3 +110,24 @@ def test_store_with_a_bad_listen_address_refuses(tmp_path: Path) -> None:
         {**os.environ, "MEMSHIFT_TOKENS": TOKENS},
     )
     assert (2, True) == (done.returncode, "--listen" in done.stderr)
+
+
+@pytest.mark.parametrize("damage", ["not-a-database", "truncated"])
+def test_store_on_a_damaged_database_is_one_line_and_exit_2(tmp_path: Path, damage: str) -> None:
+    """A file that is not a database (or no longer one): one line naming --db, exit 2."""
+    db = tmp_path / "s.db"
+    if damage == "not-a-database":
+        db.write_bytes(os.urandom(8192))
+    else:
+        db.write_bytes(b"SQLite format 3\x00" + b"\x10\x00" + os.urandom(50))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = run_memshift(
+        ["store", "--engine", "new", "--db", f"sqlite:///{db}", "--listen", f"127.0.0.1:{port}"],
+        {**os.environ, "MEMSHIFT_TOKENS": TOKENS},
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert 2 == done.returncode, done.stderr
+    assert [line for line in lines if line.startswith("memshift: error: --db: ")] == lines[-1:]
+    assert "Traceback" not in done.stderr

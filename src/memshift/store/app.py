@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from memshift.database import Database
 from memshift.errors import ConfigError
@@ -21,7 +22,12 @@ log = structlog.get_logger("memshift.store")
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    await asyncio.to_thread(schema.prepare, state.db, state.settings.engine)
+    try:
+        await asyncio.to_thread(schema.prepare, state.db, state.settings.engine)
+    except DBAPIError as exc:  # not a database, damaged, unreachable: one line, exit 2
+        await asyncio.to_thread(state.db.close)
+        why = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise ConfigError("--db", f"the store's database cannot be used: {why}") from None
     log.info(
         "store_ready",
         engine=state.settings.engine,
