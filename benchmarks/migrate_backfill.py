@@ -26,12 +26,11 @@ from sqlalchemy import Connection
 
 from benchmarks.harness import StoreProcess, corpus, report, slices, store_process
 from memshift.database import Database
-from memshift.store.app import content_store
+from memshift.store.app import content_store, prepare_store
 from memshift.store.call import Call
 from memshift.store.contexts import create_context
 from memshift.store.memories import create_memory
 from memshift.store.relations import create_relation
-from memshift.store.schema import prepare
 from memshift.store.settings import StoreSettings
 from memshift.store.tokens import Principal
 
@@ -44,8 +43,8 @@ def seed(db_url: str, contexts: int, memories: int, relations: int) -> None:
     rnd = random.Random(11)
     texts = slices(corpus(8_000_000), 2_000, 200, 8 * 1024) + slices(corpus(), 20, 65536, 65536)
     db = Database(db_url)
-    prepare(db, "legacy")
     content = content_store(StoreSettings(engine="legacy", db_url=db_url))
+    prepare_store(db, "legacy", content)
     made_contexts: list[list[int]] = [[] for _ in OWNERS]
     made_memories: list[list[int]] = [[] for _ in OWNERS]
 

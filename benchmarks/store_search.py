@@ -29,9 +29,9 @@ from benchmarks.harness import USER, corpus, report, slices, store_process
 from memshift.database import Database
 from memshift.loadtest.stats import percentile
 from memshift.store import memories
+from memshift.store.app import prepare_store
 from memshift.store.call import Call
 from memshift.store.content import BlobContent, ContentStore, PlainContent
-from memshift.store.schema import prepare
 from memshift.store.tokens import Principal
 
 QUERIES = {
@@ -100,7 +100,7 @@ def main() -> None:
             done = 0
             for size in sizes:
                 db = Database(url)
-                prepare(db, engine)
+                prepare_store(db, engine, content)
                 started = time.perf_counter()
                 seed(db, content, texts, done, size)
                 print(

@@ -19,6 +19,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from memshift.mcp import protocol
 from tests.conformance.proxyproc import ProxyProcess
 from tests.fuzz.targets import FUZZ_EXAMPLES, Found
 from tests.proxy.conftest import auth
@@ -83,16 +84,7 @@ _LIVE: dict[str, str] = {}  # proxy base URL: a session opened there
 def _live_session(base: str) -> str:
     """A session the proxy knows, opened once per proxy."""
     if base not in _LIVE:
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "fuzz", "version": "0"},
-            },
-        }
+        init = protocol.initialize_request("1", "2025-06-18")
         headers = {**auth("user1"), "Accept": "application/json, text/event-stream"}
         answer = requests.post(base + "/mcp", json=init, headers=headers, timeout=20)
         assert 200 == answer.status_code, answer.text

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from memshift.cli import main
 from memshift.store.api import STATE
-from memshift.store.schema import blob_chunks, blobs, counters, memories
+from memshift.store.schema import blob_chunks, blobs, memories
 from tests.store.conftest import ALICE, MakeStore, post
 from tests.store.test_engines import prose
 
@@ -45,7 +45,10 @@ async def test_check_passes_on_a_whole_store(
             update(memories).where(memories.c.title == "b").values(content_hash=None),
             "without content_hash",
         ),
-        (update(counters).values(value=9), "counts 9 memories but 4 exist"),
+        (
+            text("INSERT INTO memory_search (rowid, title, body) VALUES (999, 'gone', 'x')"),
+            "1 entries refer to missing memories",
+        ),
     ],
 )
 async def test_check_names_damage(

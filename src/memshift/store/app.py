@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from memshift.database import Database
 from memshift.errors import ConfigError
-from memshift.store import mcp, openapi, routes, schema
+from memshift.store import mcp, openapi, routes, schema, search
 from memshift.store.api import STATE, StoreState, auth_middleware, errors_middleware
 from memshift.store.content import BlobContent, ContentStore, PlainContent
 from memshift.store.settings import StoreSettings
@@ -23,11 +23,15 @@ log = structlog.get_logger("memshift.store")
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     try:
-        await asyncio.to_thread(schema.prepare, state.db, state.settings.engine)
+        indexed = await asyncio.to_thread(
+            prepare_store, state.db, state.settings.engine, state.content
+        )
     except DBAPIError as exc:  # not a database, damaged, unreachable: one line, exit 2
         await asyncio.to_thread(state.db.close)
         why = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise ConfigError("--db", f"the store's database cannot be used: {why}") from None
+    if indexed:
+        log.info("search_index_built", memories=indexed)
     log.info(
         "store_ready",
         engine=state.settings.engine,
@@ -35,6 +39,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await asyncio.to_thread(state.db.close)
+
+
+def prepare_store(db: Database, engine: str, content: ContentStore) -> int:
+    """Make ``db`` ready to serve as an ``engine`` store: its tables, its claim, its
+    search index; return how many memories were indexed (a store made before it)."""
+    schema.prepare(db, engine)
+    return search.prepare(db, content)
 
 
 def content_store(settings: StoreSettings) -> ContentStore:

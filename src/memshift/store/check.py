@@ -3,7 +3,7 @@
 For the ``new`` engine: every blob decodes (chunks complete and in order) to bytes whose
 SHA-256 is its address, sizes and reference counts are right, and no blob, chunk or
 memory points at nothing. For ``legacy``: every memory holds its content and size. For
-both: the search index refers only to live memories. Blobs are read one at a time.
+both: the search index holds every memory and nothing else. Blobs are read one at a time.
 """
 
 from __future__ import annotations
@@ -17,14 +17,7 @@ from sqlalchemy import Connection, func, select
 from memshift.database import Database
 from memshift.store import search
 from memshift.store.content import read_blob
-from memshift.store.schema import (
-    blob_chunks,
-    blobs,
-    counters,
-    engine_name,
-    memories,
-    search_terms,
-)
+from memshift.store.schema import blob_chunks, blobs, engine_name, memories
 
 
 def _check_blob(conn: Connection, row: object) -> list[str]:
@@ -85,19 +78,21 @@ def check_plain(conn: Connection) -> list[str]:
 
 
 def check_index(conn: Connection) -> list[str]:
-    """Return search index rows that point at deleted memories, and a wrong memory count."""
-    dangling = conn.execute(
-        select(func.count())
-        .select_from(search_terms)
-        .where(search_terms.c.memory_id.not_in(select(memories.c.id)))
+    """Return what is wrong with the search index: entries of memories that are gone,
+    memories it lacks."""
+    found = []
+    key = "rowid" if conn.dialect.name == "sqlite" else "memory_id"
+    indexed = f"SELECT {key} FROM {search.TABLE}"
+    dangling = conn.exec_driver_sql(
+        f"SELECT count(*) FROM ({indexed}) AS i WHERE {key} NOT IN (SELECT id FROM memories)"
     ).scalar_one()
-    found = [f"search index: {dangling} rows refer to missing memories"] if dangling else []
-    counted = conn.execute(
-        select(counters.c.value).where(counters.c.name == search.DOCUMENTS)
-    ).scalar()
-    actual = conn.execute(select(func.count()).select_from(memories)).scalar_one()
-    if counted is not None and counted != actual:
-        found.append(f"search index: counts {counted} memories but {actual} exist")
+    if dangling:
+        found.append(f"search index: {dangling} entries refer to missing memories")
+    missing = conn.exec_driver_sql(
+        f"SELECT count(*) FROM memories WHERE id NOT IN ({indexed})"
+    ).scalar_one()
+    if missing:
+        found.append(f"search index: {missing} memories are not indexed")
     return found
 
 

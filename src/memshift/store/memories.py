@@ -75,7 +75,6 @@ def create_memory(conn: Connection, call: Call, data: dict[str, Any]) -> dict[st
     }
     new_id = inserted_id(conn.execute(insert(memories).values(**values)))
     search.index_memory(conn, new_id, data["title"], data["content"])
-    search.count_documents(conn, +1)
     return memory_json(find_memory(conn, call, new_id), data["content"])
 
 
@@ -114,6 +113,7 @@ def update_memory(
     values: dict[str, Any] = {k: v for k, v in data.items() if k not in skip}
     if "metadata" in data:
         values["meta"] = _meta(data["metadata"])
+    old = call.content.load(conn, row)
     content = data.get("content")
     if content is not None:
         values |= call.content.put(conn, content)
@@ -124,10 +124,12 @@ def update_memory(
     )
     if content is not None:
         call.content.release(conn, row)  # after the row points at the new content
-    if content is None:
-        content = call.content.load(conn, row)
-    if "title" in data or "content" in data:
-        search.index_memory(conn, memory_id, data.get("title", row.title), content)
+    else:
+        content = old
+    title = data.get("title", row.title)
+    if (title, content) != (row.title, old):
+        search.unindex_memory(conn, memory_id, row.title, old)
+        search.index_memory(conn, memory_id, title, content)
     return memory_json(find_memory(conn, call, memory_id), content)
 
 
@@ -140,9 +142,8 @@ def delete_memory(conn: Connection, call: Call, memory_id: int) -> None:
             or_(relations.c.source_id == memory_id, relations.c.target_id == memory_id)
         )
     )
-    search.unindex_memory(conn, memory_id)
+    search.unindex_memory(conn, memory_id, row.title, call.content.load(conn, row))
     conn.execute(delete(memories).where(memories.c.id == memory_id))
-    search.count_documents(conn, -1)
     call.content.release(conn, row)
 
 

@@ -52,13 +52,6 @@ store_meta = Table(
     Column("value", String(256), nullable=False),
 )
 
-counters = Table(
-    "counters",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("value", BigInteger, nullable=False),
-)
-
 contexts = Table(
     "contexts",
     metadata,
@@ -122,16 +115,6 @@ relations = Table(
     Index("ix_relations_source", "source_id"),
     Index("ix_relations_target", "target_id"),
     sqlite_autoincrement=True,
-)
-
-search_terms = Table(
-    "search_terms",
-    metadata,
-    Column("term", String(64), primary_key=True),
-    Column("memory_id", Integer, ForeignKey("memories.id"), primary_key=True),
-    Column("weight", Integer, nullable=False),
-    Index("ix_search_terms_memory", "memory_id"),
-    sqlite_with_rowid=False,
 )
 
 idempotency_keys = Table(

@@ -1,77 +1,141 @@
-"""Keyword search backed by an inverted index (``search_terms``), same on both engines.
+"""Keyword search done by the database: SQLite's FTS5, PostgreSQL's full-text search.
 
-Each memory's title and (decompressed) content are split into lower-case word terms;
-one row per (term, memory) holds the term's weight (title occurrences count 3 times).
-A query matches memories that contain every query term. Scores are a BM25-like sum,
-computed in Python from integers the database returns, so both engines and both
-databases rank the same data identically; ties go to the older (smaller) id.
+A memory's title and (decompressed) content are indexed when it is written, so search
+finds words inside compressed content too; the database ranks and counts the matches.
 
-A query starts from its rarest term and only looks up the other terms for those
-candidates, so its cost follows the number of matches, not the size of the store. For
-the same reason the number of indexed memories is a counter kept with each write, and
-document frequencies are counted up to ``DF_CAP``: a word found in more memories than
-that weighs next to nothing in the score anyway.
+- SQLite: a contentless FTS5 table (``memory_search``, rowid = memory id, the
+  ``unicode61`` tokenizer) holds only the index, not a second copy of the text;
+  ranked by ``bm25`` with the title weighing ``TITLE_WEIGHT`` times the content.
+  A contentless index forgets a memory when told the words it indexed, so unindexing
+  takes the memory's title and content as they were indexed.
+- PostgreSQL: a ``memory_search`` table of ``tsvector`` documents (the ``simple``
+  configuration: words lower-cased, no stemming, as FTS5's) under a GIN index; the
+  title is weight A, the content weight D, ranked by ``ts_rank``.
+
+A query matches memories that contain every query word. Both engines on one database
+index the same text the same way, so they answer a query with the same ids in the same
+order (ties go to the older, smaller id); the two databases rank by their own formula.
+The content a PostgreSQL document is made of is cut to ``PG_INDEXED_CHARS`` (a
+``tsvector`` holds at most 1 MiB); FTS5 indexes all of it.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
 
-from memshift.store.schema import counters, memories, search_terms
+from memshift.database import Database
+from memshift.store.content import ContentStore
+from memshift.store.schema import memories
 
 _WORD = re.compile(r"[^\W_]+")
 TITLE_WEIGHT = 3
 MIN_TERM, MAX_TERM = 2, 64
-_K1 = 1.2
-_BATCH = 500
-DF_CAP = 10_000
-DOCUMENTS = "indexed_memories"
 SNIPPET_CHARS = 160
+PG_INDEXED_CHARS = 256 * 1024
+TABLE = "memory_search"
 
 
 def terms_of(text: str) -> Counter[str]:
-    """Return the index terms of ``text`` with their counts."""
+    """Return the words of ``text`` a query looks for, with their counts."""
     return Counter(word[:MAX_TERM] for word in _WORD.findall(text.lower()) if len(word) >= MIN_TERM)
 
 
-def count_documents(conn: Connection, delta: int) -> None:
-    """Add ``delta`` to the number of indexed memories (call on create and delete)."""
-    bumped = conn.execute(
-        update(counters).where(counters.c.name == DOCUMENTS).values(value=counters.c.value + delta)
+def _sqlite(conn: Connection) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+# Tables of earlier stores' hand-made index, dropped once this one is built.
+_RETIRED = ("search_terms", "counters")
+_BATCH = 500
+
+
+def prepare(db: Database, content: ContentStore) -> int:
+    """Create the search index if it is missing, indexing the memories already there
+    (a store made before it); return how many were indexed."""
+    with db.engine.begin() as conn:
+        if not _create_index(conn):
+            return 0
+        for name in _RETIRED:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        done, after = 0, 0
+        while True:
+            rows = conn.execute(
+                select(memories).where(memories.c.id > after).order_by(memories.c.id).limit(_BATCH)
+            ).all()
+            if not rows:
+                return done
+            for row in rows:
+                index_memory(conn, row.id, row.title, content.load(conn, row))
+            done, after = done + len(rows), rows[-1].id
+
+
+def _create_index(conn: Connection) -> bool:
+    """Create the search index if it is missing; return whether it was created."""
+    if _sqlite(conn):
+        found = conn.exec_driver_sql(f"SELECT 1 FROM sqlite_master WHERE name = '{TABLE}'").first()
+        if found:
+            return False
+        conn.exec_driver_sql(
+            f"CREATE VIRTUAL TABLE {TABLE} USING fts5("
+            "title, body, content='', tokenize='unicode61 remove_diacritics 2')"
+        )
+        return True
+    found = conn.exec_driver_sql(f"SELECT to_regclass('{TABLE}')").scalar()
+    if found:
+        return False
+    conn.exec_driver_sql(
+        f"CREATE TABLE {TABLE} (memory_id INTEGER PRIMARY KEY REFERENCES memories(id),"
+        " document TSVECTOR NOT NULL)"
     )
-    if bumped.rowcount == 0:
-        total = conn.execute(select(func.count()).select_from(memories)).scalar_one()
-        conn.execute(insert(counters).values(name=DOCUMENTS, value=total))
-
-
-def _documents(conn: Connection) -> int:
-    found = conn.execute(select(counters.c.value).where(counters.c.name == DOCUMENTS)).scalar()
-    if found is None:
-        return int(conn.execute(select(func.count()).select_from(memories)).scalar_one())
-    return int(found)
+    conn.exec_driver_sql(f"CREATE INDEX ix_{TABLE}_document ON {TABLE} USING GIN (document)")
+    return True
 
 
 def index_memory(conn: Connection, memory_id: int, title: str, content: str) -> None:
-    """(Re)build the index rows of one memory."""
-    unindex_memory(conn, memory_id)
-    weights = terms_of(content)
-    for term, count in terms_of(title).items():
-        weights[term] += TITLE_WEIGHT * count
-    if weights:
+    """Index a memory that is not indexed yet (a new one, or one just unindexed)."""
+    if _sqlite(conn):
         conn.execute(
-            insert(search_terms),
-            [{"term": t, "memory_id": memory_id, "weight": w} for t, w in weights.items()],
+            text(f"INSERT INTO {TABLE} (rowid, title, body) VALUES (:id, :title, :body)"),
+            {"id": memory_id, "title": title, "body": content},
         )
+        return
+    conn.execute(
+        text(
+            f"INSERT INTO {TABLE} (memory_id, document) VALUES (:id,"
+            " setweight(to_tsvector('simple', :title), 'A')"
+            " || setweight(to_tsvector('simple', :body), 'D'))"
+        ),
+        {"id": memory_id, "title": title, "body": content[:PG_INDEXED_CHARS]},
+    )
 
 
-def unindex_memory(conn: Connection, memory_id: int) -> None:
-    """Remove a memory from the index."""
-    conn.execute(delete(search_terms).where(search_terms.c.memory_id == memory_id))
+def unindex_memory(conn: Connection, memory_id: int, title: str, content: str) -> None:
+    """Forget a memory; ``title`` and ``content`` are what it was indexed with."""
+    if _sqlite(conn):
+        conn.execute(
+            text(
+                f"INSERT INTO {TABLE} ({TABLE}, rowid, title, body)"
+                " VALUES ('delete', :id, :title, :body)"
+            ),
+            {"id": memory_id, "title": title, "body": content},
+        )
+        return
+    conn.execute(text(f"DELETE FROM {TABLE} WHERE memory_id = :id"), {"id": memory_id})
 
 
 @dataclass(frozen=True)
@@ -82,63 +146,44 @@ class Hit:
     score: float
 
 
-def _doc_frequencies(conn: Connection, terms: list[str]) -> dict[str, int]:
-    out = {}
-    for term in terms:
-        capped = (
-            select(search_terms.c.memory_id)
-            .where(search_terms.c.term == term)
-            .limit(DF_CAP)
-            .subquery()
-        )
-        out[term] = int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
-    return out
-
-
-def _weights(
-    conn: Connection, term: str, visible: ColumnElement[bool], among: list[int] | None
-) -> dict[int, int]:
-    query = (
-        select(search_terms.c.memory_id, search_terms.c.weight)
-        .join(memories, memories.c.id == search_terms.c.memory_id)
-        .where(search_terms.c.term == term, visible)
-    )
-    if among is None:
-        return {int(m): int(w) for m, w in conn.execute(query)}
-    out: dict[int, int] = {}
-    for at in range(0, len(among), _BATCH):
-        batch = among[at : at + _BATCH]
-        rows = conn.execute(query.where(search_terms.c.memory_id.in_(batch)))
-        out.update({int(m): int(w) for m, w in rows})
-    return out
-
-
 def search(
     conn: Connection, query: str, visible: ColumnElement[bool], limit: int
 ) -> tuple[list[Hit], int]:
-    """Return the best ``limit`` hits for ``query`` among ``visible`` memories, and the total."""
+    """Return the best ``limit`` hits for ``query`` among ``visible`` memories, and the
+    number of them all."""
     terms = sorted(terms_of(query))
     if not terms:
         return [], 0
-    df = _doc_frequencies(conn, terms)
-    if min(df.values()) == 0:
+    if _sqlite(conn):
+        fts = table(TABLE, column("rowid"))
+        source = memories.join(fts, fts.c.rowid == memories.c.id)
+        condition: Any = text(f"{TABLE} MATCH :query")
+        rank: Any = literal_column(f"bm25({TABLE}, {TITLE_WEIGHT}.0, 1.0)")  # lower is better
+        score: Any = -rank
+        params = {"query": " ".join(f'"{t}"' for t in terms)}
+    else:
+        fts = table(TABLE, column("memory_id"), column("document"))
+        source = memories.join(fts, fts.c.memory_id == memories.c.id)
+        wanted = func.to_tsquery("simple", bindparam("query"))
+        condition = fts.c.document.op("@@")(wanted)
+        score = func.ts_rank(fts.c.document, wanted)
+        rank = -score
+        params = {"query": " & ".join(terms)}
+    matches = select(memories.c.id).select_from(source).where(condition, visible)
+    total = int(
+        conn.execute(select(func.count()).select_from(matches.subquery()), params).scalar_one()
+    )
+    if not total:
         return [], 0
-    n_docs = max(_documents(conn), *df.values())
-    per_term: dict[str, dict[int, int]] = {}
-    candidates: list[int] | None = None
-    for term in sorted(terms, key=lambda t: (df[t], t)):
-        per_term[term] = _weights(conn, term, visible, candidates)
-        candidates = sorted(per_term[term])
-        if not candidates:
-            return [], 0
-    assert candidates is not None
-    idf = {t: math.log(1 + (n_docs - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
-    hits = [
-        Hit(m, round(sum(idf[t] * w[m] / (w[m] + _K1) for t, w in per_term.items()), 6))
-        for m in candidates
-    ]
-    hits.sort(key=lambda h: (-h.score, h.memory_id))
-    return hits[:limit], len(hits)
+    rows = conn.execute(
+        select(memories.c.id, score.label("score"))
+        .select_from(source)
+        .where(condition, visible)
+        .order_by(rank, memories.c.id)
+        .limit(limit),
+        params,
+    )
+    return [Hit(int(r.id), round(float(r.score), 6)) for r in rows], total
 
 
 def snippet(content: str, query: str) -> str:
