@@ -8,7 +8,7 @@ Every listener closes a connection whose request headers take longer than
 ``header_timeout_s`` to arrive (a client sending a header line now and then holds a
 connection, and a file descriptor, for as long as it likes otherwise; aiohttp has no
 such limit of its own). It is answered 408 and logged without any of what it sent.
-A body's own pauses are limited where it is read (``limits.read_body``). A request
+A body's own pauses are limited where it is read (``webutil.read_body``). A request
 aiohttp cannot parse is answered with the JSON error every other refusal gets.
 """
 

@@ -105,6 +105,8 @@ async def read_body(request: web.BaseRequest, limit: int, pause_s: float) -> byt
     413 when it is (or says it is) larger, 408 when the client pauses ``pause_s``
     between two pieces, 415 or 400 for an encoding that cannot be read.
     """
+    if not request.body_exists:
+        return b""
     check_encoding(request)
     check_length(request, limit)
     parts: list[bytes] = []
