@@ -62,6 +62,31 @@ async def test_relation_needs_visible_memories(store: Client) -> None:
     )
 
 
+async def test_a_relation_to_a_private_memory_stays_private(store: Client) -> None:
+    """Bob relates nothing of Alice's: once Bob has a relation of his own, Alice's
+    relation between his public memory and her private one is still not his to see,
+    list or delete (each 404)."""
+    public = await post(
+        store, "/v1/memories", {"title": "p", "content": "c", "access_level": "public"}, BOB
+    )
+    private = await post(store, "/v1/memories", {"title": "q", "content": "c"})
+    hers = await post(
+        store, "/v1/relations", {"name": "r", "source_id": public["id"], "target_id": private["id"]}
+    )
+    his = await post(
+        store,
+        "/v1/relations",
+        {"name": "s", "source_id": public["id"], "target_id": public["id"]},
+        BOB,
+    )
+    listed = await get(store, f"/v1/memories/{public['id']}/relations", BOB)
+    assert [his["id"]] == [r["id"] for r in listed["items"]]
+    await get(store, f"/v1/relations/{hers['id']}", BOB, status=404)
+    deleted = await store.delete(f"/v1/relations/{hers['id']}", headers=BOB)
+    assert 404 == deleted.status
+    assert 2 == len((await get(store, f"/v1/memories/{public['id']}/relations"))["items"])
+
+
 async def test_admin_sees_everything_and_sets_provenance(store: Client) -> None:
     """An admin sees every record and may set owner, version and timestamps on create."""
     await post(store, "/v1/memories", {"title": "a", "content": "alice's"})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select
 from sqlalchemy.orm import aliased
 
 from memshift.database import inserted_id
@@ -33,14 +33,17 @@ def relation_json(row: Any) -> dict[str, Any]:
 def _relation_visible(call: Call) -> ColumnElement[bool]:
     if call.who.admin:
         return relations.c.id.is_not(None)
-    source, target = aliased(memories), aliased(memories)
-    both = (
-        select(source.c.id)
-        .join(target, target.c.id == relations.c.target_id)
-        .where(source.c.id == relations.c.source_id)
-        .where(visible(source, call.who), visible(target, call.who))  # type: ignore[arg-type]
-    )
-    return both.exists()
+    # One correlated EXISTS per end: a join inside the subquery would bring its own
+    # ``relations`` and tie nothing to the outer row, showing every relation to anyone
+    # who may see one.
+    ends = []
+    for end, column in (
+        (aliased(memories), relations.c.source_id),
+        (aliased(memories), relations.c.target_id),
+    ):
+        seen = visible(end, call.who)  # type: ignore[arg-type]
+        ends.append(select(end.c.id).where(end.c.id == column, seen).exists())
+    return and_(*ends)
 
 
 def _endpoint(conn: Connection, call: Call, field: str, memory_id: int) -> None:
