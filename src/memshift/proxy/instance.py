@@ -150,6 +150,7 @@ class Proxy:
             on_error=lambda _label, exc: self.failed("mirror", exc),
             counted_unmirrored=self.metrics.unmirrored.inc,
             peers=self.peers,
+            settle=self.replayer.settle_unsure,
         )
         self.reads = ReadPath(
             settings=current,

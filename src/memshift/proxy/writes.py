@@ -10,7 +10,10 @@ primary sees it, then the primary's answer decides what becomes of it:
   client went away): the intent is kept as ``unknown`` and its record blocked, and
   replay asks the primary again under the write's key, then mirrors what it applied
   (a write the primary must not get twice is ``held`` for ``verify --repair``). The
-  client gets 502 or 504, and retrying with the same ``Idempotency-Key`` is safe.
+  client gets 502 or 504, and retrying with the same ``Idempotency-Key`` is safe. A
+  later write of that record first settles it at the primary (``Replayer.settle_unsure``)
+  so the primary applies the two in their order; while the primary cannot be asked,
+  the later write is refused with 503 ``earlier_write_unsettled``.
 
 Writes to one record reach the secondary in the primary's order: within an instance
 through its lanes (``shadow/lanes.py``), and, while other instances share the state
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -51,6 +54,10 @@ log = structlog.get_logger("memshift.proxy")
 TURN_WITHIN_S, TURN_POLL_S = 30.0, 0.01
 
 
+class _Unsettled(Exception):
+    """An earlier write of the record has an outcome not settled at the primary yet."""
+
+
 class WritePath:
     """Writes of every protocol: logged, sent to the primary, mirrored."""
 
@@ -66,6 +73,7 @@ class WritePath:
         on_error: Callable[[str, BaseException], None],
         counted_unmirrored: Callable[[], None],
         peers: Peers,
+        settle: Callable[[list[int]], Awaitable[bool]],
     ) -> None:
         self.settings = settings
         self.plane = plane
@@ -75,6 +83,7 @@ class WritePath:
         self.mirroring = mirroring
         self.counted_unmirrored = counted_unmirrored
         self.peers = peers
+        self.settle = settle
         self.unmirrored = 0  # writes passed to the primary alone, unidentified
         mirror = settings().mirror
         self.jobs = Scheduler(
@@ -96,7 +105,14 @@ class WritePath:
             return call.refuse(who.refusal.status, "unauthorized", message, primary)
         if who.user is None:
             return await self._unidentified(call, primary, key, who)
-        reply, job = await self._logged(call, call.write(key, who.user), primary, key)
+        try:
+            reply, job = await self._logged(call, call.write(key, who.user), primary, key)
+        except _Unsettled:
+            message = (
+                "an earlier write of this record has no known outcome yet: memshift is "
+                "settling it with the store; send this one again shortly"
+            )
+            return call.refuse(503, "earlier_write_unsettled", message, primary)
         if job is not None:
             await job
         if reply is None:
@@ -119,6 +135,9 @@ class WritePath:
         logged = keys if keys or records.creates else (GLOBAL,)  # keyless: before all
         depends = records.depends
         async with self.lanes.lock(keys, barrier=records.keyless and not single):
+            unsure = self.lanes.unsure_of(logged)
+            if unsure and not await self.settle(unsure):
+                raise _Unsettled
             entry = await self.writelog.intent(
                 idem_key=write.idempotency_key,
                 user=write.user,
@@ -142,6 +161,7 @@ class WritePath:
                 self.lanes.block(entry, logged)
                 why = repr(exc)[:500]
                 if write.match.spec.repeatable(self.settings().stores[primary]):
+                    self.lanes.unsure(entry, logged)
                     await asyncio.shield(self.writelog.unknown(entry, why))
                 else:  # asking again could apply it twice: an operator's to settle
                     await asyncio.shield(self.writelog.held(entry, why))

@@ -40,6 +40,9 @@ class Lanes:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.blocked: Counter[str] = Counter()
         self._blocks: dict[int, tuple[str, ...]] = {}  # backlog write → the keys it blocks
+        # write whose answer from the primary was lost → its records: a later write of
+        # them must not reach the primary before this one's outcome is settled there
+        self._unsure: dict[int, tuple[str, ...]] = {}
         # The generation of each record's last write, oldest first, bounded: a proxy
         # lives for weeks and sees every record. What falls off the end is forgotten.
         self.touched: dict[str, int] = {}
@@ -118,8 +121,30 @@ class Lanes:
             self._blocks[entry] = held
             self.blocked.update(held)
 
+    def unsure(self, entry: int, keys: Iterable[str]) -> None:
+        """The primary's answer to ``entry`` was lost: it may yet apply it (on replay)."""
+        held = tuple(set(keys))
+        if held:
+            self._unsure[entry] = held
+
+    def sure(self, entry: int) -> None:
+        """The primary's outcome of ``entry`` is settled."""
+        self._unsure.pop(entry, None)
+
+    def unsure_of(self, keys: Iterable[str]) -> list[int]:
+        """Writes, in log order, whose outcome at the primary is not settled and that a
+        write of ``keys`` must not overtake there (``GLOBAL``: every one of them)."""
+        wanted = set(keys)
+        everything = not wanted or GLOBAL in wanted
+        return sorted(
+            entry
+            for entry, held in self._unsure.items()
+            if everything or GLOBAL in held or wanted.intersection(held)
+        )
+
     def release(self, entry: int) -> None:
         """The write ``entry`` left the backlog: lift what it blocked."""
+        self._unsure.pop(entry, None)
         for key in self._blocks.pop(entry, ()):
             self.blocked[key] -= 1
             if self.blocked[key] <= 0:

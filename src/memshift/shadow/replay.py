@@ -33,7 +33,7 @@ from memshift.shadow.mirror import Kind, Outcome, Write
 from memshift.shadow.readback import Found, Readback
 from memshift.shadow.records import GLOBAL, created, records_of
 from memshift.shadow.retry import Retryable, Unsure
-from memshift.shadow.routes import match_route
+from memshift.shadow.routes import RouteMatch, match_route
 from memshift.shadow.writelog import (
     COPIED,
     COPYING,
@@ -41,6 +41,7 @@ from memshift.shadow.writelog import (
     INTENT,
     LIVE,
     UNANSWERED,
+    UNKNOWN,
     Answered,
     Entry,
 )
@@ -95,6 +96,8 @@ class Replayer:
                 self.mirroring.lanes.block(row.id, row.keys)
                 if row.state == INTENT and (row.instance == self.peers.name or self._orphan(row)):
                     self.orphans.add(row.id)
+                if row.state == UNKNOWN or row.id in self.orphans:
+                    self.mirroring.lanes.unsure(row.id, row.keys)
                 after, count = row.id, count + 1
         if count:
             log.warning("replay_backlog_found", writes=count)
@@ -178,35 +181,81 @@ class Replayer:
         answer = row.primary_body or b""
         own = row.keys
         if row.state in UNANSWERED:
-            resolved = await self._resolve(write, row, primary)
-            if resolved == HELD:
-                self.orphans.discard(row.id)
+            settled = await self._settle(row, match, write, primary)
+            if settled == HELD:
                 _wait_behind(skipped, *own)
                 return None
-            if isinstance(resolved, str):
-                return resolved
-            if resolved is None:
-                await wal.forget(row.id)
-                self.mirroring.lanes.release(row.id)
+            if isinstance(settled, str):
+                return settled
+            if settled is None:
                 return None
-            answer = resolved
-            if not own:  # a create: its records are known from its answer
-                forms = forms_of(settings.ids)
-                made = created(match.spec, primary, document_of(answer), forms)
-                records = records_of(match, document_of(row.body), forms)
-                own = lane_keys(
-                    records,
-                    made,
-                    one_at_a_time=settings.one_at_a_time(primary),
-                    kind=match.spec.creates,
-                    entry_id=row.id,
-                )
-            await wal.resolved(row.id, Answered(own, 200, answer))
-            self.orphans.discard(row.id)
+            answer, own = settled
         outcome = await self.mirroring.mirror.apply(
             write, primary, answer, other(primary), attempts=1, still=lambda: self._still(row.id)
         )
         return await self._conclude(row, own, outcome, result, skipped, primary)
+
+    async def _settle(
+        self, row: Entry, match: RouteMatch, write: Write, primary: StoreName
+    ) -> tuple[bytes, tuple[str, ...]] | str | None:
+        """Settle at the primary a write whose answer was lost: its answer and records
+        (it waits for the secondary now), ``HELD``, None (refused: forgotten), or why
+        to stop."""
+        wal = self.mirroring.writelog
+        resolved = await self._resolve(write, row, primary)
+        if resolved == HELD:
+            self.orphans.discard(row.id)
+            self.mirroring.lanes.sure(row.id)
+            return HELD
+        if isinstance(resolved, str):
+            return resolved
+        if resolved is None:
+            await wal.forget(row.id)
+            self.mirroring.lanes.release(row.id)
+            return None
+        own = row.keys
+        if not own:  # a create: its records are known from its answer
+            settings = self.settings()
+            forms = forms_of(settings.ids)
+            made = created(match.spec, primary, document_of(resolved), forms)
+            records = records_of(match, document_of(row.body), forms)
+            own = lane_keys(
+                records,
+                made,
+                one_at_a_time=settings.one_at_a_time(primary),
+                kind=match.spec.creates,
+                entry_id=row.id,
+            )
+        await wal.resolved(row.id, Answered(own, 200, resolved))
+        self.orphans.discard(row.id)
+        self.mirroring.lanes.sure(row.id)
+        return resolved, own
+
+    async def settle_unsure(self, entries: list[int]) -> bool:
+        """Before a later write of their records goes to the primary: settle there, in
+        log order, the writes ``entries`` whose answer was lost (their key makes the
+        primary apply each at most once); whether none is left unsettled.
+
+        Sent again only later, on a replay pass, such a write would reach the primary
+        after writes its client made since, and undo them there alone.
+        """
+        settings = self.settings()
+        for row in await self.mirroring.writelog.entries(entries):
+            if row.state not in UNANSWERED:
+                self.mirroring.lanes.sure(row.id)
+                continue
+            path = unquote(row.path.partition("?")[0])
+            match = match_route((*settings.routes, *settings.tools), row.method, path)
+            if match is None:
+                return False
+            write = Write(match, row.method, row.path, row.body, row.idem_key, row.user)
+            primary: StoreName = "new" if row.primary_store == "new" else "legacy"
+            if isinstance(await self._settle(row, match, write, primary), str):
+                return False
+        known = {row.id for row in await self.mirroring.writelog.entries(entries)}
+        for entry in set(entries) - known:  # finished meanwhile
+            self.mirroring.lanes.sure(entry)
+        return True
 
     async def _still(self, entry_id: int) -> bool:
         """Whether the write is still replay's to send (backfill did not take it over)."""

@@ -332,6 +332,15 @@ class WriteLog:
         )
         return [_entry(r) for r in rows]
 
+    async def entries(self, ids: list[int]) -> list[Entry]:
+        """The writes ``ids`` that are still in the log, in log order."""
+        rows = await self.db.read(
+            lambda conn: conn.execute(
+                select(writes).where(writes.c.id.in_(ids)).order_by(writes.c.id)
+            ).all()
+        )
+        return [_entry(r) for r in rows]
+
     async def unfinished_of(self, keys: list[str]) -> list[tuple[int, str, str | None, str, str]]:
         """Unfinished writes of the records ``keys``, and every one whose record is not
         known yet (an unanswered create): id, state, record key, method and path."""
