@@ -48,7 +48,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -152,17 +152,7 @@ class Fault:
 
 Step = Create | Patch | Delete | Read | Fault
 
-FAULTS: tuple[FaultName, ...] = (
-    "new_down",
-    "new_up",
-    "new_refuse",
-    "new_cut",
-    "legacy_cut",
-    "legacy_lose",
-    "legacy_refuse",
-    "restart",
-    "settle",
-)
+FAULTS: tuple[FaultName, ...] = get_args(FaultName)
 
 
 def _refs(user: str) -> st.SearchStrategy[Ref]:
