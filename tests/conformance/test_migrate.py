@@ -167,6 +167,7 @@ def _memshift(proxy: ProxyProcess, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow  # two real servers, a backfill under writes, verify and repair each
 @pytest.mark.parametrize("kind", [OFFICIAL, KEEPER])
 async def test_backfill_under_writes_then_verify_and_repair(
     kind: str, tmp_path: Path, proxy_process: MakeProxyProcess

@@ -137,6 +137,7 @@ async def test_proxy_killed_mid_traffic_and_restarted(
     assert [] == failures
 
 
+@pytest.mark.slow
 async def test_new_store_failing_and_dropping_answers_after_applying(
     subject: Subject, proxy_process: MakeProxyProcess, tmp_path: Path
 ) -> None:
