@@ -192,7 +192,25 @@ def _rest_write(method: str, path: str) -> bool:
     return method in ("POST", "PATCH", "DELETE", "PUT")
 
 
-class Reference(Subject):
+class _HttpPair(Subject):
+    """Two HTTP store processes (``self.stores``, made by ``start``), new's behind a
+    front that injects faults."""
+
+    stores: dict[str, Any]
+
+    async def _start_behind_faults(self) -> None:
+        for store in self.stores.values():
+            await asyncio.to_thread(store.start)
+        self.front = HttpFaults(_rest_write)
+        self.new_url = await self.front.start(self.stores["new"].url)
+
+    async def close(self) -> None:
+        await self.front.close()
+        for store in self.stores.values():
+            await asyncio.to_thread(store.stop)
+
+
+class Reference(_HttpPair):
     """memshift's reference store, legacy and new engines, each a process on SQLite."""
 
     name = "reference"
@@ -203,15 +221,7 @@ class Reference(Subject):
             name: StoreProcess(name, f"sqlite:///{self.tmp}/{name}.db", TOKENS_TOML)
             for name in ("legacy", "new")
         }
-        for store in self.stores.values():
-            await asyncio.to_thread(store.start)
-        self.front = HttpFaults(_rest_write)
-        self.new_url = await self.front.start(self.stores["new"].url)
-
-    async def close(self) -> None:
-        await self.front.close()
-        for store in self.stores.values():
-            await asyncio.to_thread(store.stop)
+        await self._start_behind_faults()
 
     def stores_toml(self) -> str:
         return (
@@ -308,7 +318,7 @@ class ServiceProcess:
         self.proc = None
 
 
-class LegacyStyle(Subject):
+class LegacyStyle(_HttpPair):
     """The legacy-style REST double, twice, with the operator's profile of it."""
 
     name = "legacy-style"
@@ -329,15 +339,7 @@ class LegacyStyle(Subject):
             )
             for name, path in self.files.items()
         }
-        for store in self.stores.values():
-            await asyncio.to_thread(store.start)
-        self.front = HttpFaults(_rest_write)
-        self.new_url = await self.front.start(self.stores["new"].url)
-
-    async def close(self) -> None:
-        await self.front.close()
-        for store in self.stores.values():
-            await asyncio.to_thread(store.stop)
+        await self._start_behind_faults()
 
     def stores_toml(self) -> str:
         profile = DOUBLES / "legacy-style.toml"
