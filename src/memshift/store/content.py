@@ -33,6 +33,9 @@ class ContentStore(Protocol):
     def release(self, conn: Connection, row: Any) -> None:
         """Drop the memory row's claim on its content."""
 
+    def digest(self, row: Any) -> str:
+        """Return the SHA-256 (hex) of the content a memory row refers to."""
+
     def stored_bytes(self, conn: Connection, where: ColumnElement[bool]) -> int:
         """Return the bytes kept for the content of the memories matching ``where``."""
 
@@ -48,6 +51,9 @@ class PlainContent:
 
     def release(self, conn: Connection, row: Any) -> None:
         return None
+
+    def digest(self, row: Any) -> str:
+        return hashlib.sha256(str(row.content).encode()).hexdigest()
 
     def stored_bytes(self, conn: Connection, where: ColumnElement[bool]) -> int:
         return int(
@@ -121,6 +127,9 @@ class BlobContent:
 
     def load(self, conn: Connection, row: Any) -> str:
         return read_blob(conn, str(row.content_hash)).decode()
+
+    def digest(self, row: Any) -> str:
+        return str(row.content_hash)  # its address is its SHA-256
 
     def release(self, conn: Connection, row: Any) -> None:
         digest = row.content_hash

@@ -64,6 +64,12 @@ def _meta(data: dict[str, Any]) -> str:
 
 def create_memory(conn: Connection, call: Call, data: dict[str, Any]) -> dict[str, Any]:
     """Create a memory, store its content, index it; return it with content."""
+    new_id = insert_memory(conn, call, data)
+    return memory_json(find_memory(conn, call, new_id), data["content"])
+
+
+def insert_memory(conn: Connection, call: Call, data: dict[str, Any]) -> int:
+    """Create a memory, store its content, index it; return its id."""
     check_context(conn, call, data.get("context_id"))
     values = {
         "title": data["title"],
@@ -75,7 +81,7 @@ def create_memory(conn: Connection, call: Call, data: dict[str, Any]) -> dict[st
     }
     new_id = inserted_id(conn.execute(insert(memories).values(**values)))
     search.index_memory(conn, new_id, data["title"], data["content"])
-    return memory_json(find_memory(conn, call, new_id), data["content"])
+    return new_id
 
 
 def get_memory(conn: Connection, call: Call, memory_id: int) -> dict[str, Any]:

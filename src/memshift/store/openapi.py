@@ -135,6 +135,35 @@ SCHEMAS: dict[str, Any] = {
             for name in ("memories", "contexts", "relations", "logical_bytes", "stored_bytes")
         },
     },
+    "ExportLine": {
+        "description": "One NDJSON line: a record with its digest (content=false: its id,"
+        " the ids it refers to, version and digest); the last line is {end, count}",
+        "type": "object",
+        "properties": {"id": _ID, "digest": {"type": "string"}, "end": {"const": True}},
+    },
+    "ExportLines": {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": _ref("ExportLine")}},
+        "required": ["items"],
+    },
+    "Imported": {
+        "type": "object",
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "id": _ID,
+                        "replayed": {"type": "boolean"},
+                    },
+                    "required": ["key", "id", "replayed"],
+                },
+            }
+        },
+        "required": ["items"],
+    },
     "Whoami": {
         "type": "object",
         "properties": {"user": {"type": "string"}, "role": {"enum": ["user", "admin"]}},
@@ -180,7 +209,7 @@ def _operation(route: Route) -> dict[str, Any]:
     error = {"application/json": {"schema": _ref("Error")}}
     success: dict[str, Any] = {"description": "Done"}
     if route.answer is not None:
-        success["content"] = {"application/json": {"schema": _ref(route.answer)}}
+        success["content"] = {route.media: {"schema": _ref(route.answer)}}
     responses: dict[str, Any] = {str(route.status): success}
     for status, why in _REFUSALS.items():
         if route.public and status != "503":
@@ -205,9 +234,23 @@ def _operation(route: Route) -> dict[str, Any]:
                 "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
             }
         )
+    if "{kind}" in route.path:
+        parameters.append(
+            {
+                "name": "kind",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "enum": ["context", "memory", "relation"]},
+            }
+        )
     if parameters:
         op["parameters"] = parameters
-    if route.body is not None:
+    if route.schema is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": route.schema}},
+        }
+    elif route.body is not None:
         op["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _body_schema(route.body, route.update)}},

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from memshift.store import contexts, memories, relations
+from memshift.store import bulk, contexts, memories, relations
 from memshift.store.api import PRINCIPAL, read, read_json, require_query, write
 from memshift.store.validation import (
     CONTEXT_CREATE,
@@ -161,7 +161,7 @@ class Route:
 
     method: str
     path: str
-    handler: Callable[[web.Request], Awaitable[web.Response]]
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     summary: str
     answer: str | None
     status: int = 200
@@ -169,6 +169,8 @@ class Route:
     update: bool = False
     query: tuple[Param, ...] = ()
     public: bool = False  # served without a token
+    media: str = "application/json"  # of a success's body
+    schema: dict[str, Any] | None = None  # a request body not made of record fields
 
 
 _ID_QUERY = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
@@ -177,6 +179,19 @@ PAGE = (
     Param("limit", {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}),
 )
 IN_CONTEXT = Param("context_id", _ID_QUERY)
+EXPORT = (
+    Param("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID, "default": 0}),
+    Param(
+        "limit",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": bulk.EXPORT_MAX,
+            "default": bulk.EXPORT_DEFAULT,
+        },
+    ),
+    Param("content", {"type": "boolean", "default": True}),
+)
 SEARCH = (
     Param("q", {"type": "string", "minLength": 1, "maxLength": 1000}, required=True),
     Param(
@@ -244,6 +259,58 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/v1/relations/{id}", delete_relation, "Delete a relation", None, 204),
     Route("GET", "/v1/stats", stats, "Counts and sizes of what the caller may see", "Stats"),
     Route("GET", "/v1/whoami", whoami, "Who the token is", "Whoami"),
+    Route(
+        "GET",
+        "/v1/bulk/export/{kind}",
+        bulk.export,
+        "Every record of a kind in id order, as NDJSON with digests (admin)",
+        "ExportLine",
+        query=EXPORT,
+        media=bulk.NDJSON,
+    ),
+    Route(
+        "POST",
+        "/v1/bulk/lookup/{kind}",
+        bulk.lookup,
+        "The export lines of listed records (admin)",
+        "ExportLines",
+        schema={
+            "type": "object",
+            "properties": {
+                "ids": {"type": "array", "items": _ID_QUERY, "maxItems": bulk.BATCH_MAX},
+                "content": {"type": "boolean"},
+            },
+            "required": ["ids"],
+            "additionalProperties": False,
+        },
+    ),
+    Route(
+        "POST",
+        "/v1/bulk/import/{kind}",
+        bulk.import_,
+        "Create a batch of records with provenance, in one transaction, once per key (admin)",
+        "Imported",
+        schema={
+            "type": "object",
+            "properties": {
+                "records": {
+                    "type": "array",
+                    "maxItems": bulk.BATCH_MAX,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "key": {"type": "string", "minLength": 1, "maxLength": 255},
+                            "record": {"type": "object"},
+                        },
+                        "required": ["key", "record"],
+                        "additionalProperties": False,
+                    },
+                }
+            },
+            "required": ["records"],
+            "additionalProperties": False,
+        },
+    ),
 )
 
 
