@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection
 
 from memshift.store.api import STATE
@@ -79,3 +80,12 @@ def seed_store(
 
     store.db.write_sync(write)
     return made
+
+
+@pytest.fixture(params=["bulk", "per_record"])
+def copy_path(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
+    """Config sections for each way migration reads and writes records: the stores'
+    bulk export and import (the reference profile's), or one request per record."""
+    if request.param == "bulk":
+        return {}
+    return {"stores": {"legacy": {"bulk": ""}, "new": {"bulk": ""}}}

@@ -27,6 +27,8 @@ from tests.proxy.conftest import SERVICE, USERS, MakeForwarder, MakeStack, Stack
 from tests.proxy.test_workload import TOLERANT, drained, user_session
 
 FAST_REPLAY = {"mirror": {"replay_interval_s": 0.2}, **TOLERANT}
+CREATES = ("/v1/memories", "/v1/bulk/import/memory")
+Sections = dict[str, dict[str, Any]]
 
 
 async def backfill(config: Path, **options: Any) -> dict[str, Any]:
@@ -93,9 +95,11 @@ async def old_records_session(
 
 
 @pytest.mark.slow
-async def test_backfill_during_live_traffic_leaves_stores_equal(make_stack: MakeStack) -> None:
+async def test_backfill_during_live_traffic_leaves_stores_equal(
+    make_stack: MakeStack, copy_path: Sections
+) -> None:
     """5,000 old records are copied while clients change old and new ones through the proxy."""
-    stack = await make_stack(seed=0, sections=FAST_REPLAY)
+    stack = await make_stack(seed=0, sections={**FAST_REPLAY, **copy_path})
     seeded = seed_store(stack.legacy, contexts=200, memories=3000, relations=1800)
     assert 5000 == seeded.total
     traffic = [
@@ -119,10 +123,12 @@ async def test_backfill_during_live_traffic_leaves_stores_equal(make_stack: Make
         assert await count(stack.legacy, path) == await count(stack.new, path)
 
 
-async def test_backlog_writes_of_an_old_record_are_taken_over(make_stack: MakeStack) -> None:
+async def test_backlog_writes_of_an_old_record_are_taken_over(
+    make_stack: MakeStack, copy_path: Sections
+) -> None:
     """A change to a record new lacks waits in the backlog; its copy holds it, so it is not
     applied twice, and later changes are mirrored as usual."""
-    stack = await make_stack(seed=0, sections=FAST_REPLAY)
+    stack = await make_stack(seed=0, sections={**FAST_REPLAY, **copy_path})
     seeded = seed_store(stack.legacy, contexts=1, memories=2, relations=0, owners=1)
     old = seeded.memories[USERS[0]][0]
     me = auth(USERS[0])
@@ -131,6 +137,7 @@ async def test_backlog_writes_of_an_old_record_are_taken_over(make_stack: MakeSt
     assert 1 == (await stack.core.writelog.figures())["backlog"]  # waiting for a pair
     report = await backfill(stack.config)
     assert (1, True) == (report["kinds"]["memory"]["writes_taken_over"], report["complete"])
+    assert report["bulk"] is not bool(copy_path)
     await drained(stack)  # replay forgets the write backfill took over
     pair = (await stack.core.idmap.translate("memory", [old], "legacy", "new"))[old]
     copy = await (await stack.new.get(f"/v1/memories/{pair}", headers=SERVICE)).json()
@@ -152,9 +159,11 @@ async def _checkpoint_copied(config: Path) -> int:
     return 0 if doc is None else sum(c["copied"] for c in doc["counts"].values())
 
 
-async def test_backfill_killed_midway_resumes_without_duplicates(make_stack: MakeStack) -> None:
+async def test_backfill_killed_midway_resumes_without_duplicates(
+    make_stack: MakeStack, copy_path: Sections
+) -> None:
     """A backfill process killed with SIGKILL goes on from its checkpoint with --resume."""
-    stack = await make_stack(seed=0)
+    stack = await make_stack(seed=0, sections=copy_path)
     seed_store(stack.legacy, contexts=20, memories=500, relations=80)
     command = [sys.executable, "-m", "memshift", "--log-level", "warning", "backfill"]
     args = ["--config", str(stack.config), "--batch", "20", "--rate", "150"]
@@ -176,20 +185,21 @@ async def test_backfill_killed_midway_resumes_without_duplicates(make_stack: Mak
 
 
 async def test_a_copy_that_reads_back_wrong_stops_the_backfill(
-    make_stack: MakeStack, make_forwarder: MakeForwarder, tmp_path: Path
+    make_stack: MakeStack, make_forwarder: MakeForwarder, tmp_path: Path, copy_path: Sections
 ) -> None:
     """A new store that keeps something else than it was sent fails the integrity check."""
-    stack = await make_stack(seed=0)
+    stack = await make_stack(seed=0, sections=copy_path)
     seed_store(stack.legacy, contexts=2, memories=30, relations=0)
     new_url = str(stack.new.make_url("")).rstrip("/")
 
     async def corrupt(request: web.Request) -> web.StreamResponse | None:
-        if request.method != "POST" or request.path != "/v1/memories":
+        if request.method != "POST" or request.path not in CREATES:
             return None
         doc = await request.json()
-        doc["title"] = "something else"
+        for record in [r["record"] for r in doc["records"]] if "records" in doc else [doc]:
+            record["title"] = "something else"
         headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
-        async with stack.new.session.post(new_url + "/v1/memories", json=doc, headers=headers) as r:
+        async with stack.new.session.post(new_url + request.path, json=doc, headers=headers) as r:
             return web.json_response(await r.json(), status=r.status)
 
     forwarder = await make_forwarder(new_url, corrupt)

@@ -152,6 +152,14 @@ def _absolute_path(table: Table, key: str, default: str, _env: Env) -> str:
     return path
 
 
+def _prefix(table: Table, key: str, default: str, _env: Env) -> str:
+    """A path prefix, or "" for none."""
+    path = table.text(key, default).rstrip("/")
+    if path and (not path.startswith("/") or "?" in path or not path.isprintable()):
+        raise ConfigError(table.key(key), 'must be a path starting with / (or "" for none)')
+    return path
+
+
 def _database(table: Table, key: str, default: str, _env: Env) -> str:
     url = table.text(key, default)
     normalize_url(url, table.key(key))
@@ -265,6 +273,7 @@ READERS: dict[str, Reader] = {
     "url": _url,
     "lower": _lower,
     "path": _absolute_path,
+    "prefix": _prefix,
     "database": _database,
     "paths": _paths,
     "path_texts": _path_texts,

@@ -174,6 +174,12 @@ class StoreEndpoint:
         " a write whose outcome is unknown is never sent twice",
         choices=("key", "none"),
     )
+    bulk: str = setting(
+        "",
+        "the path under which the store exports and imports records in bulk"
+        ' (memshift-reference: "/v1/bulk"); backfill and verify use it when both stores'
+        ' have it; "": one record per request',
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

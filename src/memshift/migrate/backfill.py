@@ -1,7 +1,10 @@
 """``memshift backfill``: copy to new what it lacks, safely while traffic flows.
 
 Legacy is walked through its API as its admin, contexts first, then memories, then
-relations (so that a copy's inner ids always have pairs), in batches. Per batch:
+relations (so that a copy's inner ids always have pairs), in batches: with the bulk
+paths of both stores (``[store] bulk``, ``bulk.py``) a batch is one export page, read
+in one request and copied with one import; without them, one request per record. Per
+batch:
 records already paired are skipped without being read; the others are read between
 two looks at the write log (``fence.py``), which decide whether each is copied,
 copied with its backlog writes taken over, left to the mirror, or tried again later.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
@@ -31,6 +35,7 @@ from memshift.config.settings import Settings
 from memshift.database import Database
 from memshift.errors import IntegrityError
 from memshift.ids import Id
+from memshift.migrate.bulk import Bulk, usable
 from memshift.migrate.copy import Conflict, Copier, translate_ids
 from memshift.migrate.fence import Fence, moot, verdict
 from memshift.migrate.marks import note_backfilled
@@ -45,7 +50,9 @@ log = structlog.get_logger("memshift.migrate")
 
 CHECKPOINT, REPORT = "backfill.checkpoint", "backfill.report"
 SAMPLE = 3
+KEEP_RECENT = 50  # fresh copies kept for the next check, sampled evenly
 KEEP_FAILURES = 20
+ID_CACHE = 20_000  # pairs cached per direction: memory does not grow with the stores
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ class Checkpoint:
     deferred: list[tuple[str, int]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     started_at: int = field(default_factory=now_us)
+    bulk: bool = False  # whether ``cursor`` is an id (bulk export) or a list cursor
 
     def document(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +107,7 @@ class Checkpoint:
             deferred=[(k, int(i)) for k, i in doc["deferred"]],
             failures=doc["failures"],
             started_at=doc["started_at"],
+            bulk=bool(doc.get("bulk", False)),
         )
 
 
@@ -111,9 +120,11 @@ class Backfill:
         self.state = state
         self.options = options
         self.stream = stream
-        self.idmap = IdMap(state)
+        self.idmap = IdMap(state, ID_CACHE)
         self.legacy = StoreClient(settings.stores["legacy"])
         self.new = StoreClient(settings.stores["new"])
+        self.bulk = usable(self.legacy, self.new)
+        self.source, self.target = Bulk(self.legacy), Bulk(self.new)
         self.copier = Copier(state, self.idmap, self.legacy, self.new)
         self.fence = Fence(WriteLog(state), settings.routes)
         self.rules = [ignore(settings.compare.ignore)]
@@ -122,6 +133,7 @@ class Backfill:
         self.limit = asyncio.Semaphore(options.concurrency)
         self.point = Checkpoint()
         self.recent: list[tuple[str, dict[str, Any], Id]] = []
+        self.fresh = 0  # copies made since the last check
         self.batches = 0
 
     async def run(self) -> dict[str, Any]:
@@ -131,6 +143,8 @@ class Backfill:
             if self.options.resume and found is not None:
                 self.point = Checkpoint.load(found)
                 log.info("backfill_resumed", kind=self.point.kind, walked=self.point.walked)
+            if self.point.bulk != self.bulk:  # the other path's cursor: walk the kind again
+                self.point.cursor, self.point.bulk = "", self.bulk
             await self._finish_plans()
             progress = Progress("backfill", await self._total(), self.stream)
             progress.resume(sum(c.seen for c in self.point.counts.values()))
@@ -165,7 +179,7 @@ class Backfill:
         start = KINDS.index(self.point.kind)
         for kind in KINDS[start:]:
             cursor = self.point.cursor if kind == self.point.kind else ""
-            async for ids, after in self.legacy.batches(kind, cursor, self.options.batch):
+            async for ids, after in self._ids(kind, cursor):
                 await self._batch(kind, ids, first=True)
                 progress.advance(len(ids), kind)
                 self.batches += 1
@@ -178,6 +192,22 @@ class Backfill:
         self.point.walked = True
         await self._sweep()
         await self._save()
+
+    async def _ids(self, kind: str, cursor: str) -> AsyncIterator[tuple[list[int], str]]:
+        """Yield legacy's ids of ``kind`` in batches, each with the cursor after it."""
+        if not self.bulk:
+            async for found in self.legacy.batches(kind, cursor, self.options.batch):
+                yield found
+            return
+        after = int(cursor) if cursor.isdigit() else 0
+        while True:
+            lines = await self.source.export(kind, after, self.options.batch)
+            ids = [int(line["id"]) for line in lines]
+            more = len(ids) == self.options.batch
+            yield ids, str(ids[-1]) if more else ""
+            if not more:
+                return
+            after = ids[-1]
 
     async def _retry(self, progress: Progress) -> None:
         """Try deferred records again while the writes in their way settle."""
@@ -205,10 +235,10 @@ class Backfill:
             return
         keys = [f"{kind}:{i}" for i in todo]
         before = await self.fence.look(keys)
-        records = await asyncio.gather(*(self.legacy.one(kind, i) for i in todo))
+        records = await self._read(kind, todo)
         after, unknown = await self.fence.settled(keys)
         paired = await self.idmap.translate(kind, todo, "legacy", "new")  # after the look
-        jobs = []
+        copies: list[tuple[dict[str, Any], tuple[int, ...]]] = []
         for record_id, record in zip(todo, records, strict=True):
             if record is None:
                 counts.gone += 1
@@ -221,8 +251,50 @@ class Backfill:
                 elif what == "in_flight":
                     self.point.deferred.append((kind, record_id))
                 else:
-                    jobs.append(self._copy(kind, record, adopted))
-        await asyncio.gather(*jobs)
+                    copies.append((record, adopted))
+        if self.bulk and copies:
+            await self._copy_batch(kind, copies)
+        else:
+            await asyncio.gather(*(self._copy(kind, r, adopted) for r, adopted in copies))
+
+    async def _read(self, kind: str, ids: list[int]) -> list[dict[str, Any] | None]:
+        """Legacy's records of ``ids`` whole (None for one it no longer has)."""
+        if not self.bulk:
+            return list(await asyncio.gather(*(self.legacy.one(kind, i) for i in ids)))
+        found = await self.source.lookup(kind, ids, content=True)
+        return [found.get(i) for i in ids]
+
+    async def _copy_batch(
+        self, kind: str, copies: list[tuple[dict[str, Any], tuple[int, ...]]]
+    ) -> None:
+        """Copy records with one bulk import; one by one what it cannot take."""
+        await self.pacer.wait(len(copies))
+        items = [(r, f"backfill-{kind}-{r['id']}", adopted) for r, adopted in copies]
+        try:
+            plans, waiting = await self.copier.plan_batch(kind, items)
+        except Conflict:
+            await asyncio.gather(*(self._copy(kind, r, adopted) for r, adopted in copies))
+            return
+        self.point.deferred += [(kind, r["id"]) for r in waiting]
+        made, refused = await self.copier.run_batch(self.target, plans)
+        by_id = {r["id"]: (r, adopted) for r, adopted in copies}
+        gone = {id(p) for p in refused}
+        counts = self.point.counts[kind]
+        for plan, copy_id in zip((p for p in plans if id(p) not in gone), made, strict=True):
+            counts.copied += 1
+            counts.writes_taken_over += len(plan.adopted)
+            self._fresh_copy(kind, by_id[plan.source_id][0], copy_id)
+        if refused:
+            log.info("backfill_batch_refused", kind=kind, records=len(refused))
+            await asyncio.gather(*(self._copy(kind, *by_id[p.source_id]) for p in refused))
+
+    def _fresh_copy(self, kind: str, record: dict[str, Any], copy_id: Id) -> None:
+        """Keep a fresh copy for the next check: an even sample of ``KEEP_RECENT``."""
+        self.fresh += 1
+        if len(self.recent) < KEEP_RECENT:
+            self.recent.append((kind, record, copy_id))
+        elif (at := random.randrange(self.fresh)) < KEEP_RECENT:
+            self.recent[at] = (kind, record, copy_id)
 
     async def _sweep(self) -> None:
         """Drop backlog writes of records made and deleted before backfill reached them."""
@@ -265,7 +337,7 @@ class Backfill:
             return
         counts.copied += 1
         counts.writes_taken_over += len(adopted)
-        self.recent.append((kind, record, copy_id))
+        self._fresh_copy(kind, record, copy_id)
 
     def _failed(self, kind: str, record_id: Id, why: str) -> None:
         self.point.counts[kind].failed += 1
@@ -277,6 +349,7 @@ class Backfill:
         """Read a sample of fresh copies back from new; stop on any difference."""
         sample = random.sample(self.recent, min(SAMPLE, len(self.recent)))
         self.recent.clear()
+        self.fresh = 0
         problems = []
         for kind, record, copy_id in sample:
             copy = await self.new.one(kind, copy_id)
@@ -310,6 +383,7 @@ class Backfill:
             "finished_at": format_ts(now_us()),
             "elapsed_s": round(elapsed, 1),
             "copied_per_s": round(copied / elapsed, 1) if elapsed > 0 else 0.0,
+            "bulk": self.bulk,
             "kinds": {k: asdict(c) for k, c in self.point.counts.items()},
             "deferred": len(self.point.deferred),
             "deferred_sample": [f"{k}:{i}" for k, i in self.point.deferred[:20]],

@@ -11,6 +11,7 @@ same request again, which the store's idempotency turns into the same record.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from memshift.config.settings import StoreName
 from memshift.database import Database
 from memshift.ids import Id, decode, encode
+from memshift.migrate.bulk import Bulk, chunks
 from memshift.migrate.walk import CREATE_PATHS, StoreClient
 from memshift.shadow.idmap import IdMap
 from memshift.shadow.writelog import Moved, WriteLog
@@ -111,6 +113,61 @@ class Copier:
         self.idmap.remember(plan.kind, legacy_id, new_id)
         return copy_id, "created"
 
+    async def plan_batch(
+        self, kind: str, items: list[tuple[dict[str, Any], str, tuple[int, ...]]]
+    ) -> tuple[list[Plan], list[dict[str, Any]]]:
+        """Plan the copies of ``(record, key, adopted)`` items in one transaction.
+
+        Return the plans, and the records one of whose inner ids has no pair yet (not
+        planned). Raise ``Conflict`` if one of them cannot be planned: then none is.
+        """
+        for name, inner in INNER[kind]:  # one look at the id map for the whole batch
+            refs = [r[name] for r, _, _ in items if isinstance(r.get(name), int)]
+            await self.idmap.translate(inner, refs, self.source.name, self.target.name)
+        plans, waiting = [], []
+        for record, key, adopted in items:
+            body, unmapped = await translate_ids(
+                self.idmap, kind, record, self.source.name, self.target.name
+            )
+            if unmapped:
+                waiting.append(record)
+                continue
+            body.pop("id", None)
+            plans.append(Plan(kind, record["id"], self.target.name, key, body, adopted))
+
+        def save(conn: Connection) -> None:
+            for plan in plans:
+                _save_plan(conn, plan)
+
+        try:
+            await self.state.write(save)
+        except (SAIntegrityError, Moved) as exc:
+            raise Conflict(f"{kind}: a copy of the batch is planned or its writes moved") from exc
+        return plans, waiting
+
+    async def run_batch(self, bulk: Bulk, plans: list[Plan]) -> tuple[list[Id], list[Plan]]:
+        """Create planned copies with the target's bulk import and finish them.
+
+        Return the ids of the copies made, and the plans of requests the target refused
+        (dropped, their taken-over writes back in the backlog): copy those one by one.
+        """
+        made: list[Id] = []
+        refused: list[Plan] = []
+        sizes = [len(orjson.dumps(p.body)) for p in plans]
+        for part in chunks(sizes):
+            chunk = [plans[at] for at in part]
+            status, answer = await bulk.put(chunk[0].kind, [(p.key, p.body) for p in chunk])
+            if status != 200 or not isinstance(answer, dict):
+                await self.state.write(partial(_drop_plans, plans=chunk))
+                refused += chunk
+                continue
+            ids: list[Id] = [item["id"] for item in answer["items"]]
+            await self.state.write(partial(_finish_all, plans=chunk, ids=ids))
+            for plan, copy_id in zip(chunk, ids, strict=True):
+                self.idmap.remember(plan.kind, *self._pair(plan, copy_id))
+            made += ids
+        return made, refused
+
     async def drop(self, adopted: tuple[int, ...]) -> bool:
         """Mark backlog writes done without a copy (their record is gone); all or none."""
         try:
@@ -162,6 +219,16 @@ def _drop_plan(conn: Connection, plan: Plan, *, restore: bool) -> None:
             copy_plans.c.kind == plan.kind, copy_plans.c.source_id == encode(plan.source_id)
         )
     )
+
+
+def _drop_plans(conn: Connection, plans: list[Plan]) -> None:
+    for plan in plans:
+        _drop_plan(conn, plan, restore=True)
+
+
+def _finish_all(conn: Connection, plans: list[Plan], ids: list[Id]) -> None:
+    for plan, copy_id in zip(plans, ids, strict=True):
+        _finish(conn, plan, copy_id)
 
 
 def _finish(conn: Connection, plan: Plan, copy_id: Id) -> None:

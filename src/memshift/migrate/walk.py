@@ -44,6 +44,13 @@ class StoreClient:
         self, method: str, path: str, doc: Any = None, key: str | None = None
     ) -> tuple[int, Any]:
         """Send one request; return the status and parsed JSON body. 5xx raises."""
+        status, body = await self.raw(method, path, doc, key)
+        return status, document_of(body)
+
+    async def raw(
+        self, method: str, path: str, doc: Any = None, key: str | None = None
+    ) -> tuple[int, bytes]:
+        """Send one request; return the status and the body's bytes. 5xx raises."""
         headers = [("Authorization", f"Bearer {self.endpoint.token}")]
         body = b"" if doc is None else orjson.dumps(doc)
         if body:
@@ -54,7 +61,7 @@ class StoreClient:
             answer = await self.http.request(OutboundRequest(method, path, tuple(headers), body))
         if answer.status >= 500:
             raise UpstreamError(self.name, f"{method} {path} answered {answer.status}")
-        return answer.status, document_of(answer.body)
+        return answer.status, answer.body
 
     async def get(self, path: str) -> tuple[int, Any]:
         """GET ``path``; return the status and parsed JSON body."""

@@ -4,7 +4,7 @@ A profile is a TOML file in the config's own shape: which tools and routes write
 read and where their ids and records sit (``[mcp]``, ``[[routes]]``, ``[ids]``), how
 answers compare (``[compare]``), how to read every record and write one
 (``[records.KIND]``, for verify, backfill and repair), and the store's own facts
-(``[store]``: ``identity``, ``write_order``, ``idempotency``). Profiles ship in this
+(``[store]``: ``identity``, ``write_order``, ``idempotency``, ``bulk``). Profiles ship in this
 folder; ``[stores.NAME] profile`` names one, or the path of an operator's own. A config
 that names none is for the reference store (``memshift-reference``).
 
@@ -23,7 +23,7 @@ from memshift.errors import ConfigError
 
 SHIPPED = Path(__file__).parent
 DEFAULT = "memshift-reference"
-STORE_FACTS = ("identity", "write_order", "idempotency")
+STORE_FACTS = ("identity", "write_order", "idempotency", "bulk")
 # Sections a config gives whole, never merged with the profile's.
 WHOLE = {("routes",), ("mcp", "tools")}
 
