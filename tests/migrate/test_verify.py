@@ -17,10 +17,12 @@ from memshift.store.contexts import create_context
 from memshift.store.memories import create_memory, delete_memory, update_memory
 from memshift.store.relations import delete_relation
 from memshift.store.tokens import Principal
+from memshift.timestamps import parse_ts
 from tests.proxy.conftest import SERVICE, USERS, MakeStack, auth
 from tests.proxy.test_workload import TOLERANT, drained, user_session
 
 ADMIN = Principal("ops", admin=True)
+Sections = dict[str, dict[str, Any]]
 
 
 async def _verify(config: Any, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, Any]:
@@ -31,11 +33,12 @@ async def _verify(config: Any, capsys: pytest.CaptureFixture[str], *extra: str) 
 
 
 async def test_verify_names_each_difference(
-    make_stack: MakeStack, capsys: pytest.CaptureFixture[str]
+    make_stack: MakeStack, capsys: pytest.CaptureFixture[str], copy_path: Sections
 ) -> None:
-    """After a workload the stores verify equal; changes made behind the proxy are named."""
+    """After a workload the stores verify equal; changes made behind the proxy are named,
+    a change of only a reference too (its digest is the same: the ids are compared)."""
     logs.configure(level="warning", json=True)  # stdout is for verify's document only
-    stack = await make_stack(seed=0)
+    stack = await make_stack(seed=0, sections=copy_path)
     await asyncio.gather(
         *(user_session(stack.proxy, u, random.Random(i)) for i, u in enumerate(USERS[:3]))
     )
@@ -49,17 +52,23 @@ async def test_verify_names_each_difference(
         )
     ).json()
     first, second = listed["items"][0]["id"], listed["items"][1]["id"]
-    pairs = await stack.core.idmap.translate("memory", [first, second], "legacy", "new")
+    third = next(m["id"] for m in listed["items"][2:] if m["context_id"] is not None)
+    pairs = await stack.core.idmap.translate("memory", [first, second, third], "legacy", "new")
     store = stack.new.server.app[STATE]
     call = Call(ADMIN, store.content)
     store.db.write_sync(lambda conn: delete_memory(conn, call, pairs[first]))
     store.db.write_sync(lambda conn: update_memory(conn, call, pairs[second], {"title": "x"}))
+    copy = await (await stack.new.get(f"/v1/memories/{pairs[third]}", headers=SERVICE)).json()
+    same = {"version": copy["version"], "updated_at": parse_ts(copy["updated_at"])}
+    store.db.write_sync(
+        lambda conn: update_memory(conn, call, pairs[third], {"context_id": None, **same})
+    )
     store.db.write_sync(
         lambda conn: create_memory(conn, call, {"title": "stray", "content": "only in new"})
     )
     code, doc = await _verify(stack.config, capsys)
     memory = doc["kinds"]["memory"]
-    assert (1, False, 1, 1, 1) == (
+    assert (1, False, 1, 1, 2) == (
         code,
         doc["equal"],
         memory["missing"],
@@ -67,17 +76,23 @@ async def test_verify_names_each_difference(
         memory["differing"],
     )
     problems = {(s["problem"], s.get("id")) for s in memory["samples"]}
-    assert {("missing", first), ("differing", second)} <= problems
-    differing = next(s for s in memory["samples"] if s["problem"] == "differing")
-    assert {"$.title", "$.version"} <= {d["path"] for d in differing["differences"]}
+    assert {("missing", first), ("differing", second), ("differing", third)} <= problems
+    paths = {
+        s["id"]: {d["path"] for d in s["differences"]}
+        for s in memory["samples"]
+        if s["problem"] == "differing"
+    }
+    assert {"$.title", "$.version"} <= paths[second]
+    assert {"$.context_id"} == paths[third]
 
 
 async def test_verify_repair_makes_the_secondary_match(
-    make_stack: MakeStack, capsys: pytest.CaptureFixture[str]
+    make_stack: MakeStack, capsys: pytest.CaptureFixture[str], copy_path: Sections
 ) -> None:
     """Missing, extra and differing records of each kind are fixed; verify then exits 0."""
     logs.configure(level="warning", json=True)
-    stack = await make_stack(seed=0, read_percent=100, sections=TOLERANT)  # reads stay on new
+    sections = {**TOLERANT, **copy_path}
+    stack = await make_stack(seed=0, read_percent=100, sections=sections)  # reads stay on new
     await asyncio.gather(
         *(user_session(stack.proxy, u, random.Random(i)) for i, u in enumerate(USERS[:2]))
     )

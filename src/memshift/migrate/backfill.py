@@ -40,7 +40,7 @@ from memshift.migrate.copy import Conflict, Copier, translate_ids
 from memshift.migrate.fence import Fence, moot, verdict
 from memshift.migrate.marks import note_backfilled
 from memshift.migrate.progress import Pacer, Progress
-from memshift.migrate.walk import KINDS, StoreClient
+from memshift.migrate.walk import ID_CACHE, KINDS, StoreClient
 from memshift.shadow.idmap import IdMap
 from memshift.shadow.writelog import WriteLog
 from memshift.statedb import drop_doc, load_doc, save_doc
@@ -52,7 +52,6 @@ CHECKPOINT, REPORT = "backfill.checkpoint", "backfill.report"
 SAMPLE = 3
 KEEP_RECENT = 50  # fresh copies kept for the next check, sampled evenly
 KEEP_FAILURES = 20
-ID_CACHE = 20_000  # pairs cached per direction: memory does not grow with the stores
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,13 @@ Every record of the primary is looked up in the secondary through the id map, th
 copy's ids translated into the primary's, both normalized with the compare rules, and
 diffed; then every record of the secondary without a live original is extra. Both
 stores are walked a page at a time (checked concurrently), so memory does not grow
-with their size. With a
-``Repairer``, each finding is fixed as it is found (``repair.py``).
+with their size. With a ``Repairer``, each finding is fixed as it is found
+(``repair.py``).
+
+Where both stores have bulk paths (``bulk.py``), digests are compared first: a page
+of the primary's digests (and the ids each record refers to) against the digests of
+their copies, fetched in one request; only the records whose digests or references
+differ are read whole and diffed. Without them, every record is read whole.
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ from memshift.compare.diff import Difference, DiffOptions
 from memshift.compare.normalize import ignore, redact
 from memshift.config.settings import Settings, StoreName, other
 from memshift.database import Database
-from memshift.migrate.copy import translate_ids
+from memshift.ids import Id
+from memshift.migrate.bulk import Bulk, usable
+from memshift.migrate.copy import INNER, translate_ids
 from memshift.migrate.progress import Progress
 from memshift.migrate.repair import Repairer
-from memshift.migrate.walk import KINDS, StoreClient
+from memshift.migrate.walk import ID_CACHE, KINDS, StoreClient
 from memshift.shadow.idmap import IdMap
 
 SAMPLES = 20
+DIGEST_PAGE = 1000
 
 
 @dataclass
@@ -54,7 +62,7 @@ class Verifier:
         idmap: IdMap,
         primary: StoreName,
         repairer: Repairer | None = None,
-        stream: TextIO = sys.stderr,
+        stream: TextIO | None = None,
     ) -> None:
         self.idmap = idmap
         self.primary = StoreClient(settings.stores[primary])
@@ -63,7 +71,9 @@ class Verifier:
         self.options = DiffOptions(tolerance=settings.compare.tolerance)
         self.repairer = repairer
         self.results = {kind: KindResult() for kind in KINDS}
-        self.stream = stream
+        self.stream = stream or sys.stderr  # looked up now: a test may have replaced it
+        self.bulk = usable(self.primary, self.secondary)
+        self.first, self.second = Bulk(self.primary), Bulk(self.secondary)
 
     async def _total(self) -> int:
         _, stats = await self.primary.get("/v1/stats")
@@ -79,6 +89,9 @@ class Verifier:
         try:
             progress = Progress("verify", await self._total(), self.stream)
             for kind in KINDS:
+                if self.bulk:
+                    await self._by_digests(kind, progress)
+                    continue
                 async for records in self.primary.records(kind):
                     await asyncio.gather(*(self._check(kind, r) for r in records))
                     progress.advance(len(records), kind)
@@ -93,6 +106,73 @@ class Verifier:
             await self.primary.close()
             await self.secondary.close()
 
+    async def _by_digests(self, kind: str, progress: Progress) -> None:
+        """Compare one kind digests first (see the module), a page at a time."""
+        for source, check in ((self.first, self._check_page), (self.second, self._extra_page)):
+            after: Id = 0
+            while True:
+                lines = await source.export(kind, after, DIGEST_PAGE)
+                if lines:
+                    await check(kind, lines)
+                    after = lines[-1]["id"]
+                shown = kind if source is self.first else f"{kind}: extra ones"
+                progress.advance(len(lines) if source is self.first else 0, shown)
+                if len(lines) < DIGEST_PAGE:
+                    break
+
+    async def _check_page(self, kind: str, lines: list[dict[str, Any]]) -> None:
+        first, second = self.primary.name, self.secondary.name
+        self.results[kind].checked += len(lines)
+        pairs = await self.idmap.translate(kind, [line["id"] for line in lines], first, second)
+        copies = await self.second.lookup(kind, list(pairs.values()))
+        for name, inner in INNER[kind]:  # one look at the id map for the whole page
+            refs = [c[name] for c in copies.values() if isinstance(c.get(name), int)]
+            await self.idmap.translate(inner, refs, second, first)
+        lost: list[Id] = []
+        suspects: list[tuple[Id, Id]] = []
+        for line in lines:
+            pair = pairs.get(line["id"])
+            copy = copies.get(pair) if pair is not None else None
+            if pair is None or copy is None:
+                lost.append(line["id"])
+                continue
+            back, _ = await translate_ids(self.idmap, kind, copy, second, first)
+            same_refs = all(back.get(name) == line.get(name) for name, _ in INNER[kind])
+            if copy["digest"] != line["digest"] or not same_refs:
+                suspects.append((line["id"], pair))
+        if suspects:
+            whole = await self.first.lookup(kind, [i for i, _ in suspects], content=True)
+            copied = await self.second.lookup(kind, [p for _, p in suspects], content=True)
+            for record_id, pair in suspects:
+                if record_id not in whole:
+                    continue  # deleted since the page was read
+                if pair not in copied:
+                    lost.append(record_id)
+                    continue
+                await self._compare(kind, whole[record_id], copied[pair])
+        if lost:
+            whole = await self.first.lookup(kind, lost, content=True)
+            for record_id in lost:
+                if record_id in whole:
+                    await self._missing(kind, whole[record_id])
+
+    async def _extra_page(self, kind: str, lines: list[dict[str, Any]]) -> None:
+        first, second = self.primary.name, self.secondary.name
+        back = await self.idmap.translate(kind, [line["id"] for line in lines], second, first)
+        originals = await self.first.lookup(kind, list(back.values()))
+        extra = [
+            line["id"]
+            for line in lines
+            if line["id"] not in back or back[line["id"]] not in originals
+        ]
+        if not extra:
+            return
+        whole = await self.second.lookup(kind, extra, content=True)
+        for record_id in extra:
+            record = whole.get(record_id)
+            if record is not None:
+                self._noted_extra(kind, record)
+
     async def _check(self, kind: str, record: dict[str, Any]) -> None:
         found = self.results[kind]
         found.checked += 1
@@ -100,10 +180,19 @@ class Verifier:
         pair = await self.idmap.translate(kind, [record["id"]], first, second)
         copy = await self.secondary.one(kind, pair[record["id"]]) if pair else None
         if copy is None:
-            found.note("missing", {"id": record["id"], first: redact(record)})
-            if self.repairer is not None:
-                await self.repairer.missing(kind, record)
+            await self._missing(kind, record)
             return
+        await self._compare(kind, record, copy)
+
+    async def _missing(self, kind: str, record: dict[str, Any]) -> None:
+        self.results[kind].note("missing", {"id": record["id"], self.primary.name: redact(record)})
+        if self.repairer is not None:
+            await self.repairer.missing(kind, record)
+
+    async def _compare(self, kind: str, record: dict[str, Any], copy: dict[str, Any]) -> None:
+        """Diff ``record`` and its copy, in the primary's ids; note and repair a difference."""
+        found = self.results[kind]
+        first, second = self.primary.name, self.secondary.name
         back, _ = await translate_ids(self.idmap, kind, copy, second, first)
         back["id"] = record["id"]
         diffs = differences(
@@ -133,6 +222,10 @@ class Verifier:
         back = await self.idmap.translate(kind, [record["id"]], second, first)
         if back and await self.primary.one(kind, back[record["id"]]) is not None:
             return
+        self._noted_extra(kind, record)
+
+    def _noted_extra(self, kind: str, record: dict[str, Any]) -> None:
+        second = self.secondary.name
         self.results[kind].note("extra", {f"{second}_id": record["id"], second: redact(record)})
         if self.repairer is not None:
             self.repairer.extra(kind, record["id"])
@@ -145,7 +238,7 @@ async def verify(
 
     Return the (final) findings per kind, and what the repair did.
     """
-    idmap = IdMap(state)
+    idmap = IdMap(state, ID_CACHE)
     if not repair:
         return await Verifier(settings, idmap, primary).run(), None
     repairer = Repairer(settings, state, idmap, primary)
@@ -153,7 +246,8 @@ async def verify(
         await Verifier(settings, idmap, primary, repairer).run()
     finally:
         await repairer.close()
-    return await Verifier(settings, IdMap(state), primary).run(), repairer.done.document()
+    again = Verifier(settings, IdMap(state, ID_CACHE), primary)
+    return await again.run(), repairer.done.document()
 
 
 def all_equal(results: dict[str, KindResult]) -> bool:

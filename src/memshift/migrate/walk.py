@@ -25,6 +25,7 @@ CREATE_PATHS = {"context": "/v1/contexts", "memory": "/v1/memories", "relation":
 ITEM_PATHS = {kind: f"{path}/" for kind, path in CREATE_PATHS.items()}
 PAGE = 500
 IN_FLIGHT = 16
+ID_CACHE = 20_000  # id pairs a migration job caches per direction: its memory stays flat
 
 
 def _no_spawn(job: Any, _label: str) -> None:
