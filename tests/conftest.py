@@ -61,7 +61,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, A
 
 @pytest.fixture
 def make_pg_url() -> Iterator[Callable[[], str]]:
-    """Factory of PostgreSQL URLs, each on a fresh schema dropped after the test."""
+    """Factory of PostgreSQL URLs, each on a fresh schema dropped after the test.
+
+    Name it before the fixtures that start what uses its schemas (proxies, stacks):
+    fixtures are torn down in reverse, so the schema then outlives its users."""
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"set {PG_ENV} to run the PostgreSQL tests")

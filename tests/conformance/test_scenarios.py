@@ -178,7 +178,7 @@ async def test_concurrent_calls_sharing_one_jsonrpc_id(
 @pytest.mark.parametrize("subject", SHARED_SUBJECTS, indirect=True)
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_two_instances_on_one_postgresql_state_db(
-    subject: Subject, proxy_process: MakeProxyProcess, make_pg_url: Any, mode: str
+    make_pg_url: Any, subject: Subject, proxy_process: MakeProxyProcess, mode: str
 ) -> None:
     """Two proxies share a state db; 6 writers change 3 records through both at once:
     each record ends on both stores with the same last write."""

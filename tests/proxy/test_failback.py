@@ -182,7 +182,7 @@ async def test_writes_taken_by_new_as_primary_survive_a_failback(make_stack: Mak
 
 
 async def test_two_proxies_share_one_control_state(
-    make_stack: MakeStack, make_proxy: MakeProxy, make_pg_url: Any
+    make_pg_url: Any, make_stack: MakeStack, make_proxy: MakeProxy
 ) -> None:
     """On one PostgreSQL state db, a failback on one proxy holds on the other, and a ramp too."""
     stack = await make_stack()
@@ -262,7 +262,7 @@ async def test_a_schedule_stops_at_a_trip(
 
 
 async def test_a_trip_on_one_proxy_fails_back_the_other(
-    make_stack: MakeStack, make_proxy: MakeProxy, make_forwarder: MakeForwarder, make_pg_url: Any
+    make_pg_url: Any, make_stack: MakeStack, make_proxy: MakeProxy, make_forwarder: MakeForwarder
 ) -> None:
     """Proxy A sees new failing and trips; proxy B, on the same state db, fails back too."""
 

@@ -35,7 +35,7 @@ async def _changes(admin: Any, rng: random.Random, count: int) -> list[int]:
 
 
 async def test_two_instances_changing_at_once_converge_and_audit_each_change_once(
-    make_stack: MakeStack, make_proxy: MakeProxy, make_pg_url: Any
+    make_pg_url: Any, make_stack: MakeStack, make_proxy: MakeProxy
 ) -> None:
     """Both instances end on the stored state, and the audit holds one entry per epoch."""
     stack = await make_stack(seed=0)
@@ -74,7 +74,7 @@ async def _patcher(
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_writes_to_one_record_through_two_instances_reach_new_in_order(
-    make_stack: MakeStack, make_proxy: MakeProxy, make_pg_url: Any, mode: str
+    make_pg_url: Any, make_stack: MakeStack, make_proxy: MakeProxy, mode: str
 ) -> None:
     """Four writers patch two memories through two instances at once: new ends with
     what legacy ended with, each record's last write last, version for version."""

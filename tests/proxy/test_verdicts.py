@@ -249,7 +249,7 @@ async def test_promote_is_refused_with_its_reasons_unless_forced(
 
 
 async def test_a_report_reset_opens_a_window_on_every_instance(
-    make_stack: MakeStack, make_proxy: MakeProxy, make_pg_url: Any
+    make_pg_url: Any, make_stack: MakeStack, make_proxy: MakeProxy
 ) -> None:
     """Two instances on one state db: a reset on one is the other's new window too; the
     totals since start stay, and the reset is audited."""
