@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from memshift.errors import ConfigError
 
@@ -98,17 +98,29 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[Any]) -> Any:
     For the few statements run on every request: SQLAlchemy's execution machinery
     costs more than the database's own work for them. The statement joins the
     transaction ``conn`` is in. Quote column names: the SQL is not translated.
+    The driver's errors are raised as SQLAlchemy's (``IntegrityError``,
+    ``OperationalError``...), as ``conn.execute`` would raise them.
     """
     raw = conn.connection.driver_connection
     assert raw is not None
-    return raw.execute(_for_style(sql, conn.dialect.paramstyle), params)
+    try:
+        return raw.execute(_for_style(sql, conn.dialect.paramstyle), params)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _translated(conn, sql, params, exc) from exc
 
 
 def driver_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Run ``sql`` once per row of parameters, as ``driver_execute`` runs it once."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    raw.cursor().executemany(_for_style(sql, conn.dialect.paramstyle), rows)
+    try:
+        raw.cursor().executemany(_for_style(sql, conn.dialect.paramstyle), rows)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _translated(conn, sql, rows, exc) from exc
+
+
+def _translated(conn: Connection, sql: str, params: Any, exc: Exception) -> Exception:
+    return DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error)
 
 
 def _is_busy(exc: OperationalError | sqlite3.OperationalError) -> bool:

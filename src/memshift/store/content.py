@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import zstandard
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 
+from memshift.database import driver_execute, driver_executemany
 from memshift.store.schema import blob_chunks, blobs, memories
 
 
@@ -81,42 +81,33 @@ class BlobContent:
     def put(self, conn: Connection, text: str) -> dict[str, Any]:
         data = text.encode()
         digest = hashlib.sha256(data).hexdigest()
-        if not self._add_ref(conn, digest):
-            try:
-                with conn.begin_nested():
-                    self._insert_blob(conn, digest, data)
-            except SAIntegrityError:
-                # Another writer stored the same content first: share it.
-                self._add_ref(conn, digest)
+        if not self._add_ref(conn, digest) and not self._insert_blob(conn, digest, data):
+            self._add_ref(conn, digest)  # another writer stored the same content first
         return {"content": None, "content_hash": digest, "size": len(data)}
 
+    # Straight to the driver (``database.driver_execute``): these run on every create.
     def _add_ref(self, conn: Connection, digest: str) -> bool:
-        bumped = conn.execute(
-            update(blobs).where(blobs.c.hash == digest).values(refcount=blobs.c.refcount + 1)
-        )
-        return bumped.rowcount > 0
+        bumped = driver_execute(conn, _ADD_REF, (digest,))
+        return int(bumped.rowcount) > 0
 
-    def _insert_blob(self, conn: Connection, digest: str, data: bytes) -> None:
-        row = {"hash": digest, "size": len(data), "refcount": 1}
+    def _insert_blob(self, conn: Connection, digest: str, data: bytes) -> bool:
+        """Store ``data`` as a new blob; False if a blob of that hash is there already."""
+        row: tuple[object, ...]
+        pieces: list[bytes] = []
         if len(data) > self.chunk_bytes:
             pieces = [
                 self._compressor().compress(data[at : at + self.chunk_bytes])
                 for at in range(0, len(data), self.chunk_bytes)
             ]
-            conn.execute(
-                insert(blob_chunks),
-                [{"hash": digest, "seq": i, "data": piece} for i, piece in enumerate(pieces)],
-            )
-            row |= {
-                "codec": "zstd",
-                "chunks": len(pieces),
-                "data": None,
-                "stored_size": sum(len(p) for p in pieces),
-            }
+            row = (digest, len(data), sum(len(p) for p in pieces), "zstd", len(pieces), None)
         else:
             codec, stored = self._encode(data)
-            row |= {"codec": codec, "chunks": 0, "data": stored, "stored_size": len(stored)}
-        conn.execute(insert(blobs).values(**row))
+            row = (digest, len(data), len(stored), codec, 0, stored)
+        if int(driver_execute(conn, _BLOB, row).rowcount) == 0:
+            return False
+        if pieces:
+            driver_executemany(conn, _CHUNK, [(digest, i, p) for i, p in enumerate(pieces)])
+        return True
 
     def _encode(self, data: bytes) -> tuple[str, bytes]:
         if len(data) >= self.compress_min_bytes:
@@ -147,6 +138,14 @@ class BlobContent:
             blobs.c.hash.in_(used)
         )
         return int(conn.execute(query).scalar_one())
+
+
+_ADD_REF = 'UPDATE blobs SET "refcount" = "refcount" + 1 WHERE "hash" = ?'
+_CHUNK = 'INSERT INTO blob_chunks ("hash", "seq", "data") VALUES (?, ?, ?)'
+_BLOB = (
+    'INSERT INTO blobs ("hash", "size", "stored_size", "codec", "chunks", "data", "refcount")'
+    ' VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT ("hash") DO NOTHING'
+)
 
 
 def _decode(codec: str, data: bytes) -> bytes:

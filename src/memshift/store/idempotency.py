@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, select
 
+from memshift.database import driver_execute
 from memshift.errors import bad_request, unprocessable
 from memshift.store.schema import idempotency_keys
 
@@ -62,17 +63,15 @@ def recall(conn: Connection, caller: str, key: str, fp: str) -> Answer | None:
 
 
 def remember(conn: Connection, caller: str, key: str, fp: str, answer: Answer, now: int) -> None:
-    """Store the answer given under ``key``."""
-    conn.execute(
-        insert(idempotency_keys).values(
-            caller=caller,
-            key=key,
-            fingerprint=fp,
-            status=answer.status,
-            body=answer.body,
-            created_at=now,
-        )
-    )
+    """Store the answer given under ``key`` (straight to the driver: on every keyed write)."""
+    params = (caller, key, fp, answer.status, answer.body, now)
+    driver_execute(conn, _REMEMBER, params)
+
+
+_REMEMBER = (
+    'INSERT INTO idempotency_keys ("caller", "key", "fingerprint", "status", "body",'
+    ' "created_at") VALUES (?, ?, ?, ?, ?, ?)'
+)
 
 
 def purge(conn: Connection, older_than: int) -> int:

@@ -38,7 +38,7 @@ from sqlalchemy import (
     text,
 )
 
-from memshift.database import Database
+from memshift.database import Database, driver_execute
 from memshift.store.content import ContentStore
 from memshift.store.schema import memories
 
@@ -109,19 +109,17 @@ def _create_index(conn: Connection) -> bool:
 def index_memory(conn: Connection, memory_id: int, title: str, content: str) -> None:
     """Index a memory that is not indexed yet (a new one, or one just unindexed)."""
     if _sqlite(conn):
-        conn.execute(
-            text(f"INSERT INTO {TABLE} (rowid, title, body) VALUES (:id, :title, :body)"),
-            {"id": memory_id, "title": title, "body": content},
-        )
-        return
-    conn.execute(
-        text(
-            f"INSERT INTO {TABLE} (memory_id, document) VALUES (:id,"
-            " setweight(to_tsvector('simple', :title), 'A')"
-            " || setweight(to_tsvector('simple', :body), 'D'))"
-        ),
-        {"id": memory_id, "title": title, "body": content[:PG_INDEXED_CHARS]},
-    )
+        driver_execute(conn, _INDEX_SQLITE, (memory_id, title, content))
+    else:
+        driver_execute(conn, _INDEX_PG, (memory_id, title, content[:PG_INDEXED_CHARS]))
+
+
+# Straight to the driver (``database.driver_execute``): run on every create.
+_INDEX_SQLITE = f"INSERT INTO {TABLE} (rowid, title, body) VALUES (?, ?, ?)"
+_INDEX_PG = (
+    f"INSERT INTO {TABLE} (memory_id, document) VALUES (?,"
+    " setweight(to_tsvector('simple', ?), 'A') || setweight(to_tsvector('simple', ?), 'D'))"
+)
 
 
 def unindex_memory(conn: Connection, memory_id: int, title: str, content: str) -> None:
