@@ -357,7 +357,7 @@ def _cmd_profiles(_args: argparse.Namespace) -> int:
 def _migrate_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fill = sub.add_parser("backfill", help="copy to the new store the records it lacks")
     fill.add_argument("--config", type=Path, required=True, help="the proxy's TOML config file")
-    fill.add_argument("--batch", type=_positive(int), default=100, help="records per batch")
+    fill.add_argument("--batch", type=_positive(int), default=500, help="records per batch")
     fill.add_argument("--resume", action="store_true", help="go on from the last checkpoint")
     fill.add_argument("--rate", type=_positive(float), help="at most this many copies a second")
     fill.add_argument(

@@ -58,7 +58,7 @@ KEEP_FAILURES = 20
 class Options:
     """How a backfill runs."""
 
-    batch: int = 100
+    batch: int = 500
     resume: bool = False
     rate: float | None = None
     check_every: int = 10

@@ -135,12 +135,8 @@ class Copier:
             body.pop("id", None)
             plans.append(Plan(kind, record["id"], self.target.name, key, body, adopted))
 
-        def save(conn: Connection) -> None:
-            for plan in plans:
-                _save_plan(conn, plan)
-
         try:
-            await self.state.write(save)
+            await self.state.write(partial(_save_plans, plans=plans))
         except (SAIntegrityError, Moved) as exc:
             raise Conflict(f"{kind}: a copy of the batch is planned or its writes moved") from exc
         return plans, waiting
@@ -197,18 +193,7 @@ class Copier:
 
 
 def _save_plan(conn: Connection, plan: Plan) -> None:
-    WriteLog.adopt_in(conn, plan.adopted)
-    conn.execute(
-        insert(copy_plans).values(
-            kind=plan.kind,
-            source_id=encode(plan.source_id),
-            target=plan.target,
-            idem_key=plan.key,
-            body=orjson.dumps(plan.body),
-            adopted=orjson.dumps(list(plan.adopted)).decode(),
-            at=now_us(),
-        )
-    )
+    _save_plans(conn, [plan])
 
 
 def _drop_plan(conn: Connection, plan: Plan, *, restore: bool) -> None:
@@ -221,14 +206,51 @@ def _drop_plan(conn: Connection, plan: Plan, *, restore: bool) -> None:
     )
 
 
+# A batch's plans are saved, dropped and finished with one statement each, whatever
+# their number: built per record, SQLAlchemy's statements cost more than the copies.
+
+
+def _save_plans(conn: Connection, plans: list[Plan]) -> None:
+    if not plans:
+        return
+    WriteLog.adopt_in(conn, tuple(i for plan in plans for i in plan.adopted))
+    conn.execute(insert(copy_plans), [_plan_row(plan) for plan in plans])
+
+
+def _plan_row(plan: Plan) -> dict[str, Any]:
+    return {
+        "kind": plan.kind,
+        "source_id": encode(plan.source_id),
+        "target": plan.target,
+        "idem_key": plan.key,
+        "body": orjson.dumps(plan.body),
+        "adopted": orjson.dumps(list(plan.adopted)).decode(),
+        "at": now_us(),
+    }
+
+
+def _forget_plans(conn: Connection, plans: list[Plan]) -> None:
+    kind = plans[0].kind
+    sources = [encode(plan.source_id) for plan in plans]
+    conn.execute(
+        delete(copy_plans).where(copy_plans.c.kind == kind, copy_plans.c.source_id.in_(sources))
+    )
+
+
 def _drop_plans(conn: Connection, plans: list[Plan]) -> None:
-    for plan in plans:
-        _drop_plan(conn, plan, restore=True)
+    WriteLog.restore_in(conn, tuple(i for plan in plans for i in plan.adopted))
+    _forget_plans(conn, plans)
 
 
 def _finish_all(conn: Connection, plans: list[Plan], ids: list[Id]) -> None:
-    for plan, copy_id in zip(plans, ids, strict=True):
-        _finish(conn, plan, copy_id)
+    pairs = [[encode(i) for i in Copier._pair(p, c)] for p, c in zip(plans, ids, strict=True)]
+    kind = plans[0].kind
+    for column, at in ((id_map.c.legacy_id, 0), (id_map.c.new_id, 1)):
+        wanted = [pair[at] for pair in pairs]
+        conn.execute(delete(id_map).where(id_map.c.kind == kind, column.in_(wanted)))
+    conn.execute(insert(id_map), [{"kind": kind, "legacy_id": a, "new_id": b} for a, b in pairs])
+    WriteLog.copied_in(conn, tuple(i for plan in plans for i in plan.adopted))
+    _forget_plans(conn, plans)
 
 
 def _finish(conn: Connection, plan: Plan, copy_id: Id) -> None:

@@ -16,7 +16,9 @@ differ are read whole and diffed. Without them, every record is read whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -107,27 +109,36 @@ class Verifier:
             await self.secondary.close()
 
     async def _by_digests(self, kind: str, progress: Progress) -> None:
-        """Compare one kind digests first (see the module), a page at a time."""
-        for source, check in ((self.first, self._check_page), (self.second, self._extra_page)):
-            after: Id = 0
-            while True:
-                lines = await source.export(kind, after, DIGEST_PAGE)
-                if lines:
+        """Compare one kind digests first (see the module), a page at a time.
+
+        Without a repair, the primary's pages and the secondary's (for extras) are
+        walked at once, each reading its next page while the last is checked. A repair
+        walks them one after the other: a copy it makes is paired only once made, and
+        the walk for extras must not see it before."""
+
+        async def walk(source: Bulk, check: Callable[..., Awaitable[None]], shown: str) -> None:
+            async with contextlib.aclosing(_pages(source, kind)) as pages:
+                async for lines in pages:
                     await check(kind, lines)
-                    after = lines[-1]["id"]
-                shown = kind if source is self.first else f"{kind}: extra ones"
-                progress.advance(len(lines) if source is self.first else 0, shown)
-                if len(lines) < DIGEST_PAGE:
-                    break
+                    progress.advance(len(lines) if source is self.first else 0, shown)
+
+        primary = walk(self.first, self._check_page, kind)
+        extras = walk(self.second, self._extra_page, f"{kind}: extra ones")
+        if self.repairer is None:
+            await asyncio.gather(primary, extras)
+        else:
+            await primary
+            await extras
 
     async def _check_page(self, kind: str, lines: list[dict[str, Any]]) -> None:
         first, second = self.primary.name, self.secondary.name
         self.results[kind].checked += len(lines)
         pairs = await self.idmap.translate(kind, [line["id"] for line in lines], first, second)
         copies = await self.second.lookup(kind, list(pairs.values()))
-        for name, inner in INNER[kind]:  # one look at the id map for the whole page
-            refs = [c[name] for c in copies.values() if isinstance(c.get(name), int)]
-            await self.idmap.translate(inner, refs, second, first)
+        back: dict[str, dict[Id, Id]] = {}  # per reference: the copies' ids in the primary's
+        for name, inner in INNER[kind]:
+            refs = [c[name] for c in copies.values() if c.get(name) is not None]
+            back[name] = await self.idmap.translate(inner, refs, second, first)
         lost: list[Id] = []
         suspects: list[tuple[Id, Id]] = []
         for line in lines:
@@ -136,8 +147,10 @@ class Verifier:
             if pair is None or copy is None:
                 lost.append(line["id"])
                 continue
-            back, _ = await translate_ids(self.idmap, kind, copy, second, first)
-            same_refs = all(back.get(name) == line.get(name) for name, _ in INNER[kind])
+            same_refs = all(
+                (None if copy.get(name) is None else back[name].get(copy[name])) == line.get(name)
+                for name, _ in INNER[kind]
+            )
             if copy["digest"] != line["digest"] or not same_refs:
                 suspects.append((line["id"], pair))
         if suspects:
@@ -248,6 +261,25 @@ async def verify(
         await repairer.close()
     again = Verifier(settings, IdMap(state, ID_CACHE), primary)
     return await again.run(), repairer.done.document()
+
+
+async def _pages(source: Bulk, kind: str) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Yield ``source``'s digest pages of ``kind``, reading each next one while the last
+    is checked."""
+    ahead: asyncio.Future[list[dict[str, Any]]] | None
+    ahead = asyncio.ensure_future(source.export(kind, 0, DIGEST_PAGE))
+    try:
+        while ahead is not None:
+            lines = await ahead
+            ahead = None
+            if len(lines) == DIGEST_PAGE:
+                after = lines[-1]["id"]
+                ahead = asyncio.ensure_future(source.export(kind, after, DIGEST_PAGE))
+            if lines:
+                yield lines
+    finally:
+        if ahead is not None:
+            ahead.cancel()
 
 
 def all_equal(results: dict[str, KindResult]) -> bool:

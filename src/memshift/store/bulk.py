@@ -32,7 +32,7 @@ from memshift.store.api import PRINCIPAL, STATE, body_of, call_of, decode_json
 from memshift.store.call import Call
 from memshift.store.contexts import context_json, create_context
 from memshift.store.memories import insert_memory, memory_json
-from memshift.store.relations import create_relation, relation_json
+from memshift.store.relations import insert_relation, relation_json
 from memshift.store.schema import contexts, memories, relations
 from memshift.store.validation import (
     CONTEXT_CREATE,
@@ -222,5 +222,5 @@ def _at(index: int) -> Iterator[None]:
 _CREATE: dict[str, Callable[[Connection, Call, dict[str, Any]], int]] = {
     "context": lambda conn, call, data: int(create_context(conn, call, data)["id"]),
     "memory": insert_memory,
-    "relation": lambda conn, call, data: int(create_relation(conn, call, data)["id"]),
+    "relation": insert_relation,
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete
 
 from memshift.database import driver_execute
 from memshift.errors import bad_request, unprocessable
@@ -48,18 +48,20 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 def recall(conn: Connection, caller: str, key: str, fp: str) -> Answer | None:
     """Return the first answer under ``key`` or None; 422 if the key served another request."""
-    row = conn.execute(
-        select(idempotency_keys).where(
-            idempotency_keys.c.caller == caller, idempotency_keys.c.key == key
-        )
-    ).first()
+    row = driver_execute(conn, _RECALL, (caller, key)).fetchone()
     if row is None:
         return None
-    if row.fingerprint != fp:
+    found_fp, status, body = row
+    if found_fp != fp:
         raise unprocessable(
             "Idempotency-Key was already used for a different request", "idempotency_key_reused"
         )
-    return Answer(row.status, bytes(row.body))
+    return Answer(int(status), bytes(body))
+
+
+_RECALL = (
+    'SELECT "fingerprint", "status", "body" FROM idempotency_keys WHERE "caller" = ? AND "key" = ?'
+)
 
 
 def remember(conn: Connection, caller: str, key: str, fp: str, answer: Answer, now: int) -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select
 from sqlalchemy.orm import aliased
 
-from memshift.database import inserted_id
-from memshift.errors import ApiError, not_found, unprocessable
+from memshift.database import driver_execute
+from memshift.errors import not_found, unprocessable
 from memshift.store.access import require_owner, visible
 from memshift.store.call import Call, provenance_json
 from memshift.store.memories import find_memory
@@ -47,25 +47,44 @@ def _relation_visible(call: Call) -> ColumnElement[bool]:
 
 
 def _endpoint(conn: Connection, call: Call, field: str, memory_id: int) -> None:
-    try:
-        find_memory(conn, call, memory_id)
-    except ApiError as exc:
-        raise unprocessable(f"{field}: no memory {memory_id}", "unknown_memory") from exc
+    if call.who.admin:
+        found = driver_execute(conn, _ANY_MEMORY, (memory_id,)).fetchone()
+    else:
+        found = driver_execute(conn, _VISIBLE_MEMORY, (memory_id, call.who.user)).fetchone()
+    if found is None:
+        raise unprocessable(f"{field}: no memory {memory_id}", "unknown_memory")
+
+
+_ANY_MEMORY = 'SELECT 1 FROM memories WHERE "id" = ?'
+_VISIBLE_MEMORY = _ANY_MEMORY + ' AND ("owner" = ? OR "access_level" = \'public\')'
+_INSERT = (
+    'INSERT INTO relations ("name", "source_id", "target_id", "strength", "owner", "version",'
+    ' "created_at", "updated_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING "id"'
+)
 
 
 def create_relation(conn: Connection, call: Call, data: dict[str, Any]) -> dict[str, Any]:
     """Relate two memories the caller may see."""
+    return get_relation(conn, call, insert_relation(conn, call, data))
+
+
+def insert_relation(conn: Connection, call: Call, data: dict[str, Any]) -> int:
+    """Relate two memories the caller may see; return the relation's id (straight to the
+    driver, as ``memories.insert_memory``)."""
     _endpoint(conn, call, "source_id", data["source_id"])
     _endpoint(conn, call, "target_id", data["target_id"])
-    values = {
-        "name": data["name"],
-        "source_id": data["source_id"],
-        "target_id": data["target_id"],
-        "strength": data.get("strength", 1.0),
-        **call.stamps(data),
-    }
-    new_id = inserted_id(conn.execute(insert(relations).values(**values)))
-    return get_relation(conn, call, new_id)
+    stamps = call.stamps(data)
+    params = (
+        data["name"],
+        data["source_id"],
+        data["target_id"],
+        data.get("strength", 1.0),
+        stamps["owner"],
+        stamps["version"],
+        stamps["created_at"],
+        stamps["updated_at"],
+    )
+    return int(driver_execute(conn, _INSERT, params).fetchone()[0])
 
 
 def find_relation(conn: Connection, call: Call, relation_id: int) -> Any:
