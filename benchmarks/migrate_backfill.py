@@ -11,7 +11,7 @@ few of 64 KiB) and 16 % relations. Then both stores run as processes and, in tur
 - **source limit**: every record of legacy exported whole, then the digests of both
   stores exported (what backfill and verify must at least read);
 - **target limit**: the same records bulk-imported into a third, fresh new store in
-  batches of 100 (the most the target can take);
+  batches of 500, as backfill sends them (the most the target can take);
 - ``memshift backfill`` and ``memshift verify`` as processes, each with its own peak
   memory (VmHWM).
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import subprocess
 import sys
@@ -56,7 +57,7 @@ REFS = {
     "relation": {"source_id": "memory", "target_id": "memory"},
 }
 PAGE = 1000
-IMPORT_BATCH = 100
+IMPORT_BATCH = 500  # as backfill sends them
 
 
 def seed(db_url: str, contexts: int, memories: int, relations: int, max_bytes: int) -> None:
@@ -141,8 +142,9 @@ def import_all(store: StoreProcess, dumps: Path) -> float:
     return spent
 
 
-def timed(args: list[str]) -> tuple[float, int, bytes]:
-    """Run ``memshift ARGS``; return seconds, peak RSS in bytes, and what it printed."""
+def timed(args: list[str]) -> tuple[float, int, bytes, float]:
+    """Run ``memshift ARGS``; return seconds, peak RSS in bytes, what it printed, and the
+    CPU seconds it used."""
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "memshift", "--log-level", "warning", *args],
@@ -150,22 +152,24 @@ def timed(args: list[str]) -> tuple[float, int, bytes]:
     )
     assert proc.stdout is not None
     peak = [0]
+    done = threading.Event()
 
     def watch() -> None:  # VmHWM of the command itself (ru_maxrss would count the fork)
-        while proc.poll() is None:
+        while not done.wait(0.5):
             with contextlib.suppress(OSError, KeyError):
                 peak[0] = max(peak[0], StoreProcess(proc, "").status("VmHWM"))
-            time.sleep(0.5)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     out = proc.stdout.read()
-    proc.wait()
+    _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
     watcher.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - started
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"memshift {args[0]} exited {proc.returncode}")
-    return seconds, peak[0], out
+    return seconds, peak[0], out, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -195,10 +199,12 @@ def main() -> None:
                 f'[stores.new]\nurl = "{new.url}"\ntoken = "tok-ops"\n{off}'
                 f'[admin]\ntoken = "bench"\n[state]\nurl = "sqlite:///{tmp}/state.db"\n'
             )
-            fill_s, fill_rss, out = timed(["backfill", "--config", str(config), "--json"])
+            fill_s, fill_rss, out, fill_cpu = timed(["backfill", "--config", str(config), "--json"])
             filled = orjson.loads(out)
             print(f"backfill: {fill_s:.0f} s, complete: {filled['complete']}", flush=True)
-            verify_s, verify_rss, out = timed(["verify", "--config", str(config), "--json"])
+            verify_s, verify_rss, out, verify_cpu = timed(
+                ["verify", "--config", str(config), "--json"]
+            )
             checked = orjson.loads(out)
             if not args.no_limits:
                 started = time.monotonic()
@@ -207,10 +213,24 @@ def main() -> None:
                         export(store, kind, content=False)
                 figures["digest_export_s"] = time.monotonic() - started
     rows = [
-        ["backfill", total, f"{fill_s:.0f}", f"{total / fill_s:.0f}", f"{fill_rss / MIB:.0f}"],
-        ["verify", total, f"{verify_s:.0f}", f"{total / verify_s:.0f}", f"{verify_rss / MIB:.0f}"],
+        [
+            "backfill",
+            total,
+            f"{fill_s:.0f}",
+            f"{total / fill_s:.0f}",
+            f"{fill_rss / MIB:.0f}",
+            f"{fill_cpu:.0f}",
+        ],
+        [
+            "verify",
+            total,
+            f"{verify_s:.0f}",
+            f"{total / verify_s:.0f}",
+            f"{verify_rss / MIB:.0f}",
+            f"{verify_cpu:.0f}",
+        ],
     ]
-    headers = ["step", "records", "seconds", "records_per_s", "peak_rss_MiB"]
+    headers = ["step", "records", "seconds", "records_per_s", "peak_rss_MiB", "own_cpu_s"]
     if not args.no_limits:
         headers.append("of_limit")
         rows[0].append(f"{figures['import_s'] / fill_s:.2f}")
@@ -221,7 +241,7 @@ def main() -> None:
             ("both digests export", "digest_export_s"),
         ):
             seconds = figures[key]
-            rows.append([name, total, f"{seconds:.0f}", f"{total / seconds:.0f}", "", ""])
+            rows.append([name, total, f"{seconds:.0f}", f"{total / seconds:.0f}", "", "", ""])
     name = "migrate_backfill" if total == 50_000 else f"migrate_backfill_{total}"
     report(
         name + ("_per_record" if args.per_record else ""),
@@ -229,8 +249,18 @@ def main() -> None:
         rows,
         {
             **figures,
-            "backfill": {"seconds": fill_s, "peak_rss": fill_rss, "report": filled},
-            "verify": {"seconds": verify_s, "peak_rss": verify_rss, "equal": checked["equal"]},
+            "backfill": {
+                "seconds": fill_s,
+                "cpu_s": fill_cpu,
+                "peak_rss": fill_rss,
+                "report": filled,
+            },
+            "verify": {
+                "seconds": verify_s,
+                "cpu_s": verify_cpu,
+                "peak_rss": verify_rss,
+                "equal": checked["equal"],
+            },
         },
     )
     if not (filled["complete"] and checked["equal"]):

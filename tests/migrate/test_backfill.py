@@ -19,7 +19,7 @@ from memshift import logs
 from memshift.cli import main
 from memshift.config.load import load_settings
 from memshift.errors import IntegrityError
-from memshift.migrate.backfill import CHECKPOINT, Backfill, Options
+from memshift.migrate.backfill import CHECKPOINT, REPORT, Backfill, Options
 from memshift.migrate.verify import summary, verify
 from memshift.statedb import load_doc, open_state
 from tests.migrate.conftest import Seeded, seed_store
@@ -149,13 +149,17 @@ async def test_backlog_writes_of_an_old_record_are_taken_over(
     assert (await verified(stack.config))["equal"]
 
 
-async def _checkpoint_copied(config: Path) -> int:
+async def _saved(config: Path, name: str) -> Any:
     settings = load_settings(config)
     state = open_state(settings.state.url)
     try:
-        doc = state.read_sync(lambda conn: load_doc(conn, CHECKPOINT))
+        return state.read_sync(lambda conn: load_doc(conn, name))
     finally:
         state.close()
+
+
+async def _checkpoint_copied(config: Path) -> int:
+    doc = await _saved(config, CHECKPOINT)
     return 0 if doc is None else sum(c["copied"] for c in doc["counts"].values())
 
 
@@ -179,6 +183,8 @@ async def test_backfill_killed_midway_resumes_without_duplicates(
     assert 500 > await count(stack.new, "/v1/memories")  # killed before it was done
     resumed = await asyncio.create_subprocess_exec(*command, *args[:4], "--resume")
     assert 0 == await resumed.wait()
+    report = await _saved(stack.config, REPORT)
+    assert 500 == report["kinds"]["memory"]["seen"]  # went on from the checkpoint
     assert (await verified(stack.config))["equal"]
     assert 500 == await count(stack.new, "/v1/memories")
     assert 20 == await count(stack.new, "/v1/contexts")

@@ -130,7 +130,7 @@ class Backfill:
         self.diff = DiffOptions(tolerance=settings.compare.tolerance)
         self.pacer = Pacer(options.rate)
         self.limit = asyncio.Semaphore(options.concurrency)
-        self.point = Checkpoint()
+        self.point = Checkpoint(bulk=self.bulk)
         self.recent: list[tuple[str, dict[str, Any], Id]] = []
         self.fresh = 0  # copies made since the last check
         self.batches = 0
