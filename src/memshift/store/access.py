@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, or_, true
+from sqlalchemy import ColumnElement, Connection, Table, or_, true
 
+from memshift.database import driver_execute
 from memshift.errors import ApiError
 from memshift.store.tokens import Principal
 
@@ -25,3 +26,20 @@ def require_owner(row: Any, who: Principal, what: str) -> None:
     """Raise 403 unless ``who`` owns ``row`` or is an admin."""
     if not who.admin and row.owner != who.user:
         raise ApiError(403, "forbidden", f"this {what} belongs to another user")
+
+
+def can_see(conn: Connection, who: Principal, table: Table, record_id: int) -> bool:
+    """Whether ``who`` may see the record ``record_id`` of ``table``.
+
+    Straight to the driver (``database.driver_execute``): checked on every create of a
+    record that refers to another."""
+    if who.admin:
+        return driver_execute(conn, _ANY[table.name], (record_id,)).fetchone() is not None
+    found = driver_execute(conn, _VISIBLE[table.name], (record_id, who.user)).fetchone()
+    return found is not None
+
+
+_ANY = {name: f'SELECT 1 FROM {name} WHERE "id" = ?' for name in ("contexts", "memories")}
+_VISIBLE = {
+    name: sql + ' AND ("owner" = ? OR "access_level" = \'public\')' for name, sql in _ANY.items()
+}

@@ -14,9 +14,9 @@ from sqlalchemy import Connection, delete, or_, select, update
 from memshift.database import driver_execute
 from memshift.errors import not_found, unprocessable
 from memshift.store import search
-from memshift.store.access import require_owner, visible
+from memshift.store.access import can_see, require_owner, visible
 from memshift.store.call import PROVENANCE, Call, provenance_json
-from memshift.store.schema import memories, relations
+from memshift.store.schema import contexts, memories, relations
 from memshift.store.validation import encode_cursor
 
 META_COLUMNS = [c for c in memories.c if c.name != "content"]
@@ -49,18 +49,8 @@ def find_memory(conn: Connection, call: Call, memory_id: int, *, full: bool = Fa
 
 def check_context(conn: Connection, call: Call, context_id: int | None) -> None:
     """Raise 422 unless ``context_id`` is None or a context the caller may see."""
-    if context_id is None:
-        return
-    if call.who.admin:
-        found = driver_execute(conn, _ANY_CONTEXT, (context_id,)).fetchone()
-    else:
-        found = driver_execute(conn, _VISIBLE_CONTEXT, (context_id, call.who.user)).fetchone()
-    if found is None:
+    if context_id is not None and not can_see(conn, call.who, contexts, context_id):
         raise unprocessable(f"context_id: no context {context_id}", "unknown_context")
-
-
-_ANY_CONTEXT = 'SELECT 1 FROM contexts WHERE "id" = ?'
-_VISIBLE_CONTEXT = _ANY_CONTEXT + ' AND ("owner" = ? OR "access_level" = \'public\')'
 
 
 def _meta(data: dict[str, Any]) -> str:

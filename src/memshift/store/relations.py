@@ -12,7 +12,7 @@ from sqlalchemy.orm import aliased
 
 from memshift.database import driver_execute
 from memshift.errors import not_found, unprocessable
-from memshift.store.access import require_owner, visible
+from memshift.store.access import can_see, require_owner, visible
 from memshift.store.call import Call, provenance_json
 from memshift.store.memories import find_memory
 from memshift.store.schema import contexts, memories, relations
@@ -47,16 +47,10 @@ def _relation_visible(call: Call) -> ColumnElement[bool]:
 
 
 def _endpoint(conn: Connection, call: Call, field: str, memory_id: int) -> None:
-    if call.who.admin:
-        found = driver_execute(conn, _ANY_MEMORY, (memory_id,)).fetchone()
-    else:
-        found = driver_execute(conn, _VISIBLE_MEMORY, (memory_id, call.who.user)).fetchone()
-    if found is None:
+    if not can_see(conn, call.who, memories, memory_id):
         raise unprocessable(f"{field}: no memory {memory_id}", "unknown_memory")
 
 
-_ANY_MEMORY = 'SELECT 1 FROM memories WHERE "id" = ?'
-_VISIBLE_MEMORY = _ANY_MEMORY + ' AND ("owner" = ? OR "access_level" = \'public\')'
 _INSERT = (
     'INSERT INTO relations ("name", "source_id", "target_id", "strength", "owner", "version",'
     ' "created_at", "updated_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING "id"'
