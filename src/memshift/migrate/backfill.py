@@ -277,9 +277,8 @@ class Backfill:
         self.point.deferred += [(kind, r["id"]) for r in waiting]
         made, refused = await self.copier.run_batch(self.target, plans)
         by_id = {r["id"]: (r, adopted) for r, adopted in copies}
-        gone = {id(p) for p in refused}
         counts = self.point.counts[kind]
-        for plan, copy_id in zip((p for p in plans if id(p) not in gone), made, strict=True):
+        for plan, copy_id in made:
             counts.copied += 1
             counts.writes_taken_over += len(plan.adopted)
             self._fresh_copy(kind, by_id[plan.source_id][0], copy_id)

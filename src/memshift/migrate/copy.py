@@ -91,7 +91,7 @@ class Copier:
         body.pop("id", None)
         plan = Plan(kind, record["id"], self.target.name, key, body, adopted)
         try:
-            await self.state.write(lambda conn: _save_plan(conn, plan))
+            await self.state.write(partial(_save_plans, plans=[plan]))
         except SAIntegrityError as exc:
             raise Conflict(f"{kind} {plan.source_id}: another copy of it is planned") from exc
         except Moved as exc:
@@ -104,11 +104,11 @@ class Copier:
             "POST", CREATE_PATHS[plan.kind], plan.body, plan.key
         )
         if status not in (200, 201) or not isinstance(answer, dict):
-            await self.state.write(lambda conn: _drop_plan(conn, plan, restore=True))
+            await self.state.write(partial(_drop_plans, plans=[plan]))
             code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
             return None, f"{status} {code or ''}".strip()
         copy_id: Id = answer["id"]
-        await self.state.write(lambda conn: _finish(conn, plan, copy_id))
+        await self.state.write(partial(_finish_all, plans=[plan], ids=[copy_id]))
         legacy_id, new_id = self._pair(plan, copy_id)
         self.idmap.remember(plan.kind, legacy_id, new_id)
         return copy_id, "created"
@@ -141,13 +141,16 @@ class Copier:
             raise Conflict(f"{kind}: a copy of the batch is planned or its writes moved") from exc
         return plans, waiting
 
-    async def run_batch(self, bulk: Bulk, plans: list[Plan]) -> tuple[list[Id], list[Plan]]:
+    async def run_batch(
+        self, bulk: Bulk, plans: list[Plan]
+    ) -> tuple[list[tuple[Plan, Id]], list[Plan]]:
         """Create planned copies with the target's bulk import and finish them.
 
-        Return the ids of the copies made, and the plans of requests the target refused
-        (dropped, their taken-over writes back in the backlog): copy those one by one.
+        Return each plan made with its copy's id, and the plans of requests the target
+        refused (dropped, their taken-over writes back in the backlog): copy those one
+        by one.
         """
-        made: list[Id] = []
+        made: list[tuple[Plan, Id]] = []
         refused: list[Plan] = []
         sizes = [len(orjson.dumps(p.body)) for p in plans]
         for part in chunks(sizes):
@@ -161,7 +164,7 @@ class Copier:
             await self.state.write(partial(_finish_all, plans=chunk, ids=ids))
             for plan, copy_id in zip(chunk, ids, strict=True):
                 self.idmap.remember(plan.kind, *self._pair(plan, copy_id))
-            made += ids
+            made += zip(chunk, ids, strict=True)
         return made, refused
 
     async def drop(self, adopted: tuple[int, ...]) -> bool:
@@ -192,22 +195,9 @@ class Copier:
         ]
 
 
-def _save_plan(conn: Connection, plan: Plan) -> None:
-    _save_plans(conn, [plan])
-
-
-def _drop_plan(conn: Connection, plan: Plan, *, restore: bool) -> None:
-    if restore:
-        WriteLog.restore_in(conn, plan.adopted)
-    conn.execute(
-        delete(copy_plans).where(
-            copy_plans.c.kind == plan.kind, copy_plans.c.source_id == encode(plan.source_id)
-        )
-    )
-
-
-# A batch's plans are saved, dropped and finished with one statement each, whatever
-# their number: built per record, SQLAlchemy's statements cost more than the copies.
+# Plans are saved, dropped and finished a batch at a time (one plan is a batch of
+# one), with one statement each whatever their number: built per record,
+# SQLAlchemy's statements cost more than the copies.
 
 
 def _save_plans(conn: Connection, plans: list[Plan]) -> None:
@@ -245,23 +235,10 @@ def _drop_plans(conn: Connection, plans: list[Plan]) -> None:
 def _finish_all(conn: Connection, plans: list[Plan], ids: list[Id]) -> None:
     pairs = [[encode(i) for i in Copier._pair(p, c)] for p, c in zip(plans, ids, strict=True)]
     kind = plans[0].kind
+    # A pair a repair replaces (its copy was lost) goes; a pair is otherwise written once.
     for column, at in ((id_map.c.legacy_id, 0), (id_map.c.new_id, 1)):
         wanted = [pair[at] for pair in pairs]
         conn.execute(delete(id_map).where(id_map.c.kind == kind, column.in_(wanted)))
     conn.execute(insert(id_map), [{"kind": kind, "legacy_id": a, "new_id": b} for a, b in pairs])
     WriteLog.copied_in(conn, tuple(i for plan in plans for i in plan.adopted))
     _forget_plans(conn, plans)
-
-
-def _finish(conn: Connection, plan: Plan, copy_id: Id) -> None:
-    legacy_id, new_id = (encode(i) for i in Copier._pair(plan, copy_id))
-    # A pair a repair replaces (its copy was lost) goes; a pair is otherwise written once.
-    conn.execute(
-        delete(id_map).where(
-            id_map.c.kind == plan.kind,
-            (id_map.c.legacy_id == legacy_id) | (id_map.c.new_id == new_id),
-        )
-    )
-    conn.execute(insert(id_map).values(kind=plan.kind, legacy_id=legacy_id, new_id=new_id))
-    WriteLog.copied_in(conn, plan.adopted)
-    _drop_plan(conn, plan, restore=False)
