@@ -9,11 +9,23 @@ check) wait on the busy timeout. PostgreSQL gets a few writer threads.
 
 Each thread keeps its connection between transactions (a pool checkout costs more
 than a small transaction); one that broke is replaced on the next call.
+
+Grouped writes (``group_writes=True``, SQLite only; the stores use them): the writer
+thread takes every write queued while it was busy, up to ``GROUP_MAX``, and runs them
+in one transaction, each in a savepoint of its own. One commit then serves many
+requests, and SQLite's full-text index is flushed once for all of them. Should a write
+fail, the group is rolled back and run again with each write in a savepoint of its
+own, so that it fails alone (a write may so run twice: its first run was rolled
+back). A group whose commit fails fails every write in it, and nothing of it is
+kept. To each caller it looks as if its write had its own transaction, run after
+those queued before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import contextvars
 import functools
 import sqlite3
@@ -21,8 +33,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -32,6 +45,7 @@ from memshift.errors import ConfigError
 
 T = TypeVar("T")
 BUSY_TIMEOUT_S = 30.0
+GROUP_MAX = 64  # the most writes one grouped transaction takes
 
 
 def normalize_url(url: str, key: str = "db") -> str:
@@ -128,6 +142,21 @@ def _is_busy(exc: OperationalError | sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _finished(conn: Connection) -> bool:
+    """Whether a transaction that raised left ``conn`` usable, with no transaction open.
+
+    SQLite keeps a transaction whose COMMIT it refused (a deferred constraint) open,
+    where SQLAlchemy counts it as ended: roll it back here."""
+    if conn.invalidated or conn.in_transaction():
+        return False
+    raw = conn.connection.driver_connection
+    if isinstance(raw, sqlite3.Connection) and raw.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            raw.execute("ROLLBACK")
+        return not raw.in_transaction
+    return True
+
+
 def inserted_id(result: CursorResult[Any]) -> int:
     """Return the primary key an INSERT assigned."""
     key = result.inserted_primary_key
@@ -135,12 +164,75 @@ def inserted_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
+class _Job(NamedTuple):
+    """A write waiting for the writer thread, and where its caller waits."""
+
+    fn: Callable[[Connection], Any]
+    context: contextvars.Context
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+class _Refused(Exception):
+    """A write of a group raised: the group is rolled back and run again, isolated."""
+
+
+def _together(jobs: list[_Job], conn: Connection) -> list[tuple[bool, Any]]:
+    """Run every write of a group in one transaction, with no savepoint between them.
+
+    A savepoint costs: SQLite's full-text index flushes what it holds at each one. A
+    write that raises makes the whole group run again, isolated (``_isolated``).
+    """
+    results: list[tuple[bool, Any]] = []
+    for job in jobs:
+        try:
+            results.append((True, job.context.run(job.fn, conn)))
+        except Exception as exc:
+            raise _Refused from exc
+    return results
+
+
+def _isolated(jobs: list[_Job], conn: Connection) -> list[tuple[bool, Any]]:
+    """Run every write of a group in one transaction, each in a savepoint of its own."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    results: list[tuple[bool, Any]] = []
+    for job in jobs:
+        raw.execute("SAVEPOINT grouped_write")
+        try:
+            result = job.context.run(job.fn, conn)
+        except Exception as exc:
+            raw.execute("ROLLBACK TO grouped_write")
+            raw.execute("RELEASE grouped_write")
+            results.append((False, exc))
+        else:
+            raw.execute("RELEASE grouped_write")
+            results.append((True, result))
+    return results
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the caller gave up (cancelled)
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 class Database:
     """A store database: schema creation and transactions run off the event loop."""
 
-    def __init__(self, url: str, *, readers: int = 4, key: str = "db") -> None:
+    def __init__(
+        self, url: str, *, readers: int = 4, key: str = "db", group_writes: bool = False
+    ) -> None:
         self.url = normalize_url(url, key)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._grouped = group_writes and self.is_sqlite
+        self._queued: collections.deque[_Job] = collections.deque()
+        self._queue_lock = threading.Lock()
+        self._draining = False
+        self.groups = 0  # grouped transactions committed or tried
         writers = 1 if self.is_sqlite else 4
         if self.is_sqlite:
             self.engine = _sqlite_engine(self.url)
@@ -174,7 +266,7 @@ class Database:
             with conn.begin():
                 return fn(conn)
         except BaseException:
-            if conn.invalidated or conn.in_transaction():  # broken: the next call reconnects
+            if not _finished(conn):  # broken: the next call reconnects
                 setattr(self._local, "writes" if write else "reads", None)
                 with self._kept_lock:
                     self._kept.remove(conn)
@@ -250,8 +342,56 @@ class Database:
         return await self._run(self._readers, self.read_sync, fn)
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in a write transaction on the writer path."""
-        return await self._run(self._writer, self.write_sync, fn)
+        """Run ``fn`` in a write transaction on the writer path (grouped, if so made)."""
+        if not self._grouped:
+            return await self._run(self._writer, self.write_sync, fn)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._queue_lock:
+            self._queued.append(_Job(fn, contextvars.copy_context(), future, loop))
+            start, self._draining = not self._draining, True
+        if start:
+            try:
+                self._writer.submit(self._drain)
+            except RuntimeError:  # closed: nothing will drain the queue
+                with self._queue_lock:
+                    self._queued.clear()
+                    self._draining = False
+                raise
+        return await future
+
+    def _drain(self) -> None:
+        """On the writer thread: run queued writes in groups until none is left."""
+        while True:
+            with self._queue_lock:
+                jobs = [self._queued.popleft() for _ in range(min(GROUP_MAX, len(self._queued)))]
+                if not jobs:
+                    self._draining = False
+                    return
+            self._run_group(jobs)
+
+    def _run_group(self, jobs: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        if len(jobs) == 1:
+            job = jobs[0]
+            try:
+                outcomes.append((True, job.context.run(self.write_sync, job.fn)))
+            except BaseException as exc:  # the caller's to see, never the writer thread's
+                outcomes.append((False, exc))
+        else:
+            self.groups += 1
+            try:
+                outcomes = self.write_sync(partial(_together, jobs))
+            except _Refused:  # rolled back whole: again, each write in a savepoint
+                try:
+                    outcomes = self.write_sync(partial(_isolated, jobs))
+                except BaseException as exc:
+                    outcomes = [(False, exc)] * len(jobs)
+            except BaseException as exc:  # nothing of the group was kept
+                outcomes = [(False, exc)] * len(jobs)
+        for job, (ok, value) in zip(jobs, outcomes, strict=True):
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
 
     @staticmethod
     async def _run(

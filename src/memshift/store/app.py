@@ -67,7 +67,7 @@ def make_app(settings: StoreSettings, tokens: dict[str, Principal]) -> web.Appli
         client_max_size=settings.body_limit(acting=True),  # a client's: api.body_of
         middlewares=[errors_middleware, auth_middleware],
     )
-    db = Database(settings.db_url, readers=settings.readers)
+    db = Database(settings.db_url, readers=settings.readers, group_writes=True)
     admins = frozenset(p.user for p in tokens.values() if p.admin)
     app[STATE] = StoreState(settings, tokens, db, content_store(settings), admins=admins)
     app.cleanup_ctx.append(_lifecycle)
