@@ -6,6 +6,7 @@ many large memories costs little (the ``new`` engine's rows do not even hold con
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -59,22 +60,38 @@ def _meta(data: dict[str, Any]) -> str:
 
 def create_memory(conn: Connection, call: Call, data: dict[str, Any]) -> dict[str, Any]:
     """Create a memory, store its content, index it; return it with content."""
-    new_id = insert_memory(conn, call, data)
-    return memory_json(find_memory(conn, call, new_id), data["content"])
+    return memory_json(_insert(conn, call, data), data["content"])
 
 
-_INSERT = (
-    'INSERT INTO memories ("title", "context_id", "access_level", "meta", "owner", "version",'
-    ' "created_at", "updated_at", "size", "content", "content_hash")'
-    ' VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING "id"'
+_COLUMNS = (
+    "title",
+    "context_id",
+    "access_level",
+    "meta",
+    "owner",
+    "version",
+    "created_at",
+    "updated_at",
+    "size",
+    "content",
+    "content_hash",
+)
+_INSERT = "INSERT INTO memories ({}) VALUES ({}) RETURNING \"id\"".format(
+    ", ".join(f'"{name}"' for name in _COLUMNS), ", ".join("?" for _ in _COLUMNS)
 )
 
 
 def insert_memory(conn: Connection, call: Call, data: dict[str, Any]) -> int:
-    """Create a memory, store its content, index it; return its id.
+    """Create a memory, store its content, index it; return its id."""
+    return int(_insert(conn, call, data).id)
+
+
+def _insert(conn: Connection, call: Call, data: dict[str, Any]) -> SimpleNamespace:
+    """Create a memory, store its content, index it; return its row as stored.
 
     Straight to the driver: on the path of every create and import, SQLAlchemy's
-    statement building cost more than the database's own work."""
+    statement building cost more than the database's own work. The row is the values
+    inserted, not read back: the table has no defaults or triggers of its own."""
     check_context(conn, call, data.get("context_id"))
     stamps = call.stamps(data)
     stored = call.content.put(conn, data["content"])
@@ -93,7 +110,7 @@ def insert_memory(conn: Connection, call: Call, data: dict[str, Any]) -> int:
     )
     new_id = int(driver_execute(conn, _INSERT, params).fetchone()[0])
     search.index_memory(conn, new_id, data["title"], data["content"])
-    return new_id
+    return SimpleNamespace(id=new_id, **dict(zip(_COLUMNS, params, strict=True)))
 
 
 def get_memory(conn: Connection, call: Call, memory_id: int) -> dict[str, Any]:
