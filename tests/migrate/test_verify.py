@@ -11,6 +11,7 @@ import pytest
 
 from memshift import logs
 from memshift.cli import main
+from memshift.migrate.verify import Marks
 from memshift.store.api import STATE
 from memshift.store.call import Call
 from memshift.store.contexts import create_context
@@ -66,9 +67,13 @@ async def test_verify_names_each_difference(
     store.db.write_sync(
         lambda conn: create_memory(conn, call, {"title": "stray", "content": "only in new"})
     )
+    # A copy whose original is gone is extra too, though the id map still pairs it.
+    fourth = next(m["id"] for m in listed["items"] if m["id"] not in (first, second, third))
+    source = stack.legacy.server.app[STATE]
+    source.db.write_sync(lambda conn: delete_memory(conn, Call(ADMIN, source.content), fourth))
     code, doc = await _verify(stack.config, capsys)
     memory = doc["kinds"]["memory"]
-    assert (1, False, 1, 1, 2) == (
+    assert (1, False, 1, 2, 2) == (
         code,
         doc["equal"],
         memory["missing"],
@@ -145,3 +150,14 @@ async def test_verify_repair_makes_the_secondary_match(
             if resp.status == 200 and resp.headers["X-Memshift-Served-By"] == "new":
                 break
             await asyncio.sleep(0.1)
+
+
+def test_marks_keep_small_ids_as_bits_and_others_as_well() -> None:
+    marks = Marks()
+    for record_id in (0, 7, 8, 100_000, Marks.BITS, -1, "key:a"):
+        marks.add(record_id)
+    for record_id in (0, 7, 8, 100_000, Marks.BITS, -1, "key:a"):
+        assert record_id in marks
+    for record_id in (1, 9, 99_999, 100_001, 5_000_000, Marks.BITS + 1, "key:b", True):
+        assert record_id not in marks
+    assert len(marks.bits) < 100_000  # a bit each, not a byte

@@ -58,6 +58,13 @@ async def test_export_streams_records_in_id_order_with_digests(store: TestClient
     assert [(relation["id"], relation["source_id"], relation["target_id"])] == [
         (r["id"], r["source_id"], r["target_id"]) for r in rels
     ]
+    # Without digests: ids, references and versions, for walks that need only those.
+    thin = await lines(store, "/v1/bulk/export/memory?content=false&digest=false")
+    assert [{k: v for k, v in s.items() if k != "digest"} for s in short] == thin
+    thin_rels = await lines(store, "/v1/bulk/export/relation?content=false&digest=false")
+    assert [{k: v for k, v in r.items() if k != "digest"} for r in rels] == thin_rels
+    bare = await lines(store, "/v1/bulk/export/memory?digest=false")
+    assert made["memories"] == bare
 
 
 async def test_digests_agree_across_engines_and_change_with_the_record(
@@ -102,6 +109,11 @@ async def test_lookup_answers_the_listed_records_that_exist(store: TestClient[An
     assert "content" not in found["items"][0]
     full = await post(store, "/v1/bulk/lookup/memory", {"ids": ids, "content": True}, OPS, 200)
     assert BIG == full["items"][1]["content"]
+    thin = await post(store, "/v1/bulk/lookup/memory", {"ids": ids, "digest": False}, OPS, 200)
+    assert [
+        {"id": m["id"], "context_id": m["context_id"], "version": m["version"]}
+        for m in made["memories"]
+    ] == thin["items"]
 
 
 async def test_import_creates_a_batch_once_per_key(store: TestClient[Any, Any]) -> None:
@@ -167,6 +179,9 @@ async def test_bulk_paths_are_for_an_admin_and_check_their_input(
     assert 404 == resp.status
     resp = await store.get("/v1/bulk/export/memory?limit=0", headers=OPS)
     assert 400 == resp.status
+    resp = await store.get("/v1/bulk/export/memory?digest=maybe", headers=OPS)
+    assert 400 == resp.status
+    await post(store, "/v1/bulk/lookup/memory", {"ids": [1], "digest": "no"}, OPS, 422)
     await post(store, "/v1/bulk/lookup/memory", {"ids": ["1"]}, OPS, 422)
     await post(store, "/v1/bulk/lookup/memory", {"ids": list(range(1, 1002))}, OPS, 422)
     await post(store, "/v1/bulk/import/memory", {"records": [{"key": "k"}]}, OPS, 422)

@@ -200,7 +200,7 @@ class Backfill:
             return
         after = int(cursor) if cursor.isdigit() else 0
         while True:
-            lines = await self.source.export(kind, after, self.options.batch)
+            lines = await self.source.export(kind, after, self.options.batch, digest=False)
             ids = [int(line["id"]) for line in lines]
             more = len(ids) == self.options.batch
             yield ids, str(ids[-1]) if more else ""

@@ -35,11 +35,12 @@ class Bulk:
         self.prefix = store.endpoint.bulk
 
     async def export(
-        self, kind: str, after: Id, limit: int, *, content: bool = False
+        self, kind: str, after: Id, limit: int, *, content: bool = False, digest: bool = True
     ) -> list[dict[str, Any]]:
-        """Return up to ``limit`` records of ``kind`` after id ``after``, in id order."""
-        flag = "true" if content else "false"
-        path = f"{self.prefix}/export/{kind}?after={after}&limit={limit}&content={flag}"
+        """Return up to ``limit`` records of ``kind`` after id ``after``, in id order
+        (``digest=False``: ids and versions only, which cost the store no reading)."""
+        flags = f"content={str(content).lower()}&digest={str(digest).lower()}"
+        path = f"{self.prefix}/export/{kind}?after={after}&limit={limit}&{flags}"
         status, body = await self.store.raw("GET", path)
         if status != 200:
             raise UpstreamError(self.store.name, f"GET {path} answered {status}")

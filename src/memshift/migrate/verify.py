@@ -10,7 +10,9 @@ with their size. With a ``Repairer``, each finding is fixed as it is found
 Where both stores have bulk paths (``bulk.py``), digests are compared first: a page
 of the primary's digests (and the ids each record refers to) against the digests of
 their copies, fetched in one request; only the records whose digests or references
-differ are read whole and diffed. Without them, every record is read whole.
+differ are read whole and diffed. The walk for extras then reads the secondary's ids
+alone: a copy the first walk found paired with its original is no extra, and only
+the others are looked up. Without bulk paths, every record is read whole.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -37,6 +39,7 @@ from memshift.shadow.idmap import IdMap
 
 SAMPLES = 20
 DIGEST_PAGE = 1000
+ID_PAGE = 10_000  # ids of the secondary per page of the walk for extras
 
 
 @dataclass
@@ -111,26 +114,22 @@ class Verifier:
     async def _by_digests(self, kind: str, progress: Progress) -> None:
         """Compare one kind digests first (see the module), a page at a time.
 
-        Without a repair, the primary's pages and the secondary's (for extras) are
-        walked at once, each reading its next page while the last is checked. A repair
-        walks them one after the other: a copy it makes is paired only once made, and
-        the walk for extras must not see it before."""
+        The primary's pages come first, each next one read while the last is checked;
+        every copy found there is marked paired. Then the secondary's ids: those not
+        marked are looked up. A copy a repair makes is not marked, so it is looked up
+        and found paired."""
+        paired = Marks()
+        async with contextlib.aclosing(_pages(self.first, kind, DIGEST_PAGE)) as pages:
+            async for lines in pages:
+                await self._check_page(kind, lines, paired)
+                progress.advance(len(lines), kind)
+        ids = _pages(self.second, kind, ID_PAGE, digest=False)
+        async with contextlib.aclosing(ids) as pages:
+            async for lines in pages:
+                await self._extra_page(kind, [line for line in lines if line["id"] not in paired])
+                progress.advance(0, f"{kind}: extra ones")
 
-        async def walk(source: Bulk, check: Callable[..., Awaitable[None]], shown: str) -> None:
-            async with contextlib.aclosing(_pages(source, kind)) as pages:
-                async for lines in pages:
-                    await check(kind, lines)
-                    progress.advance(len(lines) if source is self.first else 0, shown)
-
-        primary = walk(self.first, self._check_page, kind)
-        extras = walk(self.second, self._extra_page, f"{kind}: extra ones")
-        if self.repairer is None:
-            await asyncio.gather(primary, extras)
-        else:
-            await primary
-            await extras
-
-    async def _check_page(self, kind: str, lines: list[dict[str, Any]]) -> None:
+    async def _check_page(self, kind: str, lines: list[dict[str, Any]], paired: Marks) -> None:
         first, second = self.primary.name, self.secondary.name
         self.results[kind].checked += len(lines)
         pairs = await self.idmap.translate(kind, [line["id"] for line in lines], first, second)
@@ -147,6 +146,7 @@ class Verifier:
             if pair is None or copy is None:
                 lost.append(line["id"])
                 continue
+            paired.add(pair)
             same_refs = all(
                 (None if copy.get(name) is None else back[name].get(copy[name])) == line.get(name)
                 for name, _ in INNER[kind]
@@ -170,6 +170,8 @@ class Verifier:
                     await self._missing(kind, whole[record_id])
 
     async def _extra_page(self, kind: str, lines: list[dict[str, Any]]) -> None:
+        if not lines:
+            return
         first, second = self.primary.name, self.secondary.name
         back = await self.idmap.translate(kind, [line["id"] for line in lines], second, first)
         originals = await self.first.lookup(kind, list(back.values()))
@@ -263,23 +265,51 @@ async def verify(
     return await again.run(), repairer.done.document()
 
 
-async def _pages(source: Bulk, kind: str) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """Yield ``source``'s digest pages of ``kind``, reading each next one while the last
+async def _pages(
+    source: Bulk, kind: str, size: int, *, digest: bool = True
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Yield ``source``'s export pages of ``kind``, reading each next one while the last
     is checked."""
     ahead: asyncio.Future[list[dict[str, Any]]] | None
-    ahead = asyncio.ensure_future(source.export(kind, 0, DIGEST_PAGE))
+    ahead = asyncio.ensure_future(source.export(kind, 0, size, digest=digest))
     try:
         while ahead is not None:
             lines = await ahead
             ahead = None
-            if len(lines) == DIGEST_PAGE:
+            if len(lines) == size:
                 after = lines[-1]["id"]
-                ahead = asyncio.ensure_future(source.export(kind, after, DIGEST_PAGE))
+                ahead = asyncio.ensure_future(source.export(kind, after, size, digest=digest))
             if lines:
                 yield lines
     finally:
         if ahead is not None:
             ahead.cancel()
+
+
+class Marks:
+    """A set of record ids, a bit each for the ids of the reference store (small
+    integers), so that marking every record of a store costs little memory."""
+
+    BITS = 1 << 27  # ids below this take a bit; others (rare) a set entry
+
+    def __init__(self) -> None:
+        self.bits = bytearray()
+        self.others: set[Id] = set()
+
+    def add(self, record_id: Id) -> None:
+        if type(record_id) is int and 0 <= record_id < self.BITS:
+            at = record_id >> 3
+            if at >= len(self.bits):
+                self.bits.extend(bytes(max(at + 1 - len(self.bits), len(self.bits))))
+            self.bits[at] |= 1 << (record_id & 7)
+        else:
+            self.others.add(record_id)
+
+    def __contains__(self, record_id: object) -> bool:
+        if type(record_id) is int and 0 <= record_id < self.BITS:
+            at = record_id >> 3
+            return at < len(self.bits) and bool(self.bits[at] & (1 << (record_id & 7)))
+        return record_id in self.others
 
 
 def all_equal(results: dict[str, KindResult]) -> bool:

@@ -4,12 +4,13 @@ Admin only. ``GET /v1/bulk/export/{kind}`` streams the records of one kind in id
 as NDJSON, from ``after``, up to ``limit``: each line the record as ``GET`` answers it
 (``content=false``: its id, the ids it refers to and its version only) with
 ``digest``, a SHA-256 of everything but ids, so that two stores' records compare
-without their bodies. The last line is ``{"end": true, "count": N}``: a stream
-without it was cut. ``POST /v1/bulk/lookup/{kind}`` answers the same lines for a list
-of ids. ``POST /v1/bulk/import/{kind}`` creates a batch of records, with their
-provenance, in one transaction; each record carries its own idempotency key, kept as
-``POST`` of that record with the key would keep it, so a batch sent again (or its
-records sent one by one) creates nothing twice.
+without their bodies (``digest=false``: without it, for a walk that needs only ids).
+The last line is ``{"end": true, "count": N}``: a stream without it was cut.
+``POST /v1/bulk/lookup/{kind}`` answers the same lines for a list of ids.
+``POST /v1/bulk/import/{kind}`` creates a batch of records, with their provenance, in
+one transaction; each record carries its own idempotency key, kept as ``POST`` of that
+record with the key would keep it, so a batch sent again (or its records sent one by
+one) creates nothing twice.
 
 A memory's digest covers its content's SHA-256, which the ``new`` engine keeps (its
 blob address), so digests of compressed content are read without decompressing it.
@@ -64,8 +65,13 @@ def digest_of(fields: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _line(conn: Connection, call: Call, kind: str, row: Any, full: bool) -> dict[str, Any]:
+def _line(
+    conn: Connection, call: Call, kind: str, row: Any, full: bool, digest: bool = True
+) -> dict[str, Any]:
     """One record as export and lookup give it."""
+    if not full and not digest:  # ids and version only: nothing to read or hash
+        refs = {name: getattr(row, name) for name in REFS[kind]}
+        return {"id": row.id, **refs, "version": row.version}
     if kind == "memory":
         content = call.content.load(conn, row) if full else None
         record = memory_json(row, content)
@@ -74,18 +80,25 @@ def _line(conn: Connection, call: Call, kind: str, row: Any, full: bool) -> dict
     else:
         record = context_json(row) if kind == "context" else relation_json(row)
         own = {k: v for k, v in record.items() if k != "id" and k not in REFS[kind]}
-    digest = digest_of(own)
     if full:
-        return {**record, "digest": digest}
+        return {**record, "digest": digest_of(own)} if digest else record
     refs = {name: record[name] for name in REFS[kind]}
-    return {"id": row.id, **refs, "version": row.version, "digest": digest}
+    return {"id": row.id, **refs, "version": row.version, "digest": digest_of(own)}
 
 
 def _rows(
-    conn: Connection, kind: str, *, after: int = 0, ids: list[int] | None = None, limit: int = PAGE
+    conn: Connection,
+    kind: str,
+    *,
+    after: int = 0,
+    ids: list[int] | None = None,
+    limit: int = PAGE,
+    thin: bool = False,
 ) -> list[Any]:
+    """Rows of ``kind`` after ``after`` or of ``ids``; ``thin``: ids and version only."""
     table = KINDS[kind]
-    query = select(table)
+    names = ("id", *REFS[kind], "version") if thin else None
+    query = select(*(table.c[n] for n in names)) if names else select(table)
     query = query.where(table.c.id.in_(ids)) if ids is not None else query.where(table.c.id > after)
     return list(conn.execute(query.order_by(table.c.id).limit(limit)).all())
 
@@ -116,7 +129,8 @@ async def export(request: web.Request) -> web.StreamResponse:
     kind = _kind(request)
     after = query_int(request.query, "after", default=0, low=0, high=MAX_ID)
     limit = query_int(request.query, "limit", default=EXPORT_DEFAULT, low=1, high=EXPORT_MAX)
-    full = _flag(request, "content")
+    full, digest = _flag(request, "content"), _flag(request, "digest")
+    thin = not (full or digest)
     db = request.app[STATE].db
     response = web.StreamResponse(headers={"Content-Type": NDJSON})
     await response.prepare(request)
@@ -125,9 +139,8 @@ async def export(request: web.Request) -> web.StreamResponse:
         want = min(PAGE, limit - sent)
 
         def page(conn: Connection, at: int = after, want: int = want) -> list[dict[str, Any]]:
-            return [
-                _line(conn, call, kind, r, full) for r in _rows(conn, kind, after=at, limit=want)
-            ]
+            rows = _rows(conn, kind, after=at, limit=want, thin=thin)
+            return [_line(conn, call, kind, r, full, digest) for r in rows]
 
         lines = await db.read(page)
         if lines:
@@ -163,13 +176,15 @@ async def lookup(request: web.Request) -> web.Response:
     ids = _list_of(doc, "ids")
     if not all(type(i) is int and 1 <= i <= MAX_ID for i in ids):
         raise unprocessable("ids: each must be a record id", "invalid_id")
-    full = doc.get("content", False)
-    if not isinstance(full, bool):
-        raise unprocessable("content: must be true or false")
+    full, digest = doc.get("content", False), doc.get("digest", True)
+    for name, value in (("content", full), ("digest", digest)):
+        if not isinstance(value, bool):
+            raise unprocessable(f"{name}: must be true or false")
+    thin = not (full or digest)
 
     def find(conn: Connection) -> list[dict[str, Any]]:
-        rows = _rows(conn, kind, ids=ids, limit=len(ids) or 1) if ids else []
-        return [_line(conn, call, kind, r, full) for r in rows]
+        rows = _rows(conn, kind, ids=ids, limit=len(ids) or 1, thin=thin) if ids else []
+        return [_line(conn, call, kind, r, full, digest) for r in rows]
 
     return json_response({"items": await request.app[STATE].db.read(find)})
 

@@ -137,7 +137,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "ExportLine": {
         "description": "One NDJSON line: a record with its digest (content=false: its id,"
-        " the ids it refers to, version and digest); the last line is {end, count}",
+        " the ids it refers to, version and digest; digest=false: without the digest); the"
+        " last line is {end, count}",
         "type": "object",
         "properties": {"id": _ID, "digest": {"type": "string"}, "end": {"const": True}},
     },

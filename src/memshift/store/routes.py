@@ -191,6 +191,7 @@ EXPORT = (
         },
     ),
     Param("content", {"type": "boolean", "default": True}),
+    Param("digest", {"type": "boolean", "default": True}),
 )
 SEARCH = (
     Param("q", {"type": "string", "minLength": 1, "maxLength": 1000}, required=True),
@@ -279,6 +280,7 @@ ROUTES: tuple[Route, ...] = (
             "properties": {
                 "ids": {"type": "array", "items": _ID_QUERY, "maxItems": bulk.BATCH_MAX},
                 "content": {"type": "boolean"},
+                "digest": {"type": "boolean"},
             },
             "required": ["ids"],
             "additionalProperties": False,
