@@ -13,7 +13,7 @@ the cache.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -55,8 +55,10 @@ class IdMap:
         self.post = post
         self._fresh: deque[tuple[str, Id, Id | None]] = deque(maxlen=FRESH_KEPT)
         self.made = 0  # pairs recorded by this process: a cursor for ``fresh``
-        self._to_new: dict[tuple[str, Id], Id] = {}
-        self._to_legacy: dict[tuple[str, Id], Id] = {}
+        # Ordered: the oldest pair is dropped first, in constant time (a dict's first
+        # key is found by scanning past every key removed before it).
+        self._to_new: OrderedDict[tuple[str, Id], Id] = OrderedDict()
+        self._to_legacy: OrderedDict[tuple[str, Id], Id] = OrderedDict()
         self._generation = 0  # a generation other than the state db's drops the cache
 
     def cached(self, kind: str, legacy_id: Id) -> Id | None:
@@ -81,7 +83,7 @@ class IdMap:
             (self._to_legacy, new_id, legacy_id),
         ):
             if len(cache) >= self.cache_size:
-                cache.pop(next(iter(cache)))
+                cache.popitem(last=False)
             cache[(kind, key)] = value
 
     async def sync(self) -> bool:
