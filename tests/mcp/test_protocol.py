@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from memshift.mcp import protocol
 from memshift.mcp.protocol import tool_outcome
 
 
@@ -38,3 +39,10 @@ def _result(text: str, error: bool = False) -> dict[str, Any]:
 )
 def test_a_tool_answer_is_kept_with_its_words(message: Any, outcome: Any) -> None:
     assert outcome == tool_outcome(message)
+
+
+def test_the_versions_spoken_are_the_mcp_librarys() -> None:
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
+
+    assert protocol.HANDSHAKE_VERSION == LATEST_HANDSHAKE_VERSION
+    assert protocol.HANDSHAKE_VERSIONS == frozenset(HANDSHAKE_PROTOCOL_VERSIONS)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 
 from memshift.mcp.sse import events as sse_events
 
@@ -23,8 +22,11 @@ VERSION_HEADER = "MCP-Protocol-Version"
 METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
 ACCEPT = "application/json, text/event-stream"
-HANDSHAKE_VERSION = LATEST_HANDSHAKE_VERSION
-HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)  # 2024-11-05 to the newest
+# The protocol versions memshift speaks, as the mcp library it is tested with names
+# them (a test holds them equal). Not imported from it: importing the library builds
+# every MCP type, a fifth of a second for each command that never speaks MCP.
+HANDSHAKE_VERSION = "2025-11-25"
+HANDSHAKE_VERSIONS = frozenset(("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"))
 
 # JSON-RPC error codes and the HTTP status they stand for on memshift's side.
 _RPC_STATUS = {-32700: 400, -32600: 400, -32601: 404, -32602: 422, -32603: 502}
@@ -63,7 +65,7 @@ def method_label(method: Any) -> str:
 
 def is_modern(version: str | None) -> bool:
     """Whether a request's protocol version is of the sessionless (2026-07-28+) era."""
-    return version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
+    return version is not None and version not in HANDSHAKE_VERSIONS
 
 
 def loads(body: bytes) -> Any:
