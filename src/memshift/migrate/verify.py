@@ -93,16 +93,10 @@ class Verifier:
         terminal and logged elsewhere."""
         try:
             progress = Progress("verify", await self._total(), self.stream)
-            for kind in KINDS:
-                if self.bulk:
-                    await self._by_digests(kind, progress)
-                    continue
-                async for records in self.primary.records(kind):
-                    await asyncio.gather(*(self._check(kind, r) for r in records))
-                    progress.advance(len(records), kind)
-                async for records in self.secondary.records(kind):
-                    await asyncio.gather(*(self._extra(kind, r) for r in records))
-                    progress.advance(0, f"{kind}: extra ones")
+            if self.bulk:
+                await self._by_digests(progress)
+            else:
+                await self._one_by_one(progress)
             if self.repairer is not None:
                 await self.repairer.finish()
             progress.finish()
@@ -111,18 +105,50 @@ class Verifier:
             await self.primary.close()
             await self.secondary.close()
 
-    async def _by_digests(self, kind: str, progress: Progress) -> None:
-        """Compare one kind digests first (see the module), a page at a time.
+    async def _one_by_one(self, progress: Progress) -> None:
+        """Compare every kind record by record, each read whole from both stores."""
+        for kind in KINDS:
+            async for records in self.primary.records(kind):
+                await asyncio.gather(*(self._check(kind, r) for r in records))
+                progress.advance(len(records), kind)
+            async for records in self.secondary.records(kind):
+                await asyncio.gather(*(self._extra(kind, r) for r in records))
+                progress.advance(0, f"{kind}: extra ones")
 
-        The primary's pages come first, each next one read while the last is checked;
-        every copy found there is marked paired. Then the secondary's ids: those not
-        marked are looked up. A copy a repair makes is not marked, so it is looked up
-        and found paired."""
+    async def _by_digests(self, progress: Progress) -> None:
+        """Compare every kind digests first (see the module), a page at a time.
+
+        For each kind, the primary's pages come first, each next one read while the
+        last is checked; every copy found there is marked paired. Then the secondary's
+        ids: those not marked are looked up. A copy a repair makes is not marked, so it
+        is looked up and found paired. Without a repair, the walk for extras of one kind
+        runs beside the digest walk of the next."""
+        behind: asyncio.Future[None] | None = None
+        try:
+            for kind in KINDS:
+                paired = await self._digest_walk(kind, progress)
+                extras = self._extras_walk(kind, paired, progress)
+                if self.repairer is not None:
+                    await extras
+                    continue
+                if behind is not None:
+                    await behind
+                behind = asyncio.ensure_future(extras)
+            if behind is not None:
+                await behind
+        finally:
+            if behind is not None and not behind.done():
+                behind.cancel()
+
+    async def _digest_walk(self, kind: str, progress: Progress) -> Marks:
         paired = Marks()
         async with contextlib.aclosing(_pages(self.first, kind, DIGEST_PAGE)) as pages:
             async for lines in pages:
                 await self._check_page(kind, lines, paired)
                 progress.advance(len(lines), kind)
+        return paired
+
+    async def _extras_walk(self, kind: str, paired: Marks, progress: Progress) -> None:
         ids = _pages(self.second, kind, ID_PAGE, digest=False)
         async with contextlib.aclosing(ids) as pages:
             async for lines in pages:
