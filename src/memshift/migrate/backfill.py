@@ -4,13 +4,14 @@ Legacy is walked through its API as its admin, contexts first, then memories, th
 relations (so that a copy's inner ids always have pairs), in batches: with the bulk
 paths of both stores (``[store] bulk``, ``bulk.py``) a batch is one export page, read
 in one request and copied with one import; without them, one request per record. Per
-batch:
-records already paired are skipped without being read; the others are read between
-two looks at the write log (``fence.py``), which decide whether each is copied,
-copied with its backlog writes taken over, left to the mirror, or tried again later.
-Copies are exact (owner, version, timestamps) and made once (``copy.py``).
+batch: records already paired are skipped without being read; the others are read
+between two looks at the write log (``fence.py``), which decide whether each is
+copied, copied with its backlog writes taken over, left to the mirror, or tried again
+later. Copies are exact (owner, version, timestamps) and made once (``copy.py``).
+A batch is read and sorted while the one before it is being copied (of the same
+kind: a kind's copies are all made before the next kind is read).
 
-After every batch a checkpoint (where the walk is, the counts, the records to try
+After every batch is copied a checkpoint (where the walk is, the counts, the records to try
 again) is saved in the state db, so ``--resume`` goes on after a crash or Ctrl-C.
 Every ``check_every`` batches a sample of fresh copies is read back from new and
 compared with what was copied; a difference stops the backfill.
@@ -78,6 +79,15 @@ class Counts:
     failed: int = 0
     writes_taken_over: int = 0
     writes_dropped: int = 0
+
+
+@dataclass
+class Sorted:
+    """A batch of legacy's records read and sorted, before anything is counted or copied."""
+
+    tally: Counts = field(default_factory=Counts)
+    deferred: list[tuple[str, int]] = field(default_factory=list)
+    copies: list[tuple[dict[str, Any], tuple[int, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -175,21 +185,48 @@ class Backfill:
                 counts.writes_taken_over += len(plan.adopted)
 
     async def _walk(self, progress: Progress) -> None:
+        """Walk legacy kind by kind; each batch is sorted (read, fenced) while the one
+        before it is being copied, and counted and checkpointed once copied."""
         start = KINDS.index(self.point.kind)
         for kind in KINDS[start:]:
             cursor = self.point.cursor if kind == self.point.kind else ""
-            async for ids, after in self._ids(kind, cursor):
-                await self._batch(kind, ids, first=True)
-                progress.advance(len(ids), kind)
-                self.batches += 1
-                if self.batches % self.options.check_every == 0:
-                    await self._check()
-                self.point.kind, self.point.cursor = kind, after
-                if not after and kind != KINDS[-1]:  # this kind is done: resume at the next
-                    self.point.kind = KINDS[KINDS.index(kind) + 1]
-                await self._save()
+            sending: tuple[asyncio.Future[None], list[int], str] | None = None
+            try:
+                async for ids, after in self._ids(kind, cursor):
+                    batch = await self._sort(kind, ids, first=True)
+                    if sending is not None:
+                        await self._landed(kind, *sending, progress)
+                        sending = None
+                    self._count(kind, batch)
+                    sending = (asyncio.ensure_future(self._send(kind, batch.copies)), ids, after)
+                if sending is not None:
+                    await self._landed(kind, *sending, progress)
+                    sending = None
+            finally:
+                if sending is not None:  # stopped: a copy in flight is left to its plan
+                    sending[0].cancel()
+                    await asyncio.wait([sending[0]])
         self.point.walked = True
         await self._sweep()
+        await self._save()
+
+    async def _landed(
+        self,
+        kind: str,
+        sending: asyncio.Future[None],
+        ids: list[int],
+        after: str,
+        progress: Progress,
+    ) -> None:
+        """Wait for a batch's copies; then count it and move the checkpoint past it."""
+        await sending
+        progress.advance(len(ids), kind)
+        self.batches += 1
+        if self.batches % self.options.check_every == 0:
+            await self._check()
+        self.point.kind, self.point.cursor = kind, after
+        if not after and kind != KINDS[-1]:  # this kind is done: resume at the next
+            self.point.kind = KINDS[KINDS.index(kind) + 1]
         await self._save()
 
     async def _ids(self, kind: str, cursor: str) -> AsyncIterator[tuple[list[int], str]]:
@@ -224,33 +261,51 @@ class Backfill:
         await self._check()
 
     async def _batch(self, kind: str, ids: list[int], *, first: bool) -> None:
-        counts = self.point.counts[kind]
+        batch = await self._sort(kind, ids, first=first)
+        self._count(kind, batch)
+        await self._send(kind, batch.copies)
+
+    async def _sort(self, kind: str, ids: list[int], *, first: bool) -> Sorted:
+        """Read a batch of legacy's records between two looks at the write log, and
+        sort them: to copy, present, gone, left to mirroring, or deferred. Changes
+        nothing (``_count`` adds the tally to the checkpoint)."""
+        batch = Sorted()
+        tally = batch.tally
         if first:
-            counts.seen += len(ids)
+            tally.seen += len(ids)
         paired = await self.idmap.translate(kind, ids, "legacy", "new")
-        counts.present += len(paired)
+        tally.present += len(paired)
         todo = [i for i in ids if i not in paired]
         if not todo:
-            return
+            return batch
         keys = [f"{kind}:{i}" for i in todo]
         before = await self.fence.look(keys)
         records = await self._read(kind, todo)
         after, unknown = await self.fence.settled(keys)
         paired = await self.idmap.translate(kind, todo, "legacy", "new")  # after the look
-        copies: list[tuple[dict[str, Any], tuple[int, ...]]] = []
         for record_id, record in zip(todo, records, strict=True):
             if record is None:
-                counts.gone += 1
+                tally.gone += 1
             elif record_id in paired:
-                counts.present += 1
+                tally.present += 1
             else:
                 what, adopted = verdict(f"{kind}:{record_id}", before, after, unknown)
                 if what == "mirror":
-                    counts.left_to_mirror += 1
+                    tally.left_to_mirror += 1
                 elif what == "in_flight":
-                    self.point.deferred.append((kind, record_id))
+                    batch.deferred.append((kind, record_id))
                 else:
-                    copies.append((record, adopted))
+                    batch.copies.append((record, adopted))
+        return batch
+
+    def _count(self, kind: str, batch: Sorted) -> None:
+        counts = self.point.counts[kind]
+        for name, value in vars(batch.tally).items():
+            setattr(counts, name, getattr(counts, name) + value)
+        self.point.deferred += batch.deferred
+
+    async def _send(self, kind: str, copies: list[tuple[dict[str, Any], tuple[int, ...]]]) -> None:
+        """Copy a sorted batch's records: in one import on the bulk path."""
         if self.bulk and copies:
             await self._copy_batch(kind, copies)
         else:
