@@ -315,7 +315,7 @@ class Backfill:
         """Legacy's records of ``ids`` whole (None for one it no longer has)."""
         if not self.bulk:
             return list(await asyncio.gather(*(self.legacy.one(kind, i) for i in ids)))
-        found = await self.source.lookup(kind, ids, content=True)
+        found = await self.source.lookup(kind, ids, content=True, digest=False)
         return [found.get(i) for i in ids]
 
     async def _copy_batch(

@@ -54,14 +54,15 @@ class Bulk:
         return [_record(line) if content else line for line in lines[:-1]]
 
     async def lookup(
-        self, kind: str, ids: Sequence[Id], *, content: bool = False
+        self, kind: str, ids: Sequence[Id], *, content: bool = False, digest: bool = True
     ) -> dict[Id, dict[str, Any]]:
         """Return ``{id: line}`` for those of ``ids`` the store has."""
         found: dict[Id, dict[str, Any]] = {}
         for at in range(0, len(ids), LOOKUP_MAX):
             part = ids[at : at + LOOKUP_MAX]
             path = f"{self.prefix}/lookup/{kind}"
-            status, doc = await self.store.call("POST", path, {"ids": part, "content": content})
+            ask = {"ids": part, "content": content, "digest": digest}
+            status, doc = await self.store.call("POST", path, ask)
             if status != 200 or not isinstance(doc, dict):
                 raise UpstreamError(self.store.name, f"POST {path} answered {status}")
             for line in doc["items"]:
