@@ -12,13 +12,12 @@ than a small transaction); one that broke is replaced on the next call.
 
 Grouped writes (``group_writes=True``, SQLite only; the stores use them): the writer
 thread takes every write queued while it was busy, up to ``GROUP_MAX``, and runs them
-in one transaction, each in a savepoint of its own. One commit then serves many
-requests, and SQLite's full-text index is flushed once for all of them. Should a write
-fail, the group is rolled back and run again with each write in a savepoint of its
-own, so that it fails alone (a write may so run twice: its first run was rolled
-back). A group whose commit fails fails every write in it, and nothing of it is
-kept. To each caller it looks as if its write had its own transaction, run after
-those queued before it.
+in one transaction, one after the other. One commit then serves many requests, and
+SQLite's full-text index is flushed once for all of them. Should a write fail, the
+group is rolled back and run again with each write in a savepoint of its own, so that
+it fails alone (a write may so run twice: its first run was rolled back). A group
+whose commit fails fails every write in it, and nothing of it is kept. To each caller
+it looks as if its write had its own transaction, run after those queued before it.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -381,10 +379,10 @@ class Database:
         else:
             self.groups += 1
             try:
-                outcomes = self.write_sync(partial(_together, jobs))
+                outcomes = self.write_sync(functools.partial(_together, jobs))
             except _Refused:  # rolled back whole: again, each write in a savepoint
                 try:
-                    outcomes = self.write_sync(partial(_isolated, jobs))
+                    outcomes = self.write_sync(functools.partial(_isolated, jobs))
                 except BaseException as exc:
                     outcomes = [(False, exc)] * len(jobs)
             except BaseException as exc:  # nothing of the group was kept

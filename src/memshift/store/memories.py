@@ -76,7 +76,7 @@ _COLUMNS = (
     "content",
     "content_hash",
 )
-_INSERT = "INSERT INTO memories ({}) VALUES ({}) RETURNING \"id\"".format(
+_INSERT = 'INSERT INTO memories ({}) VALUES ({}) RETURNING "id"'.format(
     ", ".join(f'"{name}"' for name in _COLUMNS), ", ".join("?" for _ in _COLUMNS)
 )
 
