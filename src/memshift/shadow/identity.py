@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 Fetch = Callable[[], Awaitable[str | None]]
@@ -20,7 +21,7 @@ class Identities:
     def __init__(self, ttl_s: float = 300.0, size: int = 50_000) -> None:
         self.ttl_s = ttl_s
         self.size = size
-        self._cache: dict[str, tuple[str, float]] = {}
+        self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()  # oldest first
 
     def known(self, authorization: str) -> str | None:
         """Return the cached user behind ``authorization``; None if it must be asked."""
@@ -35,7 +36,7 @@ class Identities:
         user = await fetch()
         if user is not None:
             if len(self._cache) >= self.size:
-                self._cache.pop(next(iter(self._cache)))
+                self._cache.popitem(last=False)
             self._cache[_digest(authorization)] = (user, time.monotonic() + self.ttl_s)
         return user
 

@@ -21,7 +21,7 @@ the backlog blocks every record.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -45,7 +45,9 @@ class Lanes:
         self._unsure: dict[int, tuple[str, ...]] = {}
         # The generation of each record's last write, oldest first, bounded: a proxy
         # lives for weeks and sees every record. What falls off the end is forgotten.
-        self.touched: dict[str, int] = {}
+        # Ordered: moving a key to the end and dropping the oldest take constant time
+        # (a dict's first key is found by scanning past every key removed before it).
+        self.touched: OrderedDict[str, int] = OrderedDict()
         self.forgotten = 0  # the newest generation forgotten
         self.generation = 0
 
@@ -93,13 +95,12 @@ class Lanes:
         mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.generation += 1
         for key in own:
-            self.touched.pop(key, None)
             self.touched[key] = self.generation
+            self.touched.move_to_end(key)
             self._tails[key] = mine
             mine.add_done_callback(partial(self._leave, key))
         while len(self.touched) > TOUCHED_MAX:
-            oldest = next(iter(self.touched))
-            self.forgotten = self.touched.pop(oldest)
+            self.forgotten = self.touched.popitem(last=False)[1]
         return waits, mine
 
     def _leave(self, key: str, future: asyncio.Future[bool]) -> None:
