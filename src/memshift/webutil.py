@@ -111,12 +111,19 @@ async def read_body(request: web.BaseRequest, limit: int, pause_s: float) -> byt
     check_length(request, limit)
     parts: list[bytes] = []
     size = 0
+    content = request.content
     try:
         while True:
-            async with asyncio.timeout(pause_s):
-                chunk = await request.content.readany()
+            # What has arrived is taken as it is; a deadline only for waiting on more
+            # (a small body is in whole with its headers: no timer at all).
+            chunk = content.read_nowait()
             if not chunk:
-                break
+                if content.at_eof():
+                    break
+                async with asyncio.timeout(pause_s):
+                    chunk = await content.readany()
+                if not chunk:
+                    break
             size += len(chunk)
             if size > limit:
                 raise too_large(limit)
