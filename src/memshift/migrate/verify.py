@@ -127,13 +127,12 @@ class Verifier:
         try:
             for kind in KINDS:
                 paired = await self._digest_walk(kind, progress)
-                extras = self._extras_walk(kind, paired, progress)
                 if self.repairer is not None:
-                    await extras
+                    await self._extras_walk(kind, paired, progress)
                     continue
                 if behind is not None:
                     await behind
-                behind = asyncio.ensure_future(extras)
+                behind = asyncio.ensure_future(self._extras_walk(kind, paired, progress))
             if behind is not None:
                 await behind
         finally:
