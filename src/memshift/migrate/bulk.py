@@ -51,7 +51,7 @@ class Bulk:
             or lines[-1].get("count") != len(lines) - 1
         ):
             raise UpstreamError(self.store.name, f"GET {path}: the stream was cut")
-        return [_record(line) if content else line for line in lines[:-1]]
+        return [_record(line) if content and digest else line for line in lines[:-1]]
 
     async def lookup(
         self, kind: str, ids: Sequence[Id], *, content: bool = False, digest: bool = True
@@ -66,7 +66,7 @@ class Bulk:
             if status != 200 or not isinstance(doc, dict):
                 raise UpstreamError(self.store.name, f"POST {path} answered {status}")
             for line in doc["items"]:
-                found[line["id"]] = _record(line) if content else line
+                found[line["id"]] = _record(line) if content and digest else line
         return found
 
     async def put(self, kind: str, batch: list[tuple[str, dict[str, Any]]]) -> tuple[int, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 COOKIE = "memshift_console"
@@ -34,7 +35,7 @@ class Sessions:
 
     def __init__(self, lifetime_s: float = LIFETIME_S) -> None:
         self.lifetime_s = lifetime_s
-        self._live: dict[str, Session] = {}
+        self._live: OrderedDict[str, Session] = OrderedDict()  # oldest first
 
     def sign_in(self, offered: str, expected: str) -> Session | None:
         """A new session when ``offered`` is the admin token; None otherwise."""
@@ -42,7 +43,7 @@ class Sessions:
             return None
         self._forget_expired()
         while len(self._live) >= LIMIT:
-            self._live.pop(next(iter(self._live)))
+            self._live.popitem(last=False)
         made = Session(
             secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time() + self.lifetime_s
         )
