@@ -110,3 +110,34 @@ async def test_locks_of_several_records_and_the_barrier() -> None:
         )
     assert order.index("k+") > max(order.index("a-"), order.index("b-"))
     assert order.index("c+") > order.index("k-")  # came after the barrier: waits for it
+
+
+async def test_a_write_cancelled_while_it_waits_leaves_the_holder_its_lock() -> None:
+    """A write cancelled while another holds its record's lock takes nothing from it:
+    the record stays locked until its holder leaves, then the next write takes it."""
+    lanes = Lanes()
+    holding, leave = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with lanes.lock(("memory:1",)):
+            holding.set()
+            await leave.wait()
+
+    async def waiter() -> None:
+        async with lanes.lock(("memory:1",)):
+            pass
+
+    async with asyncio.timeout(5):
+        first = asyncio.create_task(holder())
+        await holding.wait()
+        cancelled = asyncio.create_task(waiter())
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        later = asyncio.create_task(waiter())
+        await asyncio.sleep(0.01)
+        assert not later.done()  # the holder still holds it
+        leave.set()
+        await asyncio.gather(first, later)
+    assert not lanes._locks  # every lock given back and forgotten

@@ -29,6 +29,7 @@ bodies can be read and the answer passed on as it is.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -41,6 +42,8 @@ from memshift.links.connection import Answer, Connection, Failure, Headers
 HeaderItems = Sequence[tuple[str, str]]
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 # Headers this client writes itself.
+_UNSAFE_TARGET = re.compile(r"[ \r\n\t]")
+_BREAK = re.compile(r"[\r\n]")
 _SET_HERE = frozenset(
     {"host", "content-length", "transfer-encoding", "accept-encoding", "connection", "expect"}
 )
@@ -102,17 +105,21 @@ class HttpLink:
         return conn
 
     def _wire(self, method: str, target: str, headers: HeaderItems, body: bytes) -> bytes:
-        if any(c in target for c in " \r\n\t") or not target.startswith("/"):
+        if not target.startswith("/") or _UNSAFE_TARGET.search(target):
             raise NotSent(self.store, "the request target is not a plain path")
         lines = [f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
-        for name, value in headers:
-            if name.lower() in _SET_HERE:
-                continue
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise NotSent(self.store, f"header {name!r} holds a line break")
-            lines.append(f"{name}: {value}\r\n")
+        lines += [
+            f"{name}: {value}\r\n" for name, value in headers if name.lower() not in _SET_HERE
+        ]
         lines.append(f"Accept-Encoding: identity\r\nContent-Length: {len(body)}\r\n\r\n")
-        return "".join(lines).encode("utf-8", "surrogateescape") + body
+        head = "".join(lines)
+        # One CR and one LF end each line: any more came inside a header (a client's
+        # value, say), which must not end the line early and inject another.
+        breaks = len(lines) + 3  # two on the first, three on the last
+        if head.count("\n") != breaks or head.count("\r") != breaks:
+            broken = [n for n, v in headers if _BREAK.search(f"{n}{v}")]
+            raise NotSent(self.store, f"header {broken[0]!r} holds a line break")
+        return head.encode("utf-8", "surrogateescape") + body
 
     def _kept(self) -> Connection | None:
         """The most recently used kept connection still fit for a request."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, NamedTuple, Protocol
 
@@ -130,11 +130,15 @@ class StoreLink:
         """Send a request and return the whole answer; raise ``UpstreamError``."""
         return await self.transport.request(request)
 
-    async def send(self, request: OutboundRequest) -> UpstreamResponse:
-        """Send ``request``: a tool call (method ``TOOL``) through the MCP session."""
+    def send(self, request: OutboundRequest) -> Awaitable[UpstreamResponse]:
+        """Send ``request``: a tool call (method ``TOOL``) through the MCP session.
+
+        The transport's own coroutine, not one around it: one frame fewer to resume
+        on every wake of an exchange.
+        """
         if request.method == TOOL:
-            return await self.mcp.call(request)
-        return await self.transport.request(request)
+            return self.mcp.call(request)
+        return self.transport.request(request)
 
     def stream(
         self, request: OutboundRequest

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from functools import partial
 
 from memshift.shadow.records import GLOBAL
@@ -51,35 +50,11 @@ class Lanes:
         self.forgotten = 0  # the newest generation forgotten
         self.generation = 0
 
-    @asynccontextmanager
-    async def lock(self, keys: Iterable[str], *, barrier: bool = False) -> AsyncIterator[None]:
-        """Hold the locks of ``keys``: one write at a time per record (a create holds
-        none). A ``barrier`` (a keyless write) holds every record: it waits for the
-        writes holding locks, and writes that come later wait for it."""
-        held = sorted(set(keys))
-        gate = self._barrier.exclusive() if barrier else self._barrier.shared()
-        async with gate, self._keys(held):
-            yield
-
-    @asynccontextmanager
-    async def _keys(self, keys: list[str]) -> AsyncIterator[None]:
-        held: list[str] = []
-        try:
-            for key in keys:
-                lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-                self._locks[key] = (lock, users + 1)
-                held.append(key)
-                await lock.acquire()
-            yield
-        finally:
-            for key in reversed(held):
-                lock, users = self._locks[key]
-                if lock.locked():
-                    lock.release()
-                if users <= 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+    def lock(self, keys: Iterable[str], *, barrier: bool = False) -> Held:
+        """Hold the locks of ``keys`` (``async with``): one write at a time per record (a
+        create holds none). A ``barrier`` (a keyless write) holds every record: it waits
+        for the writes holding locks, and writes that come later wait for it."""
+        return Held(self, sorted(set(keys)), barrier)
 
     def join(
         self, own: tuple[str, ...], depends: Iterable[str]
@@ -184,6 +159,70 @@ class Lanes:
         return last_global is None or last_global <= at
 
 
+class Held:
+    """The locks of one write (``Lanes.lock``), held inside ``async with``.
+
+    Written out rather than made of generator-based context managers: every write
+    takes it, and a free lock (a create's, say) is taken without awaiting anything.
+    """
+
+    __slots__ = ("_acquired", "_barrier", "_keys", "_lanes")
+
+    def __init__(self, lanes: Lanes, keys: list[str], barrier: bool) -> None:
+        self._lanes = lanes
+        self._keys = keys
+        self._barrier = barrier
+        self._acquired: list[str] = []
+
+    async def __aenter__(self) -> None:
+        gate = self._lanes._barrier
+        if self._barrier:
+            await gate.enter_exclusive()
+        elif not gate.try_shared():
+            await gate.wait_shared()
+        try:
+            for key in self._keys:
+                await self._take(key)
+        except BaseException:
+            await self._leave()
+            raise
+
+    async def _take(self, key: str) -> None:
+        locks = self._lanes._locks
+        lock, users = locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        locks[key] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:  # cancelled while another write holds it: not ours
+            self._drop(key, release=False)
+            raise
+        self._acquired.append(key)
+
+    def _drop(self, key: str, *, release: bool) -> None:
+        locks = self._lanes._locks
+        lock, users = locks[key]
+        if release:
+            lock.release()
+        if users <= 1:
+            del locks[key]
+        else:
+            locks[key] = (lock, users - 1)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._leave()
+
+    async def _leave(self) -> None:
+        while self._acquired:
+            self._drop(self._acquired.pop(), release=True)
+        gate = self._lanes._barrier
+        if self._barrier:
+            await gate.leave_exclusive()
+        elif gate.leave_shared():
+            await gate.notify()
+
+
 class _Barrier:
     """A readers-writer lock: many keyed writes share it, a keyless one holds it alone.
 
@@ -197,25 +236,26 @@ class _Barrier:
         self._waiting_exclusive = 0
         self._changed = asyncio.Condition()
 
-    @asynccontextmanager
-    async def shared(self) -> AsyncIterator[None]:
-        if not (self._exclusive or self._waiting_exclusive):  # the usual case, no await
-            self._shared += 1
-        else:
-            async with self._changed:
-                await self._changed.wait_for(
-                    lambda: not (self._exclusive or self._waiting_exclusive)
-                )
-                self._shared += 1
-        try:
-            yield
-        finally:
-            self._shared -= 1
-            if self._waiting_exclusive and not self._shared:
-                await self._notify()
+    def try_shared(self) -> bool:
+        """Take a shared hold now if nothing keeps it (the usual case); say whether."""
+        if self._exclusive or self._waiting_exclusive:
+            return False
+        self._shared += 1
+        return True
 
-    @asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
+    async def wait_shared(self) -> None:
+        """Take a shared hold once no barrier holds it or waits for it."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: not (self._exclusive or self._waiting_exclusive))
+            self._shared += 1
+
+    def leave_shared(self) -> bool:
+        """Give a shared hold back; return whether a waiting barrier must be told."""
+        self._shared -= 1
+        return bool(self._waiting_exclusive and not self._shared)
+
+    async def enter_exclusive(self) -> None:
+        """Hold it alone, once every shared hold and barrier before this one left."""
         self._waiting_exclusive += 1
         try:
             async with self._changed:
@@ -223,12 +263,11 @@ class _Barrier:
                 self._exclusive = True
         finally:
             self._waiting_exclusive -= 1
-        try:
-            yield
-        finally:
-            self._exclusive = False
-            await self._notify()
 
-    async def _notify(self) -> None:
+    async def leave_exclusive(self) -> None:
+        self._exclusive = False
+        await self.notify()
+
+    async def notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
