@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from memshift.ids import IdForms, forms_of
 from memshift.jsonpath import Path, parse
 from memshift.limits import BODY_TIMEOUT_S, DEEPEST, HEADER_TIMEOUT_S, MAX_JSON_DEPTH
 
@@ -472,6 +473,15 @@ class Settings:
     ids: dict[str, str] = field(default_factory=dict)  # [ids]: kind → id form
     records: tuple[RecordRecipe, ...] = ()  # [records.KIND], in the order they are copied
     source: str = ""
+
+    def __post_init__(self) -> None:
+        # Made once here, not a field: every request asks for them.
+        object.__setattr__(self, "_forms", forms_of(self.ids))
+
+    @property
+    def forms(self) -> IdForms:
+        """The id form of every kind, as ``[ids]`` declares them (``ids.py``)."""
+        return cast(IdForms, self.__dict__["_forms"])
 
     def one_at_a_time(self, primary: StoreName) -> bool:
         """Whether writes go one at a time in the primary's order: either store says

@@ -164,6 +164,10 @@ class Connection(asyncio.Protocol):
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
+    def fit(self) -> bool:
+        """Whether this kept connection may carry another request."""
+        return not self.closed and self.idle_until > self._loop.time()
+
     def close(self) -> None:
         """Close the connection; it is not used again."""
         self.closed = True

@@ -123,10 +123,9 @@ class HttpLink:
 
     def _kept(self) -> Connection | None:
         """The most recently used kept connection still fit for a request."""
-        now = asyncio.get_running_loop().time()
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and conn.idle_until > now:
+            if conn.fit():
                 return conn
             conn.close()
         return None

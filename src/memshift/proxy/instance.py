@@ -33,7 +33,6 @@ from memshift.config.watch import SettingsHolder, watch
 from memshift.control.peers import Peers
 from memshift.control.plane import ControlPlane
 from memshift.database import Database
-from memshift.ids import forms_of
 from memshift.links.stores import StoreLinks
 from memshift.proxy.health import StoreHealth
 from memshift.proxy.identity import Identity
@@ -90,7 +89,7 @@ class Proxy:
         self.commits = GroupCommit(state_db)  # the write log's and the id map's writes
         self.writelog = WriteLog(state_db, self.commits)
         self.idmap = IdMap(state_db, write=self.commits.submit, post=self.commits.post_soon)
-        self.translator = Translator(self.idmap, lambda: forms_of(self._current().ids))
+        self.translator = Translator(self.idmap, lambda: self._current().forms)
         self.lanes = Lanes()
         self.health = StoreHealth(settings.rollback.window_s, self.metrics)
         self.links = StoreLinks(

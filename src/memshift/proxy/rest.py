@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 import orjson
 import structlog
@@ -21,7 +20,6 @@ from multidict import CIMultiDict
 
 from memshift.config.settings import RouteSpec, Settings, StoreName
 from memshift.control.plane import ControlPlane
-from memshift.ids import forms_of
 from memshift.jsonpath import document_of
 from memshift.links.stores import StoreLinks
 from memshift.links.wire import OutboundRequest, UpstreamResponse
@@ -70,6 +68,7 @@ class RestCall:
         self.headers = headers
         self.path_qs = request.rel_url.raw_path_qs
         self.answered: tuple[int, bytes] | None = None
+        self._records: Records | None = None
 
     @property
     def route(self) -> str:
@@ -92,12 +91,10 @@ class RestCall:
     def client_key(self) -> str | None:
         return self.request.headers.get("Idempotency-Key")
 
-    @cached_property
-    def _records(self) -> Records:
-        doc = document_of(self.body) if self.body else None
-        return records_of(self.match, doc, forms_of(self.parts.settings().ids))
-
     def records(self) -> Records:
+        if self._records is None:  # found once (not a cached_property: it takes a lock)
+            doc = document_of(self.body) if self.body else None
+            self._records = records_of(self.match, doc, self.parts.settings().forms)
         return self._records
 
     def write(self, key: str, user: str) -> Write:

@@ -38,7 +38,7 @@ from memshift.config.settings import Settings, StoreName
 from memshift.control.peers import Peers
 from memshift.control.plane import ControlPlane
 from memshift.errors import NotSent
-from memshift.ids import IdForms, forms_of
+from memshift.ids import IdForms
 from memshift.jsonpath import document_of
 from memshift.proxy.call import Call, Reply
 from memshift.proxy.headers import fresh_id
@@ -217,7 +217,7 @@ class WritePath:
         return await call.serve(primary, "write", key)
 
     def forms(self) -> IdForms:
-        return forms_of(self.settings().ids)
+        return self.settings().forms
 
     async def close(self) -> None:
         """Finish the mirroring in flight (for a while)."""

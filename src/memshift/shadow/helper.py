@@ -36,7 +36,6 @@ import structlog
 from memshift import logs
 from memshift.config.settings import RouteSpec, Settings, StoreName
 from memshift.database import Database
-from memshift.ids import forms_of
 from memshift.links.stores import Exchange, StoreLinks
 from memshift.runtime import run_async, settle_heap
 from memshift.scheduler import Scheduler
@@ -105,7 +104,7 @@ class _Helper:
         self._answers = Batch("answers", lambda: writer)
         self.db = Database(settings.state.url, readers=2, key="state.url")
         self.idmap = IdMap(self.db)
-        self.translator = Translator(self.idmap, lambda: forms_of(self.settings.ids))
+        self.translator = Translator(self.idmap, lambda: self.settings.forms)
         self.jobs = Scheduler(
             name="shadow-helper",
             limit=settings.compare.workers,

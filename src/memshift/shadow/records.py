@@ -17,7 +17,7 @@ the ids at its ``created_id`` (``created``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from memshift import jsonpath
@@ -36,13 +36,12 @@ class Records:
     depends: tuple[str, ...] = ()
     unknown: bool = False  # a declared place held something that is no id
     creates: bool = False  # it makes its records: they are known once it is answered
+    # The keys of the records it changes, sorted (none when they are not known).
+    keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """The keys of the records it changes, sorted (none when they are not known)."""
-        if self.unknown:
-            return ()
-        return tuple(sorted({record_key(kind, value) for kind, value in self.own}))
+    def __post_init__(self) -> None:
+        keys = () if self.unknown else tuple(sorted({record_key(k, v) for k, v in self.own}))
+        object.__setattr__(self, "keys", keys)  # once: the write path asks several times
 
     @property
     def keyless(self) -> bool:

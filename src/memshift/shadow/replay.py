@@ -26,7 +26,6 @@ import structlog
 
 from memshift.config.settings import Settings, StoreName, other
 from memshift.control.peers import Peers
-from memshift.ids import forms_of
 from memshift.jsonpath import document_of
 from memshift.shadow.dispatch import Mirroring, lane_keys
 from memshift.shadow.mirror import Kind, Outcome, Write
@@ -216,7 +215,7 @@ class Replayer:
         own = row.keys
         if not own:  # a create: its records are known from its answer
             settings = self.settings()
-            forms = forms_of(settings.ids)
+            forms = settings.forms
             made = created(match.spec, primary, document_of(resolved), forms)
             records = records_of(match, document_of(row.body), forms)
             own = lane_keys(

@@ -9,14 +9,12 @@ and a JSON document (``protocol.tool_outcome``).
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from memshift.config.settings import RouteSpec, StoreName
-from memshift.ids import forms_of
 from memshift.links.wire import StreamedResponse
 from memshift.mcp import protocol
 from memshift.proxy.call import Reply
@@ -40,6 +38,7 @@ class ToolCall:
         self.rid = mcp.rid
         self.match = RouteMatch(spec, ())
         self.answered: tuple[int, bytes] | None = None
+        self._records: Records | None = None
 
     @property
     def route(self) -> str:
@@ -58,11 +57,9 @@ class ToolCall:
     def client_key(self) -> str | None:
         return self.mcp.request.headers.get("Idempotency-Key")
 
-    @cached_property
-    def _records(self) -> Records:
-        return records_of(self.match, self.args, forms_of(self.mcp.parts.settings().ids))
-
     def records(self) -> Records:
+        if self._records is None:  # found once (not a cached_property: it takes a lock)
+            self._records = records_of(self.match, self.args, self.mcp.parts.settings().forms)
         return self._records
 
     def write(self, key: str, user: str) -> Write:
