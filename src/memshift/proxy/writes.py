@@ -170,9 +170,10 @@ class WritePath:
                 await self.writelog.forget(entry)
                 return reply, None
             spec = write.match.spec
-            made = created(spec, primary, document_of(reply.document), self.forms())
+            doc = document_of(reply.document)
+            made = created(spec, primary, doc, self.forms())
             own = lane_keys(records, made, one_at_a_time=single, kind=spec.creates, entry_id=entry)
-            taken = Taken(entry, primary, Answered(own, reply.outcome, reply.document))
+            taken = Taken(entry, primary, Answered(own, reply.outcome, reply.document), doc)
             if self.peers.shared and await self._behind(entry, own):
                 return reply, self.mirroring.hold(taken, "behind_another_instance")
             queued = self.plane.state.write_mode == "async" and primary == "legacy"

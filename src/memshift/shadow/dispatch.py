@@ -21,7 +21,7 @@ import structlog
 from memshift.config.settings import MirrorSettings, StoreName, other
 from memshift.ids import Id
 from memshift.shadow.lanes import Lanes
-from memshift.shadow.mirror import Kind, Mirror, Outcome, Write
+from memshift.shadow.mirror import UNREAD, Kind, Mirror, Outcome, Write
 from memshift.shadow.records import GLOBAL, Records
 from memshift.shadow.writelog import Answered, WriteLog
 
@@ -59,6 +59,7 @@ class Taken:
     entry_id: int
     primary: StoreName
     answered: Answered
+    document: Any = UNREAD  # the answer's body parsed, if it was (``document_of``)
 
 
 @dataclass
@@ -125,7 +126,9 @@ class Mirroring:
                 self.lanes.block(taken.entry_id, own)
                 await self._hold(taken, "blocked")
                 return
-            outcome = await self.mirror.apply(write, taken.primary, taken.answered.body, target)
+            outcome = await self.mirror.apply(
+                write, taken.primary, taken.answered.body, target, answer_doc=taken.document
+            )
             await self._conclude(taken, outcome, write)
             mine.set_result(outcome.kind is Kind.DONE)
         except Exception as exc:

@@ -61,12 +61,16 @@ class GroupCommit:
         self._timer: asyncio.TimerHandle | None = None  # makes the clean-up due
         self._due = False  # clean-up goes with the next commit, whatever it holds
         self._flushing = False
+        # The flusher's loop: asking asyncio for the running loop costs a system call
+        # on this Python (a fork check), and every write posts an operation.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0
         self.operations = 0
 
     async def flusher(self) -> None:
         """Commit queued operations in groups; run for the life of the process."""
         self._flushing = True
+        self._loop = asyncio.get_running_loop()
         try:
             while True:
                 batch = [await self._queue.get()]
@@ -92,6 +96,7 @@ class GroupCommit:
                     await self._commit(items)
         finally:
             self._flushing = False
+            self._loop = None
 
     def _clean_up(self) -> list[tuple[Op, asyncio.Future[Any] | str]]:
         items: list[tuple[Op, asyncio.Future[Any] | str]] = list(self._later)
@@ -189,7 +194,7 @@ class GroupCommit:
 
         Operations are committed in the order they were posted (new rows aside).
         """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = (self._loop or asyncio.get_running_loop()).create_future()
         self._queue.put_nowait((op, future, new_row))
         return future
 

@@ -31,7 +31,7 @@ TOUCHED_MAX = 100_000  # records whose last write is remembered (about 10 MB)
 
 
 class Lanes:
-    """Lanes, locks and blocks of records, for one proxy instance."""
+    """Lanes, locks and blocks of records, for one proxy instance (on one event loop)."""
 
     def __init__(self) -> None:
         self._barrier = _Barrier()
@@ -49,6 +49,9 @@ class Lanes:
         self.touched: OrderedDict[str, int] = OrderedDict()
         self.forgotten = 0  # the newest generation forgotten
         self.generation = 0
+        # The loop these lanes serve, taken at the first write: asking asyncio for the
+        # running loop costs a system call on this Python (a fork check).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def lock(self, keys: Iterable[str], *, barrier: bool = False) -> Held:
         """Hold the locks of ``keys`` (``async with``): one write at a time per record (a
@@ -67,7 +70,8 @@ class Lanes:
         else:  # one write at a time, or a keyless one: behind every write before it
             waits = list(set(self._tails.values()))
             own = (GLOBAL,)
-        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = self._loop or self._bind()
+        mine: asyncio.Future[bool] = loop.create_future()
         self.generation += 1
         for key in own:
             self.touched[key] = self.generation
@@ -77,6 +81,10 @@ class Lanes:
         while len(self.touched) > TOUCHED_MAX:
             self.forgotten = self.touched.popitem(last=False)[1]
         return waits, mine
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        return self._loop
 
     def _leave(self, key: str, future: asyncio.Future[bool]) -> None:
         if self._tails.get(key) is future:

@@ -66,6 +66,9 @@ class Outcome:
     body: bytes = b""
 
 
+UNREAD: Any = object()  # an answer not parsed yet
+
+
 class Mirror:
     """Builds and sends writes to a store on behalf of their users."""
 
@@ -160,13 +163,18 @@ class Mirror:
         target: StoreName,
         attempts: int | None = None,
         still: Callable[[], Awaitable[bool]] | None = None,
+        answer_doc: Any = UNREAD,
     ) -> Outcome:
         """Apply ``write`` (accepted by ``primary`` with ``answer``) to ``target``.
+
+        ``answer_doc``: ``answer`` already parsed (``document_of``), if it was.
 
         ``still``, asked once the ids are translated, says whether the write is still
         to be sent; when it is not (backfill took it over), it is left unmapped.
         """
-        first = document_of(answer) if write.match.spec.creates else None
+        first = None
+        if write.match.spec.creates:
+            first = document_of(answer) if answer_doc is UNREAD else answer_doc
         request = await self.request(write, target, first)
         if request is None:
             return Outcome(Kind.UNMAPPED, "unmapped_id")
