@@ -260,7 +260,7 @@ async def test_a_connect_timeout_and_a_refusal_are_not_sent(unused_tcp_port: int
             ("X-Evil", "a\r"),
             ("X-Evil\r\nX-Injected", "1"),
         ]:
-            with pytest.raises(NotSent, match="X-Evil.* line break"):
+            with pytest.raises(NotSent, match=r"X-Evil.* line break"):
                 await link.request("GET", "/x", [("Accept", "*/*"), (name, value)], b"")
         with pytest.raises(NotSent, match="plain path"):
             await link.request("GET", "/x HTTP/1.1\r\nX: y", [], b"")

@@ -127,15 +127,15 @@ async def test_a_write_cancelled_while_it_waits_leaves_the_holder_its_lock() -> 
         async with lanes.lock(("memory:1",)):
             pass
 
-    async with asyncio.timeout(5):
-        first = asyncio.create_task(holder())
+    async with asyncio.timeout(5), asyncio.TaskGroup() as tasks:
+        first = tasks.create_task(holder())
         await holding.wait()
-        cancelled = asyncio.create_task(waiter())
+        cancelled = tasks.create_task(waiter())
         await asyncio.sleep(0.01)
         cancelled.cancel()
         with pytest.raises(asyncio.CancelledError):
             await cancelled
-        later = asyncio.create_task(waiter())
+        later = tasks.create_task(waiter())
         await asyncio.sleep(0.01)
         assert not later.done()  # the holder still holds it
         leave.set()
