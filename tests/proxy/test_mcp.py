@@ -119,7 +119,9 @@ async def test_reads_ramp_to_new_and_are_compared(make_stack: MakeStack, helper:
     compared = routes["mcp:tools/call get_memory"]
     assert (compared["compared"], compared["mismatched"]) == (1, 0)
     helper_did(stack.core, helper, 1)
-    served = stack.core.metrics.client_requests.labels("mcp", "new", "2xx")._value.get()
+    served = stack.core.metrics.sample(
+        "memshift_client_requests_total", route="mcp", served_by="new", status_class="2xx"
+    )
     assert served >= 1
 
 
@@ -132,16 +134,21 @@ async def test_store_session_expiring_is_renewed_unseen(make_stack: MakeStack) -
         read_percent=100,
         shadow_read_percent=0,
     )
-    served = stack.core.metrics.client_requests.labels("mcp", "new", "2xx")
+
+    def served() -> float:
+        return stack.core.metrics.sample(
+            "memshift_client_requests_total", route="mcp", served_by="new", status_class="2xx"
+        )
+
     with capture_logs() as logged:
         async with mcp_client(mcp_url(stack), "user3", "legacy") as client:
             made = await call(client, "create_memory", title="s", content="kept")
             await drained(stack)
-            before = served._value.get()
+            before = served()
             assert (await call(client, "get_memory", memory_id=made["id"]))["title"] == "s"
             await asyncio.sleep(1.5)  # new's session for this client expires meanwhile
             assert (await call(client, "get_memory", memory_id=made["id"]))["title"] == "s"
-            assert served._value.get() == before + 2  # both served by new, no fallback
+            assert served() == before + 2  # both served by new, no fallback
     events = [e["event"] for e in logged]
     assert "mcp_store_session_expired" in events
     assert stack.core.metrics.read_fallbacks.labels("new_unavailable")._value.get() == 0

@@ -83,8 +83,14 @@ async def test_shadow_reads_reach_the_other_store_health_window(make_stack: Make
     await _compared(stack.core)
     after = (await (await stack.admin.get("/status", headers=ADMIN)).json())["stores"]["new"]
     assert 5 == after["requests"] - before["requests"]
-    shadow = stack.core.metrics.upstream_outcome("new", "memories.item", "shadow", "2xx")
-    assert 5 == shadow._value.get()
+    shadow = stack.core.metrics.sample(
+        "memshift_upstream_requests_total",
+        store="new",
+        route="memories.item",
+        purpose="shadow",
+        outcome="2xx",
+    )
+    assert 5 == shadow
 
 
 async def test_reads_beyond_the_bound_are_dropped_and_lost_ones_counted(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Generic, TypeVar
+from bisect import bisect_left
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,8 +24,6 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-M = TypeVar("M", Counter, Histogram)
-
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # "2xx" of status 2xx (index: status // 100), built once.
@@ -38,22 +37,134 @@ def method_label(method: str) -> str:
     return method if method in _METHODS else "other"
 
 
-class Children(Generic[M]):
-    """The label children of one metric, each looked up once.
+class Tally:
+    """What the request path counts, kept here and added to the metrics in bulk.
+
+    prometheus_client validates and takes a lock on every ``inc`` and ``observe``, and
+    a mirrored write made six of them. Here each is an addition to a plain number,
+    and ``flush`` (before every scrape) adds them to the metrics at once. With ``serve
+    --workers`` a scrape reads every worker's files, which only its own worker can
+    flush: there each count goes straight in (``batched`` False).
+    """
+
+    def __init__(self, *, batched: bool) -> None:
+        self.batched = batched
+        self._pending: list[Count | Latency] = []
+
+    def flush(self) -> None:
+        """Add everything counted since the last flush to the metrics."""
+        for item in self._pending:
+            item.flush()
+
+    def keep(self, item: Count | Latency) -> None:
+        self._pending.append(item)
+
+
+class Count:
+    """One label child of a counter, counted through a ``Tally``."""
+
+    __slots__ = ("_batched", "_child", "_pending")
+
+    def __init__(self, child: Counter, tally: Tally) -> None:
+        self._child = child
+        self._batched = tally.batched
+        self._pending = 0.0
+        tally.keep(self)
+
+    def inc(self, amount: float = 1) -> None:
+        if self._batched:
+            self._pending += amount
+        else:
+            self._child.inc(amount)
+
+    def flush(self) -> None:
+        if self._pending:
+            amount, self._pending = self._pending, 0.0
+            self._child.inc(amount)
+
+
+class Latency:
+    """One label child of a histogram, observed through a ``Tally``: each value is
+    counted in its bucket here, and the buckets' counts and the sum go to the
+    histogram's own at a flush (one addition per bucket, not one per value)."""
+
+    __slots__ = ("_batched", "_bounds", "_child", "_counts", "_sum")
+
+    def __init__(self, child: Histogram, bounds: tuple[float, ...], tally: Tally) -> None:
+        self._child = child
+        self._bounds = (*bounds, math.inf)  # as the histogram's: upper bounds, +Inf last
+        # Adding a bucket's count at once needs the histogram's buckets: observed one
+        # by one where this prometheus_client keeps them otherwise.
+        self._batched = tally.batched and _bucketed(child, self._bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        tally.keep(self)
+
+    def observe(self, value: float) -> None:
+        if self._batched:
+            self._counts[bisect_left(self._bounds, value)] += 1  # the first bound >= value
+            self._sum += value
+        else:
+            self._child.observe(value)
+
+    def flush(self) -> None:
+        if not self._sum and not any(self._counts):
+            return
+        buckets = self._child._buckets
+        for index, count in enumerate(self._counts):
+            if count:
+                buckets[index].inc(count)
+                self._counts[index] = 0
+        self._child._sum.inc(self._sum)
+        self._sum = 0.0
+
+
+def _bucketed(child: Histogram, bounds: tuple[float, ...]) -> bool:
+    """Whether ``child`` keeps per-bucket counts with these bounds, as this code reads them."""
+    buckets = getattr(child, "_buckets", None)
+    return (
+        tuple(getattr(child, "_upper_bounds", ())) == bounds
+        and isinstance(buckets, list)
+        and len(buckets) == len(bounds)
+        and all(hasattr(b, "inc") for b in buckets)
+        and hasattr(getattr(child, "_sum", None), "inc")
+    )
+
+
+class Counts:
+    """The label children of one counter, each looked up once.
 
     ``labels()`` validates and locks on every call; on the request path a dict lookup
     does. Only for label sets memshift bounds itself (stores, configured routes and
     tools, purposes, jobs): a client's strings go to the log, never to a label.
     """
 
-    def __init__(self, metric: M) -> None:
-        self.metric: M = metric
-        self._children: dict[tuple[str, ...], M] = {}
+    def __init__(self, metric: Counter, tally: Tally) -> None:
+        self.metric = metric
+        self._tally = tally
+        self._children: dict[tuple[str, ...], Count] = {}
 
-    def __call__(self, *labels: str) -> M:
+    def __call__(self, *labels: str) -> Count:
         child = self._children.get(labels)
         if child is None:
-            child = self._children[labels] = self.metric.labels(*labels)
+            child = self._children[labels] = Count(self.metric.labels(*labels), self._tally)
+        return child
+
+
+class Latencies:
+    """The label children of one histogram, each looked up once (as ``Counts``)."""
+
+    def __init__(self, metric: Histogram, bounds: tuple[float, ...], tally: Tally) -> None:
+        self.metric = metric
+        self._bounds = bounds
+        self._tally = tally
+        self._children: dict[tuple[str, ...], Latency] = {}
+
+    def __call__(self, *labels: str) -> Latency:
+        child = self._children.get(labels)
+        if child is None:
+            child = Latency(self.metric.labels(*labels), self._bounds, self._tally)
+            self._children[labels] = child
         return child
 
 
@@ -63,6 +174,7 @@ class ProxyMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.tally = Tally(batched=not os.environ.get(MULTIPROCESS_ENV))
         self.requests = Counter(
             "memshift_upstream_requests",
             "Requests sent to a store, by purpose and outcome.",
@@ -82,9 +194,9 @@ class ProxyMetrics:
             ["route", "served_by", "status_class"],
             registry=r,
         )
-        self.upstream_outcome = Children(self.requests)
-        self.upstream_latency = Children(self.latency)
-        self.client_outcome = Children(self.client_requests)
+        self.upstream_outcome = Counts(self.requests, self.tally)
+        self.upstream_latency = Latencies(self.latency, _LATENCY_BUCKETS, self.tally)
+        self.client_outcome = Counts(self.client_requests, self.tally)
         self.mirror_failures = Counter(
             "memshift_mirror_failures",
             "Mirrored writes the secondary did not take.",
@@ -97,14 +209,14 @@ class ProxyMetrics:
             ["store", "outcome"],
             registry=r,
         )
-        self.mirror_outcome = Children(self.mirror_writes)
+        self.mirror_outcome = Counts(self.mirror_writes, self.tally)
         self.comparisons = Counter(
             "memshift_comparisons",
             "Shadow reads compared, by route and verdict.",
             ["route", "verdict"],
             registry=r,
         )
-        self.comparison = Children(self.comparisons)
+        self.comparison = Counts(self.comparisons, self.tally)
         self.shadow_dropped = Counter(
             "memshift_shadow_dropped",
             "Shadow reads dropped because the scheduler was full.",
@@ -134,7 +246,7 @@ class ProxyMetrics:
             ["job"],
             registry=r,
         )
-        self.background_failures = Children(self.background)
+        self.background_failures = Counts(self.background, self.tally)
         self.mcp_sessions = Gauge(
             "memshift_mcp_sessions",
             "Open MCP client sessions of this instance.",
@@ -224,8 +336,14 @@ class ProxyMetrics:
             multiprocess_mode="livesum",
         )
 
+    def sample(self, name: str, **labels: str) -> float:
+        """The value of one sample now (``memshift_client_requests_total``...); 0 if none."""
+        self.tally.flush()
+        return self.registry.get_sample_value(name, labels) or 0.0
+
     def render(self, state: ControlState, log: dict[str, int]) -> bytes:
         """Return the exposition text, with the control gauges set from ``state``."""
+        self.tally.flush()
         self.epoch.set(state.epoch)
         self.read_percent.set(state.read_percent)
         self.shadow_percent.set(state.shadow_read_percent)
