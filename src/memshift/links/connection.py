@@ -27,7 +27,7 @@ HIGH_WATER = 1024 * 1024  # a streamed answer buffered past this pauses the sock
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Answer:
     """A store's whole answer."""
 

@@ -21,7 +21,7 @@ from memshift.shadow.reads import ReadCopy
 from memshift.shadow.records import Records
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reply:
     """A store's answer to a call.
 

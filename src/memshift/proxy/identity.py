@@ -30,7 +30,7 @@ from memshift.shadow.identity import Identities
 ANYONE = ""  # the user of a store without users
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Who:
     """Whose a write is: its ``user``, or why it cannot be told (``unknown``), or the
     primary's refusal of the client's credentials."""

@@ -52,7 +52,7 @@ def lane_keys(
 UNANSWERED = ("unreachable", "timeout")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Taken:
     """A logged write the primary accepted: its log entry, the primary and its answer."""
 

@@ -35,7 +35,7 @@ Send = Callable[[StoreName, OutboundRequest, str, str], Awaitable[UpstreamRespon
 ACT_AS = "X-Act-As"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Write:
     """A client's write as memshift keeps it: client-side ids, the user, no token."""
 
@@ -56,7 +56,7 @@ class Kind(Enum):
     HELD = "held"  # sent, answer lost, must not go twice: for verify --repair
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """What came of one mirrored write."""
 

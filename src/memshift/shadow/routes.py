@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from memshift.config.settings import RouteSpec
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RouteMatch:
     """A request matched to its route; ``params`` are the path's id segments, in order."""
 

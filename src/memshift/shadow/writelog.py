@@ -91,7 +91,7 @@ _APPEND = (
 _FORGET = "DELETE FROM writes WHERE id = ?"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Answered:
     """The primary's answer to a logged write, and the records it changed."""
 
