@@ -17,7 +17,7 @@ it or after it, never before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
@@ -165,15 +165,16 @@ class GroupCommit:
             else:
                 waiter.set_exception(value)
 
-    async def submit(self, op: Callable[[Connection], T], *, new_row: bool = False) -> T:
-        """Run ``op`` in the next group commit and return its result.
+    def submit(self, op: Callable[[Connection], T], *, new_row: bool = False) -> Awaitable[T]:
+        """Run ``op`` in the next group commit; await its result.
 
         ``new_row``: ``op`` only adds a new row, which waits for no clean-up. Without a
-        flusher running, ``op`` gets a transaction of its own.
+        flusher running, ``op`` gets a transaction of its own. The awaitable is the
+        commit's own future (no coroutine around it: one frame fewer to resume).
         """
         if not self._flushing:
-            return await self.db.write(op)
-        return await self.post(op, new_row=new_row)
+            return self.db.write(op)
+        return self.post(op, new_row=new_row)
 
     def post_soon(self, op: Callable[[Connection], Any], what: str) -> None:
         """Queue clean-up ``op``: nobody waits, a failure is logged (see the module)."""

@@ -42,6 +42,7 @@ commit.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,7 +169,7 @@ class WriteLog:
         self.db = db
         self.group = group or GroupCommit(db)
 
-    async def intent(
+    def intent(
         self,
         *,
         idem_key: str,
@@ -181,8 +182,8 @@ class WriteLog:
         depends: tuple[str, ...],
         primary: str,
         instance: str | None = None,
-    ) -> int:
-        """Log a write before it is sent to the primary; return its id.
+    ) -> Awaitable[int]:
+        """Log a write before it is sent to the primary; await its id.
 
         ``keys``: the records it changes, as far as they are known before the answer.
         """
@@ -207,7 +208,7 @@ class WriteLog:
         def op(conn: Connection) -> int:
             return int(driver_execute(conn, _APPEND, values).fetchone()[0])
 
-        return await self.group.submit(op, new_row=True)
+        return self.group.submit(op, new_row=True)
 
     async def unknown(self, entry_id: int, error: str) -> None:
         """The primary's answer to a write was lost: replay asks it again under its key."""
