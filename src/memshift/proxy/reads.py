@@ -7,13 +7,16 @@ the new store falls back to legacy when an id in it has no pair in new
 (``new_unavailable``, ``new_error``), or when its answer names a record legacy has no
 pair for (``unmapped_answer``); each fallback is counted by reason.
 
-A sampled share of reads is shadow-compared once the client has its answer: the
-fence (whether a write to the record was pending) is looked at before the read, so a
-comparison that races a write is judged in-flight rather than mismatched.
+A sampled share of reads is shadow-compared once the client has its answer (handed
+to the comparison after the answer is written, so none of it adds to the client's
+latency): the fence (whether a write to the record was pending) is looked at before
+the read, so a comparison that races a write is judged in-flight rather than
+mismatched.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from aiohttp import web
@@ -55,6 +58,7 @@ class ReadPath:
         self.shadows = shadows
         self.metrics = metrics
         self.identity = identity
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it serves on
 
     async def read(self, call: Call) -> web.StreamResponse:
         """Serve one read; schedule its shadow comparison once the answer is ready."""
@@ -70,9 +74,27 @@ class ReadPath:
         if response is None:
             response = await call.serve("legacy", "read")
         if sampled and call.answered is not None:
+            # Once the client has its answer: returning it writes it in this turn of
+            # the loop, and a callback queued now runs in the next.
+            loop = self._loop or self._bind()
+            loop.call_soon(self._shadow, call, fence, before, served)
+        return response
+
+    def _shadow(
+        self, call: Call, fence: str | None, before: tuple[int, bool], served: StoreName
+    ) -> None:
+        """Hand a read the client has its answer to to the shadow comparison."""
+        assert call.answered is not None
+        try:
             user = self.identity.known(call.header, self.plane.state.primary)
             self.shadows.schedule(call.shadow(fence, before, user), served, *call.answered)
-        return response
+        except Exception as exc:  # never the client's: it has its answer already
+            self.shadows.failed(call.route, exc)
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        # Asking asyncio for the running loop costs a system call on this Python.
+        self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def _from_new(self, call: Call) -> web.StreamResponse | None:
         """The new store's answer; None (counted by reason) when legacy must serve."""
