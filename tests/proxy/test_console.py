@@ -55,9 +55,10 @@ async def test_the_console_signs_in_shows_the_migration_and_acts_on_it(
     playwright = pytest.importorskip("playwright.async_api")
     if not shutil.which("chromium"):
         pytest.skip("Debian's chromium is not installed")
-    stack = await make_stack(
-        seed=0, shadow_read_percent=100, sections={"rollback": {"min_samples": 5}}
-    )
+    # Verdicts after a few reads; no failback on a p99 of a few dozen reads, which a
+    # busy machine can make three times legacy's: the drill below fails back itself.
+    rollback = {"min_samples": 5, "max_latency_ratio": 1000}
+    stack = await make_stack(seed=0, shadow_read_percent=100, sections={"rollback": rollback})
     await _traffic(stack)
     console = str(stack.admin.make_url("/console"))
     problems: list[str] = []
