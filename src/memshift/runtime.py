@@ -28,6 +28,26 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+class ServingLoop:
+    """The event loop an object serves on, looked up at its first use and kept.
+
+    On this Python, ``asyncio.get_running_loop()`` checks the process id with a
+    system call each time; the request path asks for the loop on every request.
+    For an object that lives and dies with one loop (a proxy instance's parts).
+    """
+
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+
 def run_async(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on a new event loop, like :func:`asyncio.run`."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:

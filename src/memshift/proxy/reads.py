@@ -16,7 +16,6 @@ mismatched.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from aiohttp import web
@@ -29,6 +28,7 @@ from memshift.proxy.call import Call
 from memshift.proxy.identity import Identity
 from memshift.proxy.metrics import ProxyMetrics
 from memshift.proxy.shadows import ShadowReads
+from memshift.runtime import ServingLoop
 from memshift.shadow.lanes import Lanes
 
 
@@ -58,7 +58,7 @@ class ReadPath:
         self.shadows = shadows
         self.metrics = metrics
         self.identity = identity
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it serves on
+        self._loop = ServingLoop()
 
     async def read(self, call: Call) -> web.StreamResponse:
         """Serve one read; schedule its shadow comparison once the answer is ready."""
@@ -76,8 +76,7 @@ class ReadPath:
         if sampled and call.answered is not None:
             # Once the client has its answer: returning it writes it in this turn of
             # the loop, and a callback queued now runs in the next.
-            loop = self._loop or self._bind()
-            loop.call_soon(self._shadow, call, fence, before, served)
+            self._loop().call_soon(self._shadow, call, fence, before, served)
         return response
 
     def _shadow(
@@ -90,11 +89,6 @@ class ReadPath:
             self.shadows.schedule(call.shadow(fence, before, user), served, *call.answered)
         except Exception as exc:  # never the client's: it has its answer already
             self.shadows.failed(call.route, exc)
-
-    def _bind(self) -> asyncio.AbstractEventLoop:
-        # Asking asyncio for the running loop costs a system call on this Python.
-        self._loop = asyncio.get_running_loop()
-        return self._loop
 
     async def _from_new(self, call: Call) -> web.StreamResponse | None:
         """The new store's answer; None (counted by reason) when legacy must serve."""

@@ -25,6 +25,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from functools import partial
 
+from memshift.runtime import ServingLoop
 from memshift.shadow.records import GLOBAL
 
 TOUCHED_MAX = 100_000  # records whose last write is remembered (about 10 MB)
@@ -49,9 +50,7 @@ class Lanes:
         self.touched: OrderedDict[str, int] = OrderedDict()
         self.forgotten = 0  # the newest generation forgotten
         self.generation = 0
-        # The loop these lanes serve, taken at the first write: asking asyncio for the
-        # running loop costs a system call on this Python (a fork check).
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = ServingLoop()
 
     def lock(self, keys: Iterable[str], *, barrier: bool = False) -> Held:
         """Hold the locks of ``keys`` (``async with``): one write at a time per record (a
@@ -70,8 +69,7 @@ class Lanes:
         else:  # one write at a time, or a keyless one: behind every write before it
             waits = list(set(self._tails.values()))
             own = (GLOBAL,)
-        loop = self._loop or self._bind()
-        mine: asyncio.Future[bool] = loop.create_future()
+        mine: asyncio.Future[bool] = self._loop().create_future()
         self.generation += 1
         for key in own:
             self.touched[key] = self.generation
@@ -81,10 +79,6 @@ class Lanes:
         while len(self.touched) > TOUCHED_MAX:
             self.forgotten = self.touched.popitem(last=False)[1]
         return waits, mine
-
-    def _bind(self) -> asyncio.AbstractEventLoop:
-        self._loop = asyncio.get_running_loop()
-        return self._loop
 
     def _leave(self, key: str, future: asyncio.Future[bool]) -> None:
         if self._tails.get(key) is future:
