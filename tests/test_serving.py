@@ -172,3 +172,72 @@ async def test_what_aiohttp_cannot_parse_is_a_json_error_and_no_log_quotes_it(
     assert "http_request_refused" in logged
     assert "library_log" in logged
     assert SECRET not in logged
+
+
+@pytest.fixture
+async def direct_port() -> AsyncIterator[int]:
+    """An app naming a ``DIRECT`` handler (echoing the body) beside a router that
+    would answer otherwise, listening on a free port."""
+    from aiohttp import web
+
+    from memshift.serving import DIRECT
+
+    async def routed(_request: web.Request) -> web.Response:
+        return web.Response(text="routed")
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(body=b"direct:" + await request.read())
+
+    app = web.Application()
+    app[DIRECT] = echo
+    app.router.add_route("*", "/{tail:.*}", routed)
+    runner = await start_app(app, Listen(host="127.0.0.1", port=0), "proxy.listen", 5.0)
+    try:
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_app_with_a_direct_handler_is_served_by_it_alone(direct_port: int) -> None:
+    answer, _ = await _exchange(
+        direct_port,
+        b"POST /any/path HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b"\r\n\r\ndirect:hi")
+
+
+async def test_a_direct_handler_answers_100_continue_before_the_body(direct_port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", direct_port)
+    try:
+        writer.write(
+            b"PUT /m HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        )
+        async with asyncio.timeout(10):  # no body sent yet: only the interim answer comes
+            interim = await reader.readuntil(b"\r\n\r\n")
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(v for k, v in _lines(head) if k == b"content-length"))
+            body = await reader.readexactly(length)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert body == b"direct:hello"
+    finally:
+        writer.close()
+
+
+async def test_a_direct_handler_refuses_an_unknown_expectation_as_json(direct_port: int) -> None:
+    answer, _ = await _exchange(
+        direct_port,
+        b"PUT /m HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 0\r\nConnection: close"
+        b"\r\n\r\n",
+    )
+    status, body = _status_and_body(answer)
+    assert status == 417
+    assert body["error"]["code"] == "expectation_failed"  # type: ignore[index]
+
+
+def _lines(head: bytes) -> list[tuple[bytes, bytes]]:
+    fields = [line.partition(b":") for line in head.split(b"\r\n")[1:] if b":" in line]
+    return [(name.strip().lower(), value.strip()) for name, _, value in fields]

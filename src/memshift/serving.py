@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from http import HTTPStatus
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -34,6 +35,9 @@ from memshift.webutil import HTTP_CODES, error_response, listen_problem
 log = structlog.get_logger("memshift.http")
 
 App = tuple[web.Application, Listen, str]  # an app, where it listens, the setting saying so
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The one handler every request to the app goes to (its router is not consulted).
+DIRECT: web.AppKey[Handler] = web.AppKey("direct_handler")
 LINGER_S = 2.0
 _LATE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
@@ -119,12 +123,36 @@ class _GuardedServer(web.Server):
         return _GuardedHandler(self, loop=self._loop, **self._kwargs)
 
 
+async def _continued(request: web.Request) -> web.StreamResponse | None:
+    """Answer a request's ``Expect`` header as aiohttp's router does; a refusal or None."""
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if request.version != HttpVersion11:
+        return None
+    if expect.lower() != "100-continue":
+        return error_response(417, "expectation_failed", f"unknown Expect: {expect[:100]}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the answer itself has not begun
+    return None
+
+
+def _direct(handler: Handler) -> Handler:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if hdrs.EXPECT in request.headers:
+            refused = await _continued(request)
+            if refused is not None:
+                return refused
+        return await handler(request)
+
+    return serve
+
+
 class GuardedRunner(web.AppRunner):
     """An ``AppRunner`` whose connections have a deadline for their headers.
 
     A request refused before its body was read (too large, too slow) is answered at
     once; the rest of its body is then read and thrown away for ``LINGER_S`` at most
     (aiohttp's 10 s by default), so that the client sees the answer before the close.
+    An app naming a ``DIRECT`` handler is served by it, without the router.
     """
 
     def __init__(self, app: web.Application, header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
@@ -135,6 +163,10 @@ class GuardedRunner(web.AppRunner):
         server = await super()._make_server()
         server.__class__ = _GuardedServer  # same layout: only __call__ differs
         server.header_timeout_s = self.header_timeout_s  # type: ignore[attr-defined]
+        direct = self.app.get(DIRECT)
+        if direct is not None:  # connections read the handler from the server when made
+            # This runner's requests are web.Request: it makes them for its app.
+            server.request_handler = _direct(direct)  # type: ignore[assignment]
         return server
 
 

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from memshift.proxy.admin import make_admin_app
-from memshift.proxy.handler import handle
+from memshift.proxy.handler import handler_for
 from memshift.proxy.instance import Proxy
 from memshift.proxy.keys import PROXY
+from memshift.serving import DIRECT
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -26,6 +27,8 @@ def make_apps(proxy: Proxy) -> tuple[web.Application, web.Application]:
     app = web.Application(client_max_size=proxy.holder.current.proxy.max_body_bytes)
     app[PROXY] = proxy
     app.cleanup_ctx.append(_lifecycle)
+    handle = handler_for(proxy)
+    app[DIRECT] = handle  # served without the router (``serving``); test clients use it
     # Every path, a newline in it (%0A) included: "." alone stops at one.
     app.router.add_route("*", r"/{tail:[\s\S]*}", handle)
     return app, make_admin_app(proxy)

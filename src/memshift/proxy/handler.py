@@ -14,7 +14,8 @@ is refused here, and never reaches a store or the write log.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 from aiohttp import web
@@ -25,7 +26,7 @@ from memshift.limits import depth_error, raw_too_deep
 from memshift.logs import bind, unbind
 from memshift.proxy.call import upstream_failure
 from memshift.proxy.headers import SERVED_BY, outbound, request_id
-from memshift.proxy.keys import PROXY
+from memshift.proxy.instance import Proxy
 from memshift.proxy.mcp.dispatch import handle_mcp
 from memshift.proxy.metrics import STATUS_CLASS
 from memshift.proxy.rest import RestCall, unrouted
@@ -35,14 +36,22 @@ from memshift.webutil import answer_errors, error_response, read_body
 log = structlog.get_logger("memshift.proxy")
 
 
-async def handle(request: web.Request) -> web.StreamResponse:
-    """Serve one client request (REST or MCP) through the proxy; errors become JSON."""
-    return await answer_errors(request, _serve)
+def handler_for(proxy: Proxy) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler serving every client request (REST or MCP) through ``proxy``.
+
+    Errors become JSON. It needs nothing of aiohttp's router: it is served directly
+    (``serving.DIRECT``).
+    """
+    serve = partial(_serve, proxy)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await answer_errors(request, serve)
+
+    return handle
 
 
-async def _serve(request: web.Request) -> web.StreamResponse:
+async def _serve(proxy: Proxy, request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
-    proxy = request.app[PROXY]
     settings = proxy.holder.current
     rid = request_id(request.headers)
     limits = settings.proxy
