@@ -88,7 +88,12 @@ class Proxy:
         self.peers = Peers(state_db, self.instance)
         self.commits = GroupCommit(state_db)  # the write log's and the id map's writes
         self.writelog = WriteLog(state_db, self.commits)
-        self.idmap = IdMap(state_db, write=self.commits.submit, post=self.commits.post_soon)
+        self.idmap = IdMap(
+            state_db,
+            write=self.commits.submit,
+            post=self.commits.post_soon,
+            post_row=self.commits.post_rows,
+        )
         self.translator = Translator(self.idmap, lambda: self._current().forms)
         self.lanes = Lanes()
         self.health = StoreHealth(settings.rollback.window_s, self.metrics)

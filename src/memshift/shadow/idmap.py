@@ -28,12 +28,15 @@ _BATCH = 500
 FRESH_KEPT = 10_000
 Write = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 Post = Callable[[Callable[[Connection], Any], str], None]
+PostRow = Callable[[str, tuple[Any, ...]], None]
 
 
 # On every mirrored create: straight to the driver. A pair of either id goes first (a
 # store that reuses ids gave one of them to a record deleted since).
 _UNPAIR = 'DELETE FROM id_map WHERE "kind" = ? AND ("legacy_id" = ? OR "new_id" = ?)'
 _PAIR = 'INSERT INTO id_map ("kind", "legacy_id", "new_id") VALUES (?, ?, ?)'
+# SQLite's one statement for both: REPLACE drops each row clashing on either unique key.
+_REPLACE = 'INSERT OR REPLACE INTO id_map ("kind", "legacy_id", "new_id") VALUES (?, ?, ?)'
 
 
 class IdMap:
@@ -46,13 +49,16 @@ class IdMap:
         *,
         write: Write | None = None,
         post: Post | None = None,
+        post_row: PostRow | None = None,
     ) -> None:
         """``write`` and ``post`` commit a pair (the proxy's write log's group commit;
-        the state db by default): ``write`` waits for the commit, ``post`` does not."""
+        the state db by default): ``write`` waits for the commit, ``post`` does not.
+        ``post_row``, on SQLite: as ``post``, the pairs of a commit in one statement."""
         self.db = db
         self.cache_size = cache_size
         self.write: Write = write or db.write
         self.post = post
+        self.post_row = post_row if db.is_sqlite else None
         self._fresh: deque[tuple[str, Id, Id | None]] = deque(maxlen=FRESH_KEPT)
         self.made = 0  # pairs recorded by this process: a cursor for ``fresh``
         # Ordered: the oldest pair is dropped first, in constant time (a dict's first
@@ -109,7 +115,10 @@ class IdMap:
             driver_execute(conn, _UNPAIR, (kind, old, new))
             driver_execute(conn, _PAIR, (kind, old, new))
 
-        await self._change(write, "id_pair", wait)
+        if not wait and self.post_row is not None:
+            self.post_row(_REPLACE, (kind, old, new))  # in posting order, as ``write`` would
+        else:
+            await self._change(write, "id_pair", wait)
         self.remember(kind, legacy_id, new_id)
         self._fresh.append((kind, legacy_id, new_id))
         self.made += 1
