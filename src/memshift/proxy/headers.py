@@ -33,6 +33,7 @@ _NOT_FORWARDED = HOP_BY_HOP | {
     "expect",
     "x-request-id",
 }
+_NOT_FORWARDED_AS_IS = _NOT_FORWARDED | {"x-forwarded-for"}  # extended below instead
 _NOT_ANSWERED = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 SERVED_BY = "X-Memshift-Served-By"
 
@@ -81,8 +82,10 @@ def outbound(
     rid: str,
 ) -> list[tuple[str, str]]:
     """Return the headers to send a store for a client request (``items`` in order)."""
-    dropped = _NOT_FORWARDED | _named_by_connection(headers)
-    out = [(k, v) for k, v in items if k.lower() not in dropped and k.lower() != "x-forwarded-for"]
+    dropped = _NOT_FORWARDED_AS_IS
+    if "Connection" in headers:  # the headers it names are hop-by-hop too
+        dropped = dropped | _named_by_connection(headers)
+    out = [(k, v) for k, v in items if k.lower() not in dropped]
     chain = headers.get("X-Forwarded-For")
     if remote:
         chain = f"{chain}, {remote}" if chain else remote

@@ -86,9 +86,10 @@ class Lanes:
 
     def is_blocked(self, own: tuple[str, ...], depends: Iterable[str] = ()) -> bool:
         """Whether a write to ``own`` (``GLOBAL`` or none: to anything) must join the backlog."""
-        if not own or GLOBAL in own:
-            return bool(self.blocked)
-        return any(self.blocked[k] > 0 for k in (*own, *depends, GLOBAL))
+        blocked = self.blocked  # no key is kept at zero
+        if not blocked or not own or GLOBAL in own:
+            return bool(blocked)
+        return any(k in blocked for k in (*own, *depends, GLOBAL))
 
     def block(self, entry: int, keys: Iterable[str]) -> None:
         """Block ``keys`` while the write ``entry`` waits in the backlog (a keyless
@@ -112,6 +113,8 @@ class Lanes:
     def unsure_of(self, keys: Iterable[str]) -> list[int]:
         """Writes, in log order, whose outcome at the primary is not settled and that a
         write of ``keys`` must not overtake there (``GLOBAL``: every one of them)."""
+        if not self._unsure:  # the usual case, asked on every write
+            return []
         wanted = set(keys)
         everything = not wanted or GLOBAL in wanted
         return sorted(

@@ -16,6 +16,8 @@ class RouteMatch:
 
     def path_with(self, params: tuple[str, ...]) -> str:
         """Return the route's path with ``params`` in its id segments."""
+        if not params:  # a path without id segments (a collection's: every create)
+            return self.spec.path
         parts = self.spec.path.split("{")
         out = [parts[0]]
         for value, rest in zip(params, parts[1:], strict=True):
