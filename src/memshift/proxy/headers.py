@@ -97,7 +97,8 @@ def outbound(
 
 def with_header(items: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
     """Return ``items`` with every ``name`` header replaced by one with ``value``."""
-    return [(k, v) for k, v in items if k.lower() != name.lower()] + [(name, value)]
+    lowered = name.lower()
+    return [(k, v) for k, v in items if k.lower() != lowered] + [(name, value)]
 
 
 def inbound(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

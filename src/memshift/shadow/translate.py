@@ -164,7 +164,9 @@ class Translator:
         cannot be translated.
         """
         translate = target != "legacy"
-        if translate:
+        if translate and not match.params and "?" not in path_qs:
+            path_qs = match.spec.path  # no id in the path or a query (a collection's)
+        elif translate:
             raw_query = path_qs.partition("?")[2]
             path = await self.path(match, "legacy", target)
             query = await self.query(
