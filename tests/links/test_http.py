@@ -289,3 +289,28 @@ async def test_a_late_answer_is_outcome_unknown(aiohttp_server: Any) -> None:
         assert late.value.timeout
     finally:
         link.close()
+
+
+async def test_a_connection_is_kept_as_long_as_each_answer_says(aiohttp_server: Any) -> None:
+    """``Keep-Alive: timeout=N`` keeps a connection N - 1 s after that answer; an answer
+    saying nothing keeps it the link's own time, whatever the one before said."""
+    says = iter(["timeout=2", None, "timeout=1", None])
+    peers: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        peers.append(peer[1] if peer else 0)
+        said = next(says)
+        return web.Response(text="ok", headers={"Keep-Alive": said} if said else {})
+
+    server = await app_server(aiohttp_server, handle)
+    link = link_to(server.host, server.port)
+    try:
+        await link.request("GET", "/1", [], b"")  # kept 1 s
+        await link.request("GET", "/2", [], b"")  # within it: the same connection
+        await asyncio.sleep(1.2)  # past the first answer's time, not the second's
+        await link.request("GET", "/3", [], b"")  # the same again; kept 0 s after
+        await link.request("GET", "/4", [], b"")  # a new connection
+        assert peers[0] == peers[1] == peers[2] != peers[3]
+    finally:
+        link.close()

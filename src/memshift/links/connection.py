@@ -25,6 +25,7 @@ IDLE_S = 30.0  # the longest a connection is kept unused, whatever the store say
 _KEEP_ALIVE_TIMEOUT = re.compile(r"timeout\s*=\s*(\d+)", re.IGNORECASE)
 HIGH_WATER = 1024 * 1024  # a streamed answer buffered past this pauses the socket
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_WATCHED_LENGTHS = frozenset({len(b"content-encoding"), len(b"keep-alive")})
 
 
 @dataclass(slots=True)
@@ -98,26 +99,27 @@ class Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+        text = value.decode("utf-8", "surrogateescape")
+        self._headers.append((name.decode("latin-1"), text))
+        if len(name) in _WATCHED_LENGTHS:  # most headers are none of those watched
+            self._watch(name.lower(), text)
+
+    def _watch(self, name: bytes, value: str) -> None:
+        if name == b"content-encoding" and value.strip().lower() in _DECODERS:
+            self._decoder = zlib.decompressobj(_DECODERS[value.strip().lower()])
+        elif name == b"keep-alive" and (found := _KEEP_ALIVE_TIMEOUT.search(value)):
+            self._kept_for = min(self._kept_for, max(int(found[1]) - 1.0, 0.0))
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None
         self._status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
-        kept = IDLE_S
-        for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == "content-encoding" and value.strip().lower() in _DECODERS:
-                self._decoder = zlib.decompressobj(_DECODERS[value.strip().lower()])
-            elif lowered == "keep-alive" and (found := _KEEP_ALIVE_TIMEOUT.search(value)):
-                kept = min(kept, max(int(found[1]) - 1.0, 0.0))
         if self._decoder is not None:
             self._headers = [
                 (k, v)
                 for k, v in self._headers
                 if k.lower() not in ("content-encoding", "content-length")
             ]
-        self._kept_for = kept
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
         if self._head_only:
@@ -183,6 +185,7 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._headers, self._body, self._buffered = [], deque(), 0
         self._status, self._complete, self._decoder = 0, False, None
+        self._kept_for = IDLE_S
         self._head_only, self._streaming = head_only, streaming
         self._head = self._loop.create_future()
         self._end = self._loop.create_future()
