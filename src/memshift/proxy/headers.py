@@ -33,7 +33,8 @@ _NOT_FORWARDED = HOP_BY_HOP | {
     "expect",
     "x-request-id",
 }
-_NOT_FORWARDED_AS_IS = _NOT_FORWARDED | {"x-forwarded-for"}  # extended below instead
+# A client's X-Forwarded-For is not passed as it came: ``outbound`` extends it.
+_NOT_FORWARDED_AS_IS = _NOT_FORWARDED | {"x-forwarded-for"}
 _NOT_ANSWERED = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 SERVED_BY = "X-Memshift-Served-By"
 

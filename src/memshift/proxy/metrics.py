@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from bisect import bisect_left
+from typing import Generic, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -131,41 +132,53 @@ def _bucketed(child: Histogram, bounds: tuple[float, ...]) -> bool:
     )
 
 
-class Counts:
-    """The label children of one counter, each looked up once.
+C = TypeVar("C", Count, Latency)
+
+
+class Children(Generic[C]):
+    """The label children of one metric, each looked up once.
 
     ``labels()`` validates and locks on every call; on the request path a dict lookup
     does. Only for label sets memshift bounds itself (stores, configured routes and
     tools, purposes, jobs): a client's strings go to the log, never to a label.
     """
 
-    def __init__(self, metric: Counter, tally: Tally) -> None:
+    def __init__(self, metric: Counter | Histogram, tally: Tally) -> None:
         self.metric = metric
         self._tally = tally
-        self._children: dict[tuple[str, ...], Count] = {}
+        self._children: dict[tuple[str, ...], C] = {}
 
-    def __call__(self, *labels: str) -> Count:
+    def __call__(self, *labels: str) -> C:
         child = self._children.get(labels)
         if child is None:
-            child = self._children[labels] = Count(self.metric.labels(*labels), self._tally)
+            child = self._children[labels] = self._made(self.metric.labels(*labels))
         return child
 
+    def _made(self, child: Counter | Histogram) -> C:
+        raise NotImplementedError
 
-class Latencies:
-    """The label children of one histogram, each looked up once (as ``Counts``)."""
+
+class Counts(Children[Count]):
+    """The label children of one counter, counted through the tally."""
+
+    def __init__(self, metric: Counter, tally: Tally) -> None:
+        super().__init__(metric, tally)
+
+    def _made(self, child: Counter | Histogram) -> Count:
+        assert isinstance(child, Counter)
+        return Count(child, self._tally)
+
+
+class Latencies(Children[Latency]):
+    """The label children of one histogram, observed through the tally."""
 
     def __init__(self, metric: Histogram, bounds: tuple[float, ...], tally: Tally) -> None:
-        self.metric = metric
+        super().__init__(metric, tally)
         self._bounds = bounds
-        self._tally = tally
-        self._children: dict[tuple[str, ...], Latency] = {}
 
-    def __call__(self, *labels: str) -> Latency:
-        child = self._children.get(labels)
-        if child is None:
-            child = Latency(self.metric.labels(*labels), self._bounds, self._tally)
-            self._children[labels] = child
-        return child
+    def _made(self, child: Counter | Histogram) -> Latency:
+        assert isinstance(child, Histogram)
+        return Latency(child, self._bounds, self._tally)
 
 
 class ProxyMetrics:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -93,6 +94,14 @@ _INSERT = (
 # RETURNING, which collects its rows in a table of its own first); PostgreSQL says it.
 _APPEND = f"{_INSERT} RETURNING id"
 _FORGET = "DELETE FROM writes WHERE id = ?"
+
+
+def _appended(values: tuple[Any, ...], conn: Connection) -> int:
+    return int(driver_execute(conn, _APPEND, values).fetchone()[0])
+
+
+def _appended_sqlite(values: tuple[Any, ...], conn: Connection) -> int:
+    return int(driver_execute(conn, _INSERT, values).lastrowid)
 
 
 @dataclass(slots=True)
@@ -208,17 +217,8 @@ class WriteLog:
             instance,
         )
 
-        if self.db.is_sqlite:
-
-            def op(conn: Connection) -> int:
-                return int(driver_execute(conn, _INSERT, values).lastrowid)
-
-        else:
-
-            def op(conn: Connection) -> int:
-                return int(driver_execute(conn, _APPEND, values).fetchone()[0])
-
-        return self.group.submit(op, new_row=True)
+        append = _appended_sqlite if self.db.is_sqlite else _appended
+        return self.group.submit(partial(append, values), new_row=True)
 
     async def unknown(self, entry_id: int, error: str) -> None:
         """The primary's answer to a write was lost: replay asks it again under its key."""
