@@ -30,20 +30,52 @@ class CuttingFront:
         self.target = target.rstrip("/")
         self.rule = rule
         self.cut: list[tuple[str, str, Cut]] = []  # what was cut: method, path, how
-        self._server: asyncio.Server | None = None
+        self.port = 0
+        self._servers: list[asyncio.Server] = []  # every one started, stopped ones too
+        self._transports: set[asyncio.BaseTransport] = set()  # every connection accepted
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> str:
         """Start listening; return the front's base URL."""
         self._session = aiohttp.ClientSession(auto_decompress=False)
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        await self.listen()
+        return f"http://127.0.0.1:{self.port}"
+
+    async def listen(self) -> None:
+        """Accept connections (again) on the front's port (a free one at first)."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(self._protocol, "127.0.0.1", self.port)
+        self._servers.append(server)
+        self.port = server.sockets[0].getsockname()[1]
+
+    def stop_listening(self) -> None:
+        """Refuse new connections; those accepted go on."""
+        for server in self._servers:
+            server.close()
+
+    def _protocol(self) -> asyncio.StreamReaderProtocol:
+        """A connection's protocol, the front keeping its transport: a connection whose
+        handler never ran (the test ended first) is closed by ``close`` all the same."""
+        front = self
+
+        class Kept(asyncio.StreamReaderProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                front._transports.add(transport)
+                super().connection_made(transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                front._transports.discard(self._transport)
+                super().connection_lost(exc)
+
+        return Kept(asyncio.StreamReader(), self._serve)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        self.stop_listening()
+        for server in self._servers:
+            await server.wait_closed()
+        for transport in list(self._transports):
+            transport.close()
+        self._transports.clear()
         if self._session is not None:
             await self._session.close()
 

@@ -290,7 +290,6 @@ class Front(CuttingFront):
         super().__init__(target, self._pick)
         self.down = False
         self.next_writes: list[Cut | Literal["refuse", "lose"]] = []
-        self.port = 0
 
     def _pick(self, method: str, _path: str) -> Cut | Literal["refuse", "lose"] | None:
         if self.down:
@@ -299,20 +298,14 @@ class Front(CuttingFront):
             return self.next_writes.pop(0)
         return None
 
-    async def start(self) -> str:
-        url = await super().start()
-        self.port = int(url.rsplit(":", 1)[1])
-        return url
-
     def stop_listening(self) -> None:
-        assert self._server is not None
         self.down = True
-        self._server.close()
+        super().stop_listening()
 
     async def heal(self) -> None:
         self.next_writes.clear()
         if self.down:
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+            await self.listen()
             self.down = False
 
 
