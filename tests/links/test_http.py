@@ -291,6 +291,36 @@ async def test_a_late_answer_is_outcome_unknown(aiohttp_server: Any) -> None:
         link.close()
 
 
+async def test_a_silent_answer_on_a_kept_connection_times_out(aiohttp_server: Any) -> None:
+    """The silence timer serves every exchange of a kept connection: a late answer on a
+    connection reused while its timer still ran, or after it stopped on an idle
+    connection, fails at ``read_timeout_s`` all the same."""
+    peers: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        peers.append(peer[1] if peer else 0)
+        if request.path == "/slow":
+            await never.wait()  # no answer: only the silence timer ends the request
+        return web.Response(text="ok")
+
+    never = asyncio.Event()
+    server = await app_server(aiohttp_server, handle)
+    link = link_to(server.host, server.port, read=0.3)
+    try:
+        for idle_s in (0.0, 0.5):  # the timer running still; stopped for idleness
+            await link.request("GET", "/quick", [], b"")
+            await asyncio.sleep(idle_s)
+            await link.request("GET", "/quick", [], b"")
+            with pytest.raises(OutcomeUnknown) as late:
+                async with asyncio.timeout(10):  # a timer that never fired: TimeoutError
+                    await link.request("GET", "/slow", [], b"")
+            assert late.value.timeout
+            assert peers[-3] == peers[-2] == peers[-1]  # one kept connection
+    finally:
+        link.close()
+
+
 async def test_a_connection_is_kept_as_long_as_each_answer_says(aiohttp_server: Any) -> None:
     """``Keep-Alive: timeout=N`` keeps a connection N - 1 s after that answer; an answer
     saying nothing keeps it the link's own time, whatever the one before said."""

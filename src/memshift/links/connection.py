@@ -149,7 +149,6 @@ class Connection(asyncio.Protocol):
             if rest:
                 self._body.append(rest)
         self._complete = True
-        self._stop_timer()
         if self._end is not None and not self._end.done():
             self._end.set_result(None)
         self._wake_reader()
@@ -190,12 +189,23 @@ class Connection(asyncio.Protocol):
         self._head = self._loop.create_future()
         self._end = self._loop.create_future()
         self._timeout_s = timeout_s
-        self._last_data = self._loop.time()
-        self._timer = self._loop.call_later(timeout_s, self._check_silence)
+        now = self._last_data = self._loop.time()
+        # The silence timer outlives the exchange (it stops itself on an idle connection):
+        # one timer per connection, not one per request. A new one only when the one
+        # running would look too late.
+        timer = self._timer
+        if timer is None or timer.when() > now + timeout_s:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_later(timeout_s, self._check_silence)
         self.transport.write(request)
 
     def _check_silence(self) -> None:
-        """Fail the exchange when the store stayed silent ``timeout_s``; else look again."""
+        """Fail the exchange when the store stayed silent ``timeout_s``; else look again
+        (while an answer is owed: on an idle connection the timer stops)."""
+        if self.closed or self._parser is None or self._complete:
+            self._timer = None
+            return
         silent = self._loop.time() - self._last_data
         if silent < self._timeout_s:
             self._timer = self._loop.call_later(self._timeout_s - silent, self._check_silence)
@@ -223,10 +233,7 @@ class Connection(asyncio.Protocol):
         """Send ``request`` and return the whole answer; raise ``Failure``."""
         self._start(request, head_only, timeout_s, streaming=False)
         assert self._end is not None
-        try:
-            await self._end
-        finally:
-            self._stop_timer()
+        await self._end
         answer = Answer(self._status, self._headers, b"".join(self._body))
         self._finished()
         return answer
