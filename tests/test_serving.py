@@ -116,6 +116,19 @@ async def test_a_keepalive_connection_gets_a_new_deadline_per_request(port: int)
     assert 5 == answer.count(b"HTTP/1.1 200")
 
 
+async def test_headers_that_dawdle_after_a_request_in_time_are_answered_408(port: int) -> None:
+    """On a kept connection, a request served in time, then one whose header lines come
+    every 0.2 s: the second is held to its own deadline and answered 408."""
+    request = f"GET /v1/stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\n\r\n"
+    lines = [b"GET /v1/stats HTTP/1.1\r\n"] + [f"X-Slow-{i}: x\r\n".encode() for i in range(40)]
+    with capture_logs() as logs:
+        answer, cut = await _exchange(port, request.encode(), *lines, pause=0.2)
+    assert cut
+    assert 1 == answer.count(b"HTTP/1.1 200")
+    assert b"HTTP/1.1 408" in answer
+    assert any(e["event"] == "request_headers_timeout" for e in logs)
+
+
 async def test_a_body_that_stops_half_way_is_answered_408(port: int) -> None:
     """A body that pauses past body_timeout_s is refused 408, in JSON; nothing stored."""
     head = (
