@@ -186,7 +186,7 @@ class Connection(asyncio.Protocol):
         self._status, self._complete, self._decoder = 0, False, None
         self._kept_for = IDLE_S
         self._head_only, self._streaming = head_only, streaming
-        self._head = self._loop.create_future()
+        self._head = self._loop.create_future() if streaming else None  # awaited by `open`
         self._end = self._loop.create_future()
         self._timeout_s = timeout_s
         now = self._last_data = self._loop.time()
