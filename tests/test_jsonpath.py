@@ -30,6 +30,17 @@ def test_values(path: str, expected: list[object]) -> None:
     assert expected == jsonpath.values(DOC, jsonpath.parse(path))
 
 
+@pytest.mark.parametrize("doc", [DOC, [DOC], None, 5, "id", {"id": None}, {"x-y": 0}])
+@pytest.mark.parametrize("path", ["$.id", '$["x-y"]', "$.missing"])
+def test_a_path_of_one_key_reads_what_walking_it_finds(doc: object, path: str) -> None:
+    """A one-key path is read straight from the document: the same values, in every
+    kind of document, as walking its places."""
+    parsed = jsonpath.parse(path)
+    assert parsed.only_key is not None
+    walked = [container[key] for container, key in jsonpath.places(doc, parsed)]
+    assert walked == jsonpath.values(doc, parsed)
+
+
 def test_places_name_containers_to_change_in_place() -> None:
     """Every place is a container and its key: setting through it changes the document."""
     doc = {"items": [{"id": 2}, {"id": 3, "kids": [{"id": 4}]}]}

@@ -9,7 +9,7 @@ ignores (``$..updated_at``). Parsing happens once, when settings load.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -34,6 +34,13 @@ class Path:
 
     text: str
     steps: tuple[Step, ...]
+    # The key of a path of one key (``$.id``), the most common kind: read without
+    # walking (an id is read at such a path several times per write).
+    only_key: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        one = len(self.steps) == 1 and self.steps[0].kind == "key"
+        object.__setattr__(self, "only_key", self.steps[0].key if one else None)
 
     def __str__(self) -> str:
         return self.text
@@ -112,6 +119,9 @@ def places(doc: Any, path: Path) -> list[tuple[Any, Any]]:
 
 def values(doc: Any, path: Path) -> list[Any]:
     """Return the values ``path`` names in ``doc``."""
+    key = path.only_key
+    if key is not None:
+        return [doc[key]] if isinstance(doc, dict) and key in doc else []
     return [container[key] for container, key in places(doc, path)]
 
 
