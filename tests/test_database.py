@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from memshift.database import Database
+from memshift.database import Database, driver_execute
 
 
 def _setup(conn: Connection) -> None:
@@ -162,5 +163,71 @@ async def test_many_concurrent_writes_all_land(tmp_path: Path, grouped: bool) ->
         assert sorted(ids) == list(range(1, 301))
         assert sorted(_values(db), key=int) == [str(i) for i in range(300)]
         assert (db.groups > 0) == grouped
+    finally:
+        db.close()
+
+
+def _insert_on_driver(value: str, conn: Connection) -> int:
+    return int(driver_execute(conn, "INSERT INTO t (v) VALUES (?)", (value,)).lastrowid)
+
+
+async def test_a_write_on_the_driver_waits_for_a_lock_held_elsewhere(tmp_path: Path) -> None:
+    """A quick write begun and committed on the driver's connection waits its turn on
+    the writer thread while another process holds the lock, as any quick write does."""
+    db = Database(f"sqlite:///{tmp_path}/d.db")
+    try:
+        db.write_sync(_setup)
+        other = sqlite3.connect(tmp_path / "d.db", isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t (v) VALUES ('theirs')")
+        threading.Timer(0.3, other.execute, ("COMMIT",)).start()
+        await db.write_quick(partial(_insert_on_driver, "ours"), driver=True)
+        await db.write_quick(partial(_insert_on_driver, "next"), driver=True)
+        assert ["theirs", "ours", "next"] == _values(db)
+        other.close()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("driver", [True, False], ids=["on_the_driver", "through_sqlalchemy"])
+async def test_a_quick_write_that_fails_keeps_nothing(tmp_path: Path, driver: bool) -> None:
+    """A statement refused, an error of the caller's, or a commit refused (a deferred
+    foreign key): the transaction is rolled back whole, however it was begun, and the
+    next quick write goes through (a refused COMMIT left SQLite's transaction open)."""
+    db = Database(f"sqlite:///{tmp_path}/r.db")
+    try:
+
+        def schema(conn: Connection) -> None:
+            conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+            conn.execute(
+                text(
+                    "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES"
+                    " t (id) DEFERRABLE INITIALLY DEFERRED)"
+                )
+            )
+
+        db.write_sync(schema)
+
+        def twice(conn: Connection) -> None:
+            _insert_on_driver("a", conn)
+            _insert_on_driver("a", conn)
+
+        def then_fail(conn: Connection) -> None:
+            _insert_on_driver("b", conn)
+            raise ValueError("refused")
+
+        def orphan(conn: Connection) -> None:
+            _insert_on_driver("c", conn)
+            driver_execute(conn, "INSERT INTO child (parent) VALUES (999)", ())
+
+        with pytest.raises(IntegrityError):
+            await db.write_quick(twice, driver=driver)
+        with pytest.raises(ValueError, match="refused"):
+            await db.write_quick(then_fail, driver=driver)
+        with pytest.raises(IntegrityError):
+            await db.write_quick(orphan, driver=driver)
+        assert [] == _values(db)
+        await db.write_quick(partial(_insert_on_driver, "kept"), driver=driver)
+        assert ["kept"] == _values(db)
     finally:
         db.close()

@@ -131,6 +131,21 @@ def driver_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]
         raise _translated(conn, sql, rows, exc) from exc
 
 
+def _on_driver(conn: Connection, fn: Callable[[Connection], T]) -> T:
+    """Run ``fn`` in a write transaction begun and committed on ``conn``'s driver
+    connection (SQLite's, in autocommit mode: memshift begins its transactions).
+    On failure the caller ends what is left of it (``_finished``)."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.execute("BEGIN IMMEDIATE")  # busy: raised, nothing begun
+    result = fn(conn)
+    try:
+        raw.execute("COMMIT")  # a deferred constraint, a full disk may refuse it
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _translated(conn, "COMMIT", (), exc) from exc
+    return result
+
+
 def _translated(conn: Connection, sql: str, params: Any, exc: Exception) -> Exception:
     return DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error)
 
@@ -279,7 +294,7 @@ class Database:
         """Run ``fn`` in a write transaction on this thread; commit if it returns."""
         return self._transaction(True, fn)
 
-    async def write_quick(self, fn: Callable[[Connection], T]) -> T:
+    async def write_quick(self, fn: Callable[[Connection], T], *, driver: bool = False) -> T:
         """A short write: on SQLite, run right here when the lock is free; else as ``write``.
 
         Handing a transaction to the writer thread costs more than a small SQLite
@@ -287,6 +302,10 @@ class Database:
         event loop. Here it never waits: with the lock held elsewhere (another process,
         or the writer thread) it goes to the writer thread, which waits its turn.
         ``fn`` may run twice: its first transaction was rolled back.
+
+        ``driver``: ``fn`` runs its statements with ``driver_execute`` alone; on SQLite
+        its transaction is then begun and committed on the driver's connection, without
+        SQLAlchemy's transaction machinery (which costs more than a small transaction).
         """
         if self.is_sqlite:
             conn = self._quick
@@ -295,12 +314,28 @@ class Database:
                 loop = asyncio.get_running_loop()
                 conn = await loop.run_in_executor(self._writer, self._open_quick)
             try:
+                if driver:
+                    return _on_driver(conn, fn)
                 with conn.begin():
                     return fn(conn)
             except (OperationalError, sqlite3.OperationalError) as exc:  # BEGIN is sent raw
+                self._after_failure(conn)
                 if not _is_busy(exc):
                     raise
+            except BaseException:
+                self._after_failure(conn)
+                raise
         return await self.write(fn)
+
+    def _after_failure(self, conn: Connection) -> None:
+        """Keep the quick connection if the failure left it usable; else drop it (the
+        next quick write reconnects)."""
+        if _finished(conn):
+            return
+        self._quick = None
+        with self._kept_lock:
+            self._kept.remove(conn)
+        conn.close()
 
     def _open_quick(self) -> Connection:
         conn = self._quick

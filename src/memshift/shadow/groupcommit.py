@@ -6,6 +6,12 @@ transaction, so that many concurrent requests share one commit. Should one opera
 fail, the group is run again with each operation in a savepoint of its own, so that
 only that one fails.
 
+An operation that runs its statements on the driver's own connection alone
+(``driver_execute``, ``driver=True``) needs none of SQLAlchemy's transaction
+machinery: a group of only such operations is committed on the driver directly (on
+SQLite: a write's intent, the end of a write, id pairs), which costs a mirrored write
+less than the statements themselves.
+
 Clean-up nobody waits for (``post_soon``, and rows of one statement run together with
 ``post_rows``) does not start a commit of its own: it joins the next commit that has
 anything else than new rows in it, or one within ``CLEAN_UP_S``. A commit writes every
@@ -29,9 +35,11 @@ from memshift.database import Database, driver_executemany
 T = TypeVar("T")
 log = structlog.get_logger("memshift.shadow")
 Op = Callable[[Connection], Any]
-# An operation, with its waiter (or its name when nobody waits), and whether it only
-# adds a new row: one that nothing posted before it needs to be committed with.
-_Item = tuple[Op, "asyncio.Future[Any] | str", bool]
+# An operation, with its waiter (or its name when nobody waits), whether it only adds
+# a new row (one that nothing posted before it needs to be committed with), and
+# whether it runs on the driver's connection alone.
+_Item = tuple[Op, "asyncio.Future[Any] | str", bool, bool]
+_Run = tuple[Op, "asyncio.Future[Any] | str", bool]  # an operation to run: its waiter, driver
 
 CLEAN_UP_S = 0.02  # the longest clean-up waits for a commit that happens anyway
 CLEAN_UP_MAX = 500  # or until this many operations wait
@@ -43,7 +51,7 @@ def _nothing(_conn: Connection) -> None:
 
 
 # Queued only to wake the flusher for clean-up that is due; taken out, never run.
-_WAKE: _Item = (_nothing, "clean-up", True)
+_WAKE: _Item = (_nothing, "clean-up", True, True)
 
 
 def _run_rows(sql: str, rows: list[tuple[Any, ...]], conn: Connection) -> None:
@@ -56,7 +64,7 @@ class GroupCommit:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._later: list[tuple[Op, str]] = []  # clean-up, in the order it was posted
+        self._later: list[_Run] = []  # clean-up, in the order it was posted
         self._rows: dict[str, list[tuple[Any, ...]]] = {}  # clean-up rows, by statement
         self._timer: asyncio.TimerHandle | None = None  # makes the clean-up due
         self._due = False  # clean-up goes with the next commit, whatever it holds
@@ -87,9 +95,9 @@ class GroupCommit:
                         batch.append(self._queue.get_nowait())
                 batch = [item for item in batch if item is not _WAKE]
                 clean = bool(self._later or self._rows) and (
-                    self._due or not all(alone for _, _, alone in batch)
+                    self._due or not all(alone for _, _, alone, _ in batch)
                 )
-                items = [(op, waiter) for op, waiter, _ in batch]
+                items = [(op, waiter, driver) for op, waiter, _, driver in batch]
                 if clean:
                     items = self._clean_up() + items  # posted before what follows it
                 if items:
@@ -98,10 +106,10 @@ class GroupCommit:
             self._flushing = False
             self._loop = None
 
-    def _clean_up(self) -> list[tuple[Op, asyncio.Future[Any] | str]]:
-        items: list[tuple[Op, asyncio.Future[Any] | str]] = list(self._later)
+    def _clean_up(self) -> list[_Run]:
+        items: list[_Run] = list(self._later)
         for sql, rows in self._rows.items():
-            items.append((partial(_run_rows, sql, rows), sql.split(" ", 1)[0].lower()))
+            items.append((partial(_run_rows, sql, rows), sql.split(" ", 1)[0].lower(), True))
             self.operations += len(rows) - 1  # one statement, one operation per row
         self._later, self._rows, self._due = [], {}, False
         self._stop_timer()
@@ -131,13 +139,13 @@ class GroupCommit:
             self._timer.cancel()
             self._timer = None
 
-    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any] | str]]) -> None:
+    async def _commit(self, batch: list[_Run]) -> None:
         def together(conn: Connection) -> list[tuple[bool, Any]]:
-            return [(True, op(conn)) for op, _ in batch]
+            return [(True, op(conn)) for op, _, _ in batch]
 
         def isolated(conn: Connection) -> list[tuple[bool, Any]]:
             out: list[tuple[bool, Any]] = []
-            for op, _ in batch:
+            for op, _, _ in batch:
                 try:
                     with conn.begin_nested():
                         out.append((True, op(conn)))
@@ -146,7 +154,8 @@ class GroupCommit:
             return out
 
         try:
-            results = await self.db.write_quick(together)
+            driver = all(on_driver for _, _, on_driver in batch)
+            results = await self.db.write_quick(together, driver=driver)
         except Exception:
             try:
                 results = await self.db.write(isolated)
@@ -154,7 +163,7 @@ class GroupCommit:
                 results = [(False, exc)] * len(batch)
         self.commits += 1
         self.operations += len(batch)
-        for (_, waiter), (ok, value) in zip(batch, results, strict=True):
+        for (_, waiter, _), (ok, value) in zip(batch, results, strict=True):
             if isinstance(waiter, str):
                 if not ok:
                     log.error("group_commit_failed", operation=waiter, exc_info=value)
@@ -165,20 +174,23 @@ class GroupCommit:
             else:
                 waiter.set_exception(value)
 
-    def submit(self, op: Callable[[Connection], T], *, new_row: bool = False) -> Awaitable[T]:
+    def submit(
+        self, op: Callable[[Connection], T], *, new_row: bool = False, driver: bool = False
+    ) -> Awaitable[T]:
         """Run ``op`` in the next group commit; await its result.
 
-        ``new_row``: ``op`` only adds a new row, which waits for no clean-up. Without a
-        flusher running, ``op`` gets a transaction of its own. The awaitable is the
+        ``new_row``: ``op`` only adds a new row, which waits for no clean-up. ``driver``:
+        it runs its statements with ``driver_execute`` alone (see the module). Without
+        a flusher running, ``op`` gets a transaction of its own. The awaitable is the
         commit's own future (no coroutine around it: one frame fewer to resume).
         """
         if not self._flushing:
             return self.db.write(op)
-        return self.post(op, new_row=new_row)
+        return self.post(op, new_row=new_row, driver=driver)
 
     def post_soon(self, op: Callable[[Connection], Any], what: str) -> None:
         """Queue clean-up ``op``: nobody waits, a failure is logged (see the module)."""
-        self._later.append((op, what))
+        self._later.append((op, what, False))
         self._later_posted()
 
     def post_rows(self, sql: str, row: tuple[Any, ...]) -> None:
@@ -190,13 +202,15 @@ class GroupCommit:
         """The rows queued for ``sql`` and not committed yet."""
         return list(self._rows.get(sql, ()))
 
-    def post(self, op: Callable[[Connection], T], *, new_row: bool = False) -> asyncio.Future[T]:
+    def post(
+        self, op: Callable[[Connection], T], *, new_row: bool = False, driver: bool = False
+    ) -> asyncio.Future[T]:
         """Queue ``op`` for the next group commit now; return its future.
 
         Operations are committed in the order they were posted (new rows aside).
         """
         future: asyncio.Future[T] = (self._loop or asyncio.get_running_loop()).create_future()
-        self._queue.put_nowait((op, future, new_row))
+        self._queue.put_nowait((op, future, new_row, driver))
         return future
 
     async def commit_now(self) -> None:

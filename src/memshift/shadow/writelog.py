@@ -218,7 +218,7 @@ class WriteLog:
         )
 
         append = _appended_sqlite if self.db.is_sqlite else _appended
-        return self.group.submit(partial(append, values), new_row=True)
+        return self.group.submit(partial(append, values), new_row=True, driver=True)
 
     async def unknown(self, entry_id: int, error: str) -> None:
         """The primary's answer to a write was lost: replay asks it again under its key."""
@@ -329,7 +329,9 @@ class WriteLog:
 
     async def forget(self, entry_id: int) -> None:
         """Drop a write that is done: mirrored, or never applied by the primary."""
-        await self.group.submit(lambda conn: driver_execute(conn, _FORGET, (entry_id,)))
+        await self.group.submit(
+            lambda conn: driver_execute(conn, _FORGET, (entry_id,)), driver=True
+        )
 
     async def unfinished(self, after: int = 0, limit: int = 500) -> list[Entry]:
         """Return unfinished writes (live ones, and those backfill took over) in log order."""
