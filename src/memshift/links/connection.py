@@ -20,6 +20,8 @@ from typing import cast
 
 import httptools
 
+from memshift.links import clock
+
 Headers = list[tuple[str, str]]
 IDLE_S = 30.0  # the longest a connection is kept unused, whatever the store says
 _KEEP_ALIVE_TIMEOUT = re.compile(r"timeout\s*=\s*(\d+)", re.IGNORECASE)
@@ -30,11 +32,12 @@ _WATCHED_LENGTHS = frozenset({len(b"content-encoding"), len(b"keep-alive")})
 
 @dataclass(slots=True)
 class Answer:
-    """A store's whole answer."""
+    """A store's whole answer, and when its last byte was read (``clock.now()``)."""
 
     status: int
     headers: Headers
     body: bytes
+    done_at: float = 0.0
 
 
 class Failure(Exception):
@@ -72,6 +75,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timeout_s = 0.0
         self._kept_for = IDLE_S
+        self._done_at = 0.0
         self.status_line: tuple[int, Headers] = (0, [])
 
     # asyncio.Protocol
@@ -149,6 +153,9 @@ class Connection(asyncio.Protocol):
             if rest:
                 self._body.append(rest)
         self._complete = True
+        # The answer's time ends here, not when its reader resumes: a busy (or starved)
+        # event loop may run other work first, which is not the store's time.
+        self._done_at = clock.now()
         if self._end is not None and not self._end.done():
             self._end.set_result(None)
         self._wake_reader()
@@ -234,7 +241,7 @@ class Connection(asyncio.Protocol):
         self._start(request, head_only, timeout_s, streaming=False)
         assert self._end is not None
         await self._end
-        answer = Answer(self._status, self._headers, b"".join(self._body))
+        answer = Answer(self._status, self._headers, b"".join(self._body), self._done_at)
         self._finished()
         return answer
 

@@ -47,6 +47,7 @@ import structlog
 from memshift import logs
 from memshift.config.settings import StoreEndpoint, StoreName
 from memshift.errors import NotSent, OutcomeUnknown, UpstreamError
+from memshift.links import clock
 from memshift.links.wire import OutboundRequest, StreamedResponse, UpstreamResponse
 from memshift.mcp import protocol
 
@@ -103,7 +104,7 @@ class StdioStore:
 
     async def request(self, request: OutboundRequest) -> UpstreamResponse:
         """Answer a request as a store over Streamable HTTP would; raise ``UpstreamError``."""
-        started = time.perf_counter()
+        started = clock.now()
         path = "/" + request.path_qs.lstrip("/").partition("?")[0]
         if path != self.mcp_path():
             raise NotSent(self.name, f"{path}: a stdio store serves only MCP")
@@ -117,7 +118,7 @@ class StdioStore:
         if "id" not in msg:  # a notification
             if msg.get("method") != "notifications/initialized":  # ours was sent already
                 await self.notify(msg)
-            return UpstreamResponse(202, (), b"", time.perf_counter() - started)
+            return UpstreamResponse(202, (), b"", clock.now() - started)
         if msg.get("method") == "initialize":  # memshift initialized it already
             result = {**(await self._initialized())}
             params = msg.get("params")
@@ -127,7 +128,7 @@ class StdioStore:
             reply = {"jsonrpc": "2.0", "id": msg["id"], "result": result}
         else:
             reply = await self.call(msg)
-        return UpstreamResponse(200, _JSON, orjson.dumps(reply), time.perf_counter() - started)
+        return UpstreamResponse(200, _JSON, orjson.dumps(reply), clock.now() - started)
 
     @asynccontextmanager
     async def stream(self, request: OutboundRequest) -> AsyncIterator[StreamedResponse]:

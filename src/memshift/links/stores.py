@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, NamedTuple, Protocol
@@ -25,6 +24,7 @@ from yarl import URL
 
 from memshift.config.settings import STORE_NAMES, Settings, StoreEndpoint, StoreName
 from memshift.errors import UpstreamError
+from memshift.links import clock
 from memshift.links.http import HttpLink
 from memshift.links.mcp import McpLink
 from memshift.links.stdio import StdioStore
@@ -86,18 +86,18 @@ class HttpTransport:
 
     async def request(self, request: OutboundRequest) -> UpstreamResponse:
         """Send an HTTP request and return the whole answer; raise ``UpstreamError``."""
-        started = time.perf_counter()
+        started = clock.now()
         answer = await self.http.request(
             request.method, target(request.path_qs), request.headers, request.body
         )
         return UpstreamResponse(
-            answer.status, tuple(answer.headers), answer.body, time.perf_counter() - started
+            answer.status, tuple(answer.headers), answer.body, answer.done_at - started
         )
 
     @asynccontextmanager
     async def stream(self, request: OutboundRequest) -> AsyncIterator[StreamedResponse]:
         """Send an HTTP request; its answer's body is read while the context is open."""
-        started = time.perf_counter()
+        started = clock.now()
         async with self.http.stream(
             request.method,
             target(request.path_qs),
@@ -106,7 +106,7 @@ class HttpTransport:
             idle_s=request.idle_s,
         ) as answer:
             yield StreamedResponse(
-                answer.status, tuple(answer.headers), answer.chunks, time.perf_counter() - started
+                answer.status, tuple(answer.headers), answer.chunks, clock.now() - started
             )
 
     async def close(self) -> None:

@@ -5,7 +5,9 @@ read, ids translated both ways, two documents normalized and diffed. Run on the
 proxy's event loop, that work delays the next client request. The proxy hands it to
 this process (``proxy/shadowhelper.py`` is the proxy's end), which asks the kernel for
 idle priority (``SCHED_IDLE``, else nice 19): on a spare core it runs alongside the
-proxy, and on a busy one it gets only the time the proxy leaves.
+proxy, and on a busy one it gets only the time the proxy leaves. The latencies it
+reports leave out its waits for a CPU (``links/clock.py``): they are the stores', as
+comparable with the proxy's own as the rollback rules need.
 
 This end needs the stores (``links/stores.py``), the id map and translator, and the
 comparison (``shadow/reads.py``): nothing of the proxy. It sends back what each read
@@ -36,6 +38,7 @@ import structlog
 from memshift import logs
 from memshift.config.settings import RouteSpec, Settings, StoreName
 from memshift.database import Database
+from memshift.links import clock
 from memshift.links.stores import Exchange, StoreLinks
 from memshift.runtime import run_async, settle_heap
 from memshift.scheduler import Scheduler
@@ -216,6 +219,10 @@ async def _serve(fd: int) -> None:
         return
     _, settings, level, as_json = hello
     logs.configure(level=level, json=as_json)
+    # At idle priority this process waits for a CPU whenever the proxy is busy: not the
+    # stores' time, so not in the latencies it reports (``links/clock.py``).
+    if not clock.exclude_cpu_wait():
+        log.warning("helper_cpu_wait_counted", why="the kernel's scheduler statistics are off")
     if settings.compare.helper_cpus:
         try:
             os.sched_setaffinity(0, settings.compare.helper_cpus)
