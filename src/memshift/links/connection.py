@@ -37,7 +37,7 @@ class Answer:
     status: int
     headers: Headers
     body: bytes
-    done_at: float = 0.0
+    done_at: float
 
 
 class Failure(Exception):
